@@ -1,0 +1,70 @@
+//! Evaluation preprocessing: resize the shorter side, center-crop, normalise into a tensor.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::{self, FilterType};
+use image::RgbImage;
+
+use crate::model::BackboneSpec;
+
+/// Resizes so the shorter side is `spec.resize_size` (keeping the aspect ratio), then crops the
+/// central `spec.input_size` square. Bilinear (triangle) filtering, which `image` widens when
+/// shrinking so large photos are averaged rather than aliased.
+pub fn resize_and_center_crop(image: &RgbImage, spec: &BackboneSpec) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let short = w.min(h).max(1) as f64;
+    let scale = spec.resize_size as f64 / short;
+    let (nw, nh) = (
+        ((w as f64 * scale).round() as u32).max(spec.input_size),
+        ((h as f64 * scale).round() as u32).max(spec.input_size),
+    );
+    let resized = imageops::resize(image, nw, nh, FilterType::Triangle);
+    let (x, y) = ((nw - spec.input_size) / 2, (nh - spec.input_size) / 2);
+    imageops::crop_imm(&resized, x, y, spec.input_size, spec.input_size).to_image()
+}
+
+/// Normalised NCHW input for a batch of already cropped images.
+///
+/// # Shapes
+/// - output: `[images.len(), 3, size, size]`
+pub fn to_input_tensor(images: &[&RgbImage], spec: &BackboneSpec, device: &Device) -> Tensor<4> {
+    let size = spec.input_size as usize;
+    let mut values = Vec::with_capacity(images.len() * 3 * size * size);
+    for image in images {
+        assert_eq!(image.dimensions(), (spec.input_size, spec.input_size), "crop images before batching");
+        for c in 0..3 {
+            values.extend(image.pixels().map(|p| (p.0[c] as f32 - spec.mean[c]) / spec.std[c]));
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [images.len(), 3, size, size]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    #[test]
+    fn crop_is_central_and_square() {
+        let spec = BackboneSpec::efficientnet_lite0();
+        // Left half black, right half white, wide image: the crop straddles the middle.
+        let img = RgbImage::from_fn(600, 300, |x, _| if x < 300 { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) });
+        let crop = resize_and_center_crop(&img, &spec);
+        assert_eq!(crop.dimensions(), (224, 224));
+        assert_eq!(crop.get_pixel(5, 100).0, [0, 0, 0]);
+        assert_eq!(crop.get_pixel(218, 100).0, [255, 255, 255]);
+        // Tiny images are upscaled rather than refused.
+        assert_eq!(resize_and_center_crop(&RgbImage::new(3, 9), &spec).dimensions(), (224, 224));
+    }
+
+    #[test]
+    fn normalisation_is_channel_planar() {
+        let spec = BackboneSpec::efficientnet_lite0();
+        let img = RgbImage::from_pixel(224, 224, Rgb([255, 127, 0]));
+        let t = to_input_tensor(&[&img], &spec, &Device::flex());
+        let data = t.into_data().try_to_vec::<f32>().unwrap();
+        let plane = 224 * 224;
+        assert_eq!(data[0], 128.0 / 128.0);
+        assert_eq!(data[plane], 0.0);
+        assert_eq!(data[2 * plane], -127.0 / 128.0);
+    }
+}

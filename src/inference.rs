@@ -1,0 +1,113 @@
+//! A trained classifier: predicting, and the `.safetensors` export that carries everything
+//! needed to use it elsewhere (labels, backbone, preprocessing) in its `__metadata__`.
+
+use std::collections::HashMap;
+
+use burn::tensor::Device;
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::data::{decode_image, resize_and_center_crop, to_input_tensor};
+use crate::error::{Error, Result};
+use crate::model::{BackboneSpec, Classifier, ClassifierNames, FEATURES, HeadConfig};
+use crate::train::softmax;
+use crate::weights::{collect_params, load_params, read_safetensors, write_safetensors};
+
+/// Metadata keys written into exports.
+pub mod meta {
+    pub const LABELS: &str = "labels";
+    pub const BACKBONE: &str = "backbone";
+    pub const INPUT_SIZE: &str = "input_size";
+    pub const RESIZE_SIZE: &str = "resize_size";
+    pub const NORMALIZATION: &str = "normalization";
+    pub const HIDDEN_UNITS: &str = "head_hidden_units";
+    pub const TRAINING: &str = "training";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub label: String,
+    pub probability: f32,
+}
+
+pub struct TrainedModel {
+    pub classifier: Classifier,
+    pub labels: Vec<String>,
+    pub spec: BackboneSpec,
+    pub hidden_units: usize,
+    /// How it was trained (settings and split sizes), as JSON; recorded in exports.
+    pub training: serde_json::Value,
+}
+
+impl TrainedModel {
+    /// Class probabilities for images already cropped to the input size, one row per image.
+    pub async fn probabilities(&self, images: &[&RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let device = self.classifier.head.output.weight.val().device();
+        let logits = self.classifier.forward(to_input_tensor(images, &self.spec, &device));
+        let data = logits.into_data_async().await.map_err(|e| Error::Backend(format!("reading logits: {e:?}")))?;
+        let values = data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        Ok(values.chunks_exact(self.labels.len()).map(softmax).collect())
+    }
+
+    /// Decodes one file and returns every class with its probability, most likely first.
+    pub async fn predict_file(&self, file_name: &str, bytes: &[u8]) -> Result<Vec<Prediction>> {
+        let crop = resize_and_center_crop(&decode_image(file_name, bytes)?, &self.spec);
+        let probabilities = self.probabilities(&[&crop]).await?.remove(0);
+        Ok(self.ranked(&probabilities))
+    }
+
+    pub fn ranked(&self, probabilities: &[f32]) -> Vec<Prediction> {
+        let mut ranked: Vec<Prediction> = self
+            .labels
+            .iter()
+            .zip(probabilities)
+            .map(|(label, &probability)| Prediction { label: label.clone(), probability })
+            .collect();
+        ranked.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+        ranked
+    }
+
+    /// The whole classifier as safetensors with PyTorch (lukemelas) tensor names.
+    pub async fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let names = ClassifierNames { hidden: self.hidden_units > 0 };
+        let tensors = collect_params(&self.classifier, &names).await?;
+        let json = |v: serde_json::Value| v.to_string();
+        let metadata = HashMap::from([
+            ("format".to_string(), "pt".to_string()),
+            ("webtune_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            (meta::LABELS.to_string(), json(serde_json::json!(self.labels))),
+            (meta::BACKBONE.to_string(), self.spec.name.clone()),
+            (meta::INPUT_SIZE.to_string(), self.spec.input_size.to_string()),
+            (meta::RESIZE_SIZE.to_string(), self.spec.resize_size.to_string()),
+            (
+                meta::NORMALIZATION.to_string(),
+                json(serde_json::json!({"mean": self.spec.mean, "std": self.spec.std, "input_range": [0, 255], "channels": "RGB"})),
+            ),
+            (meta::HIDDEN_UNITS.to_string(), self.hidden_units.to_string()),
+            (meta::TRAINING.to_string(), json(self.training.clone())),
+        ]);
+        write_safetensors(&tensors, metadata)
+    }
+
+    /// Reloads an export written by [`to_safetensors`](Self::to_safetensors).
+    pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Self> {
+        let (tensors, metadata) = read_safetensors(bytes)?;
+        let field = |key: &str| {
+            metadata.get(key).ok_or_else(|| Error::weights(format!("not a webtune export: metadata has no \"{key}\"")))
+        };
+        let labels: Vec<String> = serde_json::from_str(field(meta::LABELS)?)
+            .map_err(|e| Error::weights(format!("metadata \"labels\" is not a list of names: {e}")))?;
+        let backbone = field(meta::BACKBONE)?;
+        let spec = BackboneSpec::efficientnet_lite0();
+        if *backbone != spec.name {
+            return Err(Error::weights(format!("unsupported backbone \"{backbone}\" (supported: {})", spec.name)));
+        }
+        let hidden_units: usize = field(meta::HIDDEN_UNITS)?
+            .parse()
+            .map_err(|_| Error::weights("metadata \"head_hidden_units\" is not a number"))?;
+        let training = metadata.get(meta::TRAINING).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        let config = HeadConfig::new(FEATURES, labels.len()).with_hidden(hidden_units);
+        let classifier = load_params(Classifier::new(&config, device), &tensors, &ClassifierNames { hidden: hidden_units > 0 })?;
+        Ok(Self { classifier, labels, spec, hidden_units, training })
+    }
+}

@@ -1,0 +1,22 @@
+//! webtune: fine-tune an ImageNet-pretrained image classifier on your own pictures, in the
+//! browser (wasm + WebGPU or CPU) or natively, from the same code.
+//!
+//! The layout follows the pipeline: [`weights`] reads and writes weight files, [`model`] holds
+//! the backbone and head, [`data`] decodes and splits images, [`train`] caches features and
+//! trains the head, [`Tuner`] ties them together for the page (`web`) and the CLI.
+
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod inference;
+pub mod model;
+pub mod train;
+mod tuner;
+pub mod weights;
+
+#[cfg(target_arch = "wasm32")]
+mod web;
+
+pub use error::{Error, Result};
+pub use inference::{Prediction, TrainedModel};
+pub use tuner::{SplitSummary, Tuner};

@@ -1,0 +1,39 @@
+//! Model definitions: backbones, the classifier head, and the two together.
+
+mod blocks;
+mod classifier;
+mod efficientnet_lite;
+mod head;
+
+pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNames};
+pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames, FEATURES};
+pub use head::{Head, HeadConfig};
+
+use serde::{Deserialize, Serialize};
+
+/// What a backbone expects of its input, written into every export so that other tools
+/// can reproduce the preprocessing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackboneSpec {
+    pub name: String,
+    /// Side of the square input crop.
+    pub input_size: u32,
+    /// The shorter image side is resized to this before the center crop (evaluation preprocessing).
+    pub resize_size: u32,
+    /// Per-channel mean and std applied to RGB values in 0..=255: `(x - mean) / std`.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl BackboneSpec {
+    /// EfficientNet-Lite0 uses the TensorFlow convention `(x - 127) / 128`.
+    pub fn efficientnet_lite0() -> Self {
+        Self {
+            name: "efficientnet_lite0".into(),
+            input_size: 224,
+            resize_size: 256,
+            mean: [127.0; 3],
+            std: [128.0; 3],
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Pooled backbone features, computed once per image. With a frozen backbone the features of
+//! an image never change, so head epochs only ever touch these vectors.
+
+use std::collections::HashMap;
+
+use crate::data::{LabelledImage, to_input_tensor};
+use crate::error::{Error, Result};
+use crate::model::{BackboneSpec, EfficientNetLite};
+
+#[derive(Debug, Default)]
+pub struct FeatureCache {
+    by_image: HashMap<u32, Vec<f32>>,
+}
+
+impl FeatureCache {
+    pub fn get(&self, image_id: u32) -> Option<&[f32]> {
+        self.by_image.get(&image_id).map(Vec::as_slice)
+    }
+
+    pub fn contains(&self, image_id: u32) -> bool {
+        self.by_image.contains_key(&image_id)
+    }
+
+    /// Forgets images that are no longer in the set.
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        self.by_image.retain(|id, _| keep(*id));
+    }
+
+    /// Runs the backbone (inference mode: BatchNorm uses its running statistics) on one batch
+    /// and caches each image's feature vector.
+    pub async fn extract(&mut self, backbone: &EfficientNetLite, spec: &BackboneSpec, batch: &[&LabelledImage]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let device = backbone.stem.conv.weight.val().device();
+        let pixels: Vec<_> = batch.iter().map(|i| &i.pixels).collect();
+        let features = backbone.forward(to_input_tensor(&pixels, spec, &device)); // [batch, 1280]
+        let [_, dim] = features.dims();
+        let data = features.into_data_async().await.map_err(|e| Error::Backend(format!("reading features: {e:?}")))?;
+        let values = data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        for (image, row) in batch.iter().zip(values.chunks_exact(dim)) {
+            self.by_image.insert(image.id, row.to_vec());
+        }
+        Ok(())
+    }
+}

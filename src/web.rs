@@ -1,0 +1,138 @@
+//! The wasm-bindgen surface: the only place that knows about JavaScript. The page's worker
+//! creates one `Trainer` and calls it one request at a time.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::backend::{BackendKind, cpu_device, webgpu_device};
+use crate::error::Error;
+use crate::train::HeadOptions;
+use crate::tuner::Tuner;
+
+#[wasm_bindgen(js_name = initPanicHook)]
+pub fn init_panic_hook() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_error(error: Error) -> JsError {
+    JsError::new(&error.to_string())
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&format!("cannot pass result to JavaScript: {e}")))
+}
+
+#[wasm_bindgen]
+pub struct Trainer {
+    tuner: Tuner,
+    backend: BackendKind,
+    backend_note: Option<String>,
+}
+
+#[wasm_bindgen]
+impl Trainer {
+    /// `backend`: "auto" (WebGPU if the browser gives an adapter, else CPU), "webgpu" or "cpu".
+    pub async fn create(backbone_bytes: Vec<u8>, backend: String) -> Result<Trainer, JsError> {
+        let (device, kind, note) = match backend.as_str() {
+            "cpu" => (cpu_device(), BackendKind::Cpu, None),
+            "webgpu" => (webgpu_device().await.map_err(js_error)?, BackendKind::WebGpu, None),
+            "auto" => match webgpu_device().await {
+                Ok(device) => (device, BackendKind::WebGpu, None),
+                Err(e) => (cpu_device(), BackendKind::Cpu, Some(format!("{e}; using the CPU"))),
+            },
+            other => return Err(JsError::new(&format!("unknown backend \"{other}\" (auto, webgpu or cpu)"))),
+        };
+        let tuner = Tuner::new(&backbone_bytes, device).map_err(js_error)?;
+        Ok(Trainer { tuner, backend: kind, backend_note: note })
+    }
+
+    /// "webgpu" or "cpu": the backend actually in use.
+    pub fn backend(&self) -> String {
+        self.backend.name().to_string()
+    }
+
+    /// Why "auto" fell back to the CPU, if it did.
+    #[wasm_bindgen(js_name = backendNote)]
+    pub fn backend_note(&self) -> Option<String> {
+        self.backend_note.clone()
+    }
+
+    #[wasm_bindgen(js_name = backboneName)]
+    pub fn backbone_name(&self) -> String {
+        self.tuner.spec().name.clone()
+    }
+
+    #[wasm_bindgen(js_name = inputSize)]
+    pub fn input_size(&self) -> u32 {
+        self.tuner.spec().input_size
+    }
+
+    /// Decodes one image now; throws naming the file and the reason. Returns the image id.
+    #[wasm_bindgen(js_name = addImage)]
+    pub fn add_image(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32, JsError> {
+        self.tuner.add_image(label, file_name, bytes).map_err(js_error)
+    }
+
+    /// Adds a class with no images (an empty folder), so the page can say it is empty.
+    #[wasm_bindgen(js_name = addClass)]
+    pub fn add_class(&mut self, label: &str) -> Result<(), JsError> {
+        self.tuner.add_class(label).map_err(js_error)
+    }
+
+    #[wasm_bindgen(js_name = removeImage)]
+    pub fn remove_image(&mut self, id: u32) {
+        self.tuner.remove_image(id);
+    }
+
+    #[wasm_bindgen(js_name = removeClass)]
+    pub fn remove_class(&mut self, label: &str) {
+        self.tuner.remove_class(label);
+    }
+
+    /// `{classes: [{label, count}], images, trainable, problem}`.
+    pub fn summary(&self) -> Result<JsValue, JsError> {
+        to_js(&self.tuner.summary())
+    }
+
+    #[wasm_bindgen(js_name = pendingFeatures)]
+    pub fn pending_features(&self) -> usize {
+        self.tuner.pending_features()
+    }
+
+    /// Runs the frozen backbone on up to `max_images` images; resolves to how many remain.
+    #[wasm_bindgen(js_name = extractFeatures)]
+    pub async fn extract_features(&mut self, max_images: usize) -> Result<usize, JsError> {
+        self.tuner.extract_features(max_images).await.map_err(js_error)
+    }
+
+    /// Options as in `HeadOptions` (camelCase); missing fields take the defaults.
+    #[wasm_bindgen(js_name = startHead)]
+    pub fn start_head(&mut self, options: JsValue) -> Result<JsValue, JsError> {
+        let options: HeadOptions = if options.is_undefined() || options.is_null() {
+            HeadOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad training options: {e}")))?
+        };
+        to_js(&self.tuner.start_head(options).map_err(js_error)?)
+    }
+
+    /// One epoch: `{epoch, epochs, trainLoss, trainAccuracy, valLoss, valAccuracy, done}`.
+    #[wasm_bindgen(js_name = trainEpoch)]
+    pub async fn train_epoch(&mut self) -> Result<JsValue, JsError> {
+        to_js(&self.tuner.train_epoch().await.map_err(js_error)?)
+    }
+
+    /// The trained classifier as `.safetensors` bytes.
+    #[wasm_bindgen(js_name = exportSafetensors)]
+    pub async fn export_safetensors(&self) -> Result<Vec<u8>, JsError> {
+        let model = self.tuner.trained_model().map_err(js_error)?;
+        model.to_safetensors().await.map_err(js_error)
+    }
+
+    /// `[{label, probability}]`, most likely first.
+    pub async fn predict(&self, file_name: String, bytes: Vec<u8>) -> Result<JsValue, JsError> {
+        to_js(&self.tuner.predict(&file_name, &bytes).await.map_err(js_error)?)
+    }
+}
