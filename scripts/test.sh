@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every test: the native suite, then the page in headless Chromium
+# on the CPU path and on WebGPU (SwiftShader).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+ensure_wasm_target
+ensure_wasm_bindgen
+ensure_chromium
+ensure_node_modules
+ensure_numpy
+fetch_downloads
+
+build_native
+step "native tests"
+(cd "$ROOT" && cargo test -j "$JOBS")
+
+convert_weights
+build_wasm
+step "building the page"
+(cd "$ROOT/www" && npm run build)
+step "browser end-to-end tests"
+cd "$ROOT" && WEBTUNE_BIN=$WEBTUNE_BIN node --test tests/e2e/
