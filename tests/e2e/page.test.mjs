@@ -1,0 +1,356 @@
+// Browser end-to-end test of the built page (www/dist) in headless Chromium: load a class
+// folder, train on the CPU (wasm) and on WebGPU (SwiftShader), download the model, check the
+// file, and classify held-out pictures on the page (and with the native CLI when WEBTUNE_BIN
+// names it).
+//
+//   cd www && npm ci && npm run build && cd .. && node --test tests/e2e/
+//
+// Environment: WEBTUNE_CHROMIUM (default /usr/bin/chromium), WEBTUNE_DIST (default www/dist), WEBTUNE_BIN (native binary, optional),
+// WEBTUNE_SCREENSHOT (PNG path for the CPU run's screenshot; the WebGPU run adds "-webgpu"),
+// WEBTUNE_E2E_KEEP=1 keeps the temporary folder.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { colourPicture } from './support/png.mjs';
+import { floatValues, isFloat, parseSafetensors } from './support/safetensors.mjs';
+import { serveStatic } from './support/server.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const WWW = join(ROOT, 'www');
+const DIST = resolve(process.env.WEBTUNE_DIST ?? join(WWW, 'dist'));
+const CHROMIUM = process.env.WEBTUNE_CHROMIUM ?? '/usr/bin/chromium';
+const LABELS = ['blue', 'red'];
+const BACKBONE = 'efficientnet_lite0';
+
+// Flags from shared/notes/headless-chromium.md; Playwright adds --headless and a fresh
+// --user-data-dir of its own.
+const CHROMIUM_FLAGS = [
+  '--no-sandbox',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--disable-extensions',
+];
+
+function loadPlaywright() {
+  const require = createRequire(join(WWW, 'package.json'));
+  try {
+    return require('playwright-core');
+  } catch (error) {
+    throw new Error(`playwright-core is not installed: run \`npm ci\` in www/ (${error.message})`);
+  }
+}
+
+let server;
+let workDir;
+
+describe('webtune page in headless Chromium', () => {
+  before(async () => {
+    assert.ok(
+      existsSync(CHROMIUM),
+      `Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium) or set WEBTUNE_CHROMIUM`,
+    );
+    assert.ok(
+      existsSync(join(DIST, 'index.html')),
+      `the built page is missing (${DIST}/index.html): run \`npm run build\` in www/ after the wasm build`,
+    );
+    assert.ok(
+      existsSync(join(DIST, 'weights', `${BACKBONE}.safetensors`)),
+      `the backbone weights are missing from the built page (${DIST}/weights/${BACKBONE}.safetensors): ` +
+        'produce www/public/weights/ first, then rebuild the page',
+    );
+    server = await serveStatic(DIST);
+    workDir = await mkdtemp(join(tmpdir(), 'webtune-e2e-'));
+  });
+
+  after(async () => {
+    await server?.close();
+    if (workDir && !process.env.WEBTUNE_E2E_KEEP) await rm(workDir, { recursive: true, force: true });
+  });
+
+  test('trains on the CPU backend when WebGPU is unavailable', { timeout: 15 * 60_000 }, async () => {
+    await scenario({
+      name: 'cpu',
+      extraFlags: [],
+      expectBackend: 'cpu',
+      perClass: 8,
+      settings: { epochs: 20, learningRate: 1e-3, validationPercent: 25 },
+      minValAccuracy: 0.9,
+      timeouts: { engine: 180_000, training: 600_000, predict: 120_000 },
+    });
+  });
+
+  test('trains on WebGPU (SwiftShader)', { timeout: 30 * 60_000 }, async () => {
+    // SwiftShader is slow (first dispatches take 8-17 s of shader compilation): few images, few
+    // epochs, a larger learning rate so three epochs are enough to separate the colours.
+    await scenario({
+      name: 'webgpu',
+      extraFlags: ['--enable-unsafe-webgpu', '--enable-dawn-features=disable_robustness'],
+      expectBackend: 'webgpu',
+      perClass: 3,
+      settings: { epochs: 3, learningRate: 1e-2, validationPercent: 15 },
+      minValAccuracy: null,
+      timeouts: { engine: 300_000, training: 1_200_000, predict: 600_000 },
+    });
+  });
+});
+
+/** Writes red/ and blue/ class folders (plus two bad files) and two held-out pictures. */
+async function makeDataset(dir, perClass) {
+  const dataset = join(dir, 'pictures');
+  let seed = 1;
+  for (const label of LABELS) {
+    await mkdir(join(dataset, label), { recursive: true });
+    for (let i = 0; i < perClass; i++) {
+      await writeFile(join(dataset, label, `${label}-${i}.png`), colourPicture(label, seed++));
+    }
+  }
+  await writeFile(join(dataset, 'blue', 'broken.png'), Buffer.from('this is not a PNG file, just garbage bytes \x00\x01\x02'));
+  await writeFile(join(dataset, 'red', 'notes.txt'), 'photos taken in the garden\n');
+
+  const heldOut = join(dir, 'held-out');
+  await mkdir(heldOut, { recursive: true });
+  const pictures = {};
+  for (const label of LABELS) {
+    pictures[label] = join(heldOut, `test-${label}.png`);
+    await writeFile(pictures[label], colourPicture(label, 1000 + seed++));
+  }
+  return { dataset, pictures };
+}
+
+function screenshotPath(name) {
+  const chosen = process.env.WEBTUNE_SCREENSHOT;
+  if (!chosen) return join(ROOT, 'target', 'e2e', `webtune-${name}.png`);
+  if (name === 'cpu') return resolve(chosen);
+  const ext = extname(chosen) || '.png';
+  return resolve(chosen.slice(0, chosen.length - extname(chosen).length) + `-${name}` + ext);
+}
+
+async function scenario({ name, extraFlags, expectBackend, perClass, settings, minValAccuracy, timeouts }) {
+  const dir = await mkdtemp(join(workDir, `${name}-`));
+  const { dataset, pictures } = await makeDataset(dir, perClass);
+  const { chromium } = loadPlaywright();
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_FLAGS, ...extraFlags],
+  });
+  const log = [];
+  try {
+    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });
+    const page = await context.newPage();
+    page.on('console', (message) => log.push(`[console.${message.type()}] ${message.text()}`));
+    page.on('pageerror', (error) => log.push(`[pageerror] ${error.message}`));
+    page.on('crash', () => log.push('[page crashed]'));
+    page.on('requestfailed', (request) => log.push(`[requestfailed] ${request.url()} ${request.failure()?.errorText}`));
+    const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+
+    await page.goto(server.url);
+    assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'the page must be cross-origin isolated');
+
+    // The engine starts (wasm + backbone) on the backend this browser allows.
+    const backendLabel = byTestId('backend-label');
+    await page.waitForSelector('[data-testid="backend-label"]:is([data-status="ready"], [data-status="failed"])', {
+      timeout: timeouts.engine,
+    });
+    assert.equal(await backendLabel.getAttribute('data-status'), 'ready', `engine failed: ${await errorsOn(page)}`);
+    assert.equal(await backendLabel.getAttribute('data-backend'), expectBackend);
+    assert.match(await backendLabel.innerText(), new RegExp(expectBackend, 'i'));
+    if (expectBackend === 'cpu') {
+      assert.match(await byTestId('backend-note').innerText(), /WebGPU/, 'auto falling back to CPU must say so');
+    }
+    assert.equal(await byTestId('train-button').isDisabled(), true, 'Train must be disabled without pictures');
+    assert.match(await byTestId('train-problem').innerText(), /Train is disabled: \S+/, 'the reason must be shown');
+
+    // Load the folder: good pictures are kept, the two bad files are reported by name.
+    await byTestId('folder-input').setInputFiles(dataset);
+    await page.waitForFunction(
+      (count) => {
+        const rows = [...document.querySelectorAll('[data-testid="class-row"]')];
+        const adding = document.querySelector('[data-testid="add-status"]')?.getAttribute('data-adding');
+        return adding === '0' && rows.length === 2 && rows.every((row) => row.querySelector('[data-count]')?.getAttribute('data-count') === String(count));
+      },
+      perClass,
+      { timeout: 120_000 },
+    ).catch(async (error) => {
+      throw new Error(`class counts never reached ${perClass} each: ${await classesOn(page)}; ${await errorsOn(page)}\n${error.message}`);
+    });
+    const labels = await page.$$eval('[data-testid="class-row"]', (rows) => rows.map((row) => row.getAttribute('data-label')).sort());
+    assert.deepEqual(labels, LABELS);
+    const problems = await page.$$eval('[data-testid="file-problem"]', (items) =>
+      items.map((item) => ({ path: item.getAttribute('data-path'), text: item.textContent })),
+    );
+    assert.deepEqual(
+      problems.map((p) => p.path).sort(),
+      ['blue/broken.png', 'red/notes.txt'],
+      `exactly the two bad files must be reported: ${JSON.stringify(problems)}`,
+    );
+    for (const problem of problems) assert.ok(problem.text.length > problem.path.length + 5, `no reason given: ${problem.text}`);
+    assert.equal(await byTestId('train-button').isDisabled(), false, 'Train must be enabled for two classes');
+    assert.equal(await byTestId('train-problem').isVisible(), false, 'no problem shown once trainable');
+
+    // Settings, then train, watching that the UI thread stays free while the worker works.
+    await byTestId('epochs').fill(String(settings.epochs));
+    await byTestId('learning-rate').fill(String(settings.learningRate));
+    await byTestId('validation-percent').fill(String(settings.validationPercent));
+    await page.evaluate(() => {
+      const probe = { last: performance.now(), maxGap: 0 };
+      window.__uiProbe = probe;
+      probe.timer = setInterval(() => {
+        const now = performance.now();
+        probe.maxGap = Math.max(probe.maxGap, now - probe.last);
+        probe.last = now;
+      }, 50);
+    });
+    const started = Date.now();
+    await byTestId('train-button').click();
+    await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"], [data-phase="stopped"])', {
+      timeout: timeouts.training,
+    });
+    const trainSeconds = (Date.now() - started) / 1000;
+    const phase = await byTestId('train-status').getAttribute('data-phase');
+    assert.equal(phase, 'done', `training ended as "${phase}": ${await byTestId('train-status').innerText()}; ${await errorsOn(page)}`);
+    const maxGap = await page.evaluate(() => {
+      clearInterval(window.__uiProbe.timer);
+      return window.__uiProbe.maxGap;
+    });
+
+    const metrics = await byTestId('metrics').evaluate((el) => ({ ...el.dataset, text: el.textContent }));
+    const epochRows = await page.locator('[data-testid="epoch-row"]').count();
+    const timings = await byTestId('timings').innerText();
+    console.log(
+      `# ${name}: trained in ${trainSeconds.toFixed(1)} s; ${timings}; ${metrics.text}; longest UI-thread gap ${maxGap.toFixed(0)} ms`,
+    );
+    assert.equal(epochRows, settings.epochs, 'one log row per epoch');
+    assert.equal(Number(metrics.epoch), settings.epochs);
+    assert.ok(Number.isFinite(Number(metrics.trainLoss)), `train loss ${metrics.trainLoss}`);
+    assert.ok(Number(await byTestId('feature-time').getAttribute('data-ms')) > 0, 'feature extraction time shown');
+    assert.ok(Number(await byTestId('epoch-time').getAttribute('data-ms')) > 0, 'epoch time shown');
+    assert.ok(maxGap < 3000, `the UI thread was blocked for ${maxGap.toFixed(0)} ms during training`);
+    if (minValAccuracy !== null) {
+      assert.ok(metrics.valAccuracy !== '', 'validation accuracy expected');
+      assert.ok(Number(metrics.valAccuracy) >= minValAccuracy, `validation accuracy ${metrics.valAccuracy} < ${minValAccuracy}`);
+    }
+    assert.equal(await byTestId('chart').isVisible(), true, 'the loss/accuracy chart is shown');
+
+    // Download and check the file.
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: 300_000 }), byTestId('download-button').click()]);
+    assert.equal(download.suggestedFilename(), `webtune-${BACKBONE}-2classes.safetensors`);
+    const modelPath = join(dir, download.suggestedFilename());
+    await download.saveAs(modelPath);
+    checkModelFile(await readFile(modelPath));
+
+    // Try it on the page.
+    await byTestId('predict-input').setInputFiles([pictures.red, pictures.blue]);
+    await page.waitForFunction(
+      () => {
+        const items = [...document.querySelectorAll('[data-testid="prediction"]')];
+        return items.length === 2 && items.every((item) => item.dataset.topLabel || item.dataset.error);
+      },
+      null,
+      { timeout: timeouts.predict },
+    );
+    const pageResults = await page.$$eval('[data-testid="prediction"]', (items) =>
+      items.map((item) => ({
+        file: item.dataset.file,
+        label: item.dataset.topLabel ?? `error: ${item.dataset.error}`,
+        probability: Number(item.dataset.topProbability),
+      })),
+    );
+    const pagePredictions = Object.fromEntries(pageResults.map((r) => [r.file, r.label]));
+    assert.deepEqual(pagePredictions, { 'test-red.png': 'red', 'test-blue.png': 'blue' });
+
+    // The same file and pictures through the native CLI: same labels, nearly the same confidence.
+    if (process.env.WEBTUNE_BIN) {
+      const cli = spawnSync(process.env.WEBTUNE_BIN, ['predict', modelPath, pictures.red, pictures.blue, '--json'], {
+        encoding: 'utf8',
+        timeout: 300_000,
+      });
+      assert.equal(cli.status, 0, `webtune predict failed (${cli.status}): ${cli.stderr}`);
+      const cliResults = JSON.parse(cli.stdout).map((result) => ({
+        file: basename(result.file),
+        label: result.predictions[0].label,
+        probability: result.predictions[0].probability,
+      }));
+      console.log(`# ${name}: page ${JSON.stringify(pageResults)}; CLI ${JSON.stringify(cliResults)}`);
+      assert.deepEqual(Object.fromEntries(cliResults.map((r) => [r.file, r.label])), pagePredictions, 'the CLI must agree with the page');
+      for (const { file, probability } of cliResults) {
+        const onPage = pageResults.find((r) => r.file === file).probability;
+        assert.ok(Math.abs(probability - onPage) < 0.02, `${file}: top-1 probability ${onPage} on the page, ${probability} from the CLI`);
+      }
+    } else {
+      console.log('# WEBTUNE_BIN not set: the native CLI comparison did not run');
+    }
+
+    // The page after training and trying it, for the README.
+    const shot = screenshotPath(name);
+    await mkdir(dirname(shot), { recursive: true });
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`# ${name}: screenshot ${shot}`);
+
+    if (name === 'cpu') {
+      // Choosing a backend restarts the worker; the page gives it back the pictures it holds.
+      await byTestId('backend-select').selectOption('cpu');
+      await page.waitForFunction(
+        (count) => {
+          const label = document.querySelector('[data-testid="backend-label"]');
+          const counts = [...document.querySelectorAll('[data-testid="class-row"] [data-count]')].map((c) => c.getAttribute('data-count'));
+          return label?.getAttribute('data-status') === 'ready' && counts.length === 2 && counts.every((c) => c === String(count));
+        },
+        perClass,
+        { timeout: timeouts.engine },
+      );
+      assert.equal(await byTestId('backend-label').getAttribute('data-backend'), 'cpu');
+      assert.equal(await byTestId('backend-note').isVisible(), false, 'no fallback note when the CPU was chosen');
+      assert.equal(await byTestId('train-button').isDisabled(), false, 'Train is enabled again after the restart');
+      assert.equal(await byTestId('download-button').isDisabled(), true, 'the old model is gone with the old worker');
+    }
+
+    await context.close();
+  } catch (error) {
+    console.log(`# ${name}: browser log (last 60 lines):\n${log.slice(-60).join('\n')}`);
+    throw error;
+  } finally {
+    await browser.close();
+  }
+}
+
+function checkModelFile(bytes) {
+  const { metadata, tensors } = parseSafetensors(bytes);
+  const labels = JSON.parse(metadata.labels ?? 'null');
+  assert.ok(Array.isArray(labels), `metadata "labels" must be a JSON array, got ${metadata.labels}`);
+  assert.deepEqual([...labels].sort(), LABELS);
+  assert.equal(metadata.backbone, BACKBONE);
+  assert.equal(Number(metadata.input_size), 224);
+  assert.ok(metadata.normalization, 'metadata "normalization" is missing');
+
+  const heads = [...tensors].filter(([, t]) => t.shape.length === 2 && t.shape[0] === LABELS.length && t.shape[1] === 1280);
+  assert.equal(heads.length, 1, `one head weight [2, 1280] expected; tensors: ${[...tensors.keys()].slice(0, 20).join(', ')}…`);
+  let floats = 0;
+  for (const [name, tensor] of tensors) {
+    if (!isFloat(tensor.dtype)) continue;
+    const values = floatValues(tensor);
+    floats += values.length;
+    assert.ok(values.every(Number.isFinite), `${name} has non-finite values`);
+  }
+  // EfficientNet-Lite0 without its ImageNet classifier: 3.37 M parameters plus BatchNorm statistics.
+  assert.ok(floats > 3_000_000, `the backbone is expected in the file too (${floats} float values)`);
+}
+
+async function errorsOn(page) {
+  const errors = await page.$$eval('[data-testid="error"]', (items) => items.map((item) => item.textContent));
+  return errors.length ? `page errors: ${errors.join(' | ')}` : 'no page errors shown';
+}
+
+async function classesOn(page) {
+  return page.$$eval('[data-testid="class-row"]', (rows) => rows.map((row) => row.textContent).join(', '));
+}

@@ -1,0 +1,437 @@
+// The app's actions: everything that changes state goes through here. It owns the trainer
+// client, restarts it after a crash or a backend change, and gives a new worker the images the
+// page still holds.
+
+import type { BackendChoice, Request, TrainSettings, WorkerEvent } from './protocol';
+import { EngineGone, TrainerClient } from './trainer-client';
+import type { Picked, PickedFile } from './drop-zone';
+import {
+  EMPTY_SUMMARY,
+  Store,
+  idleTraining,
+  isTraining,
+  type AppState,
+  type FileProblem,
+  type PredictionResult,
+} from './state';
+
+/** Restarts in a row that died before the images were back; after that the user has to act. */
+const MAX_CRASH_RESTARTS = 2;
+
+/** The engine failed to start; calls wait for the user to pick another backend. */
+class EngineUnavailable extends Error {
+  constructor() {
+    super('the training engine is not running');
+  }
+}
+
+type AddJob = { kind: 'class'; label: string } | { kind: 'image'; picked: PickedFile };
+
+export class App {
+  readonly store: Store;
+  private client: TrainerClient | null = null;
+  /** Settles when the current engine is initialised and has every held image. */
+  private ready: Promise<void> = Promise.resolve();
+  private generation = 0;
+  private crashStreak = 0;
+  private nextKey = 1;
+  private nextMessageId = 1;
+  private addQueue: AddJob[] = [];
+  private addLoopRunning = false;
+
+  constructor(
+    initial: AppState,
+    private readonly weightsUrl: string,
+  ) {
+    this.store = new Store(initial);
+  }
+
+  get state(): AppState {
+    return this.store.get();
+  }
+
+  start(): void {
+    this.restart();
+  }
+
+  // ---- engine lifecycle -------------------------------------------------------------------
+
+  /** Starts a worker for the chosen backend and re-adds every held image to it. */
+  private async startEngine(): Promise<void> {
+    const generation = ++this.generation;
+    this.client?.shutdown();
+    const client = new TrainerClient({
+      onEvent: (event) => {
+        if (generation === this.generation) this.onWorkerEvent(event);
+      },
+      onCrash: (message) => {
+        if (generation === this.generation) this.onCrash(message);
+      },
+    });
+    this.client = client;
+    const choice = this.state.engine.choice;
+    this.store.update((s) => {
+      s.engine = { ...s.engine, status: 'starting', backend: null, note: null, noteDetail: null };
+      s.summary = EMPTY_SUMMARY;
+      s.trained = null;
+    });
+
+    let info;
+    try {
+      info = await client.init(choice, this.weightsUrl);
+    } catch (error) {
+      if (generation !== this.generation) return;
+      if (error instanceof EngineGone && error.crashed) return; // onCrash handles it
+      const hint = choice === 'webgpu' ? ' Choose "Auto" or "CPU" as the backend to train without WebGPU.' : '';
+      this.store.update((s) => {
+        s.engine = { ...s.engine, status: 'failed' };
+      });
+      this.reportError(`The training engine could not start: ${messageOf(error)}.${hint}`);
+      throw error;
+    }
+    if (generation !== this.generation) return;
+    this.store.update((s) => {
+      s.engine = {
+        ...s.engine,
+        status: 'ready',
+        backend: info.backend,
+        backboneName: info.backboneName,
+        inputSize: info.inputSize,
+        note: info.note,
+        noteDetail: info.noteDetail,
+      };
+      s.summary = info.summary;
+    });
+
+    // Give the new worker what the old one had.
+    for (const label of this.state.classes) {
+      try {
+        await client.call({ type: 'addClass', label });
+      } catch (error) {
+        if (error instanceof EngineGone) return;
+      }
+    }
+    const held = [...this.state.images.values()].sort((a, b) => a.key - b.key);
+    for (const image of held) {
+      try {
+        const { summary } = await client.call({
+          type: 'addImage',
+          label: image.label,
+          fileName: image.file.name,
+          file: image.file,
+        });
+        if (generation !== this.generation) return;
+        this.store.update((s) => {
+          s.summary = summary;
+        });
+      } catch (error) {
+        if (error instanceof EngineGone && !error.crashed) return;
+        // A crash here is this image's doing: drop it so the next engine does not trip on it.
+        const reason =
+          error instanceof EngineGone
+            ? `the image decoder crashed on this file: ${error.message}`
+            : reasonOf(image.file.name, error);
+        this.dropHeld(image.key, { path: image.path, reason });
+        if (error instanceof EngineGone) return;
+      }
+    }
+    this.crashStreak = 0;
+  }
+
+  private onCrash(message: string): void {
+    this.crashStreak += 1;
+    const images = this.state.images.size;
+    if (this.crashStreak > MAX_CRASH_RESTARTS) {
+      this.store.update((s) => {
+        s.engine = { ...s.engine, status: 'failed' };
+      });
+      this.reportError(
+        `The training engine crashed again: ${message}. It was not restarted; reload the page or choose another backend.`,
+      );
+      this.ready = Promise.reject(new Error('the training engine crashed'));
+      this.ready.catch(() => {});
+      return;
+    }
+    this.reportError(
+      `The training engine crashed: ${message}. It has been restarted` +
+        (images > 0 ? ` and your ${images} image${images === 1 ? '' : 's'} are being added again.` : '.'),
+    );
+    this.restart();
+  }
+
+  private restart(): void {
+    this.ready = this.startEngine();
+    // Files picked while no engine could start have waited in the queue.
+    this.ready.then(() => this.runAddLoop(), () => {});
+  }
+
+  /** Waits for the engine and sends one request to it. */
+  private async call<T extends Request['type']>(request: Extract<Request, { type: T }>) {
+    try {
+      await this.ready;
+    } catch {
+      throw new EngineUnavailable();
+    }
+    if (!this.client) throw new EngineUnavailable();
+    return this.client.call<T>(request);
+  }
+
+  setBackend(choice: BackendChoice): void {
+    if (choice === this.state.engine.choice && this.state.engine.status !== 'failed') return;
+    this.store.update((s) => {
+      s.engine = { ...s.engine, choice };
+      s.training = idleTraining();
+    });
+    this.crashStreak = 0;
+    this.restart();
+  }
+
+  // ---- dataset ----------------------------------------------------------------------------
+
+  /** Queues picked classes and files; each file is added or reported as a problem. */
+  addPicked({ classes, files, problems }: Picked): void {
+    const known = new Set(this.state.classes);
+    const jobs: AddJob[] = [
+      ...classes.filter((label) => !known.has(label)).map((label): AddJob => ({ kind: 'class', label })),
+      ...files.map((picked): AddJob => ({ kind: 'image', picked })),
+    ];
+    this.store.update((s) => {
+      s.problems = [...s.problems, ...problems];
+      s.adding += files.length;
+    });
+    this.addQueue.push(...jobs);
+    void this.runAddLoop();
+  }
+
+  /** Works through the add queue, one job at a time; a second call while it runs does nothing. */
+  private async runAddLoop(): Promise<void> {
+    if (this.addLoopRunning) return;
+    this.addLoopRunning = true;
+    try {
+      while (this.addQueue.length > 0) {
+        const job = this.addQueue[0];
+        try {
+          if (job.kind === 'class') await this.addClass(job.label);
+          else await this.addImage(job.picked);
+        } catch (error) {
+          // No engine: keep the job until one starts (restart() runs the loop again).
+          if (error instanceof EngineUnavailable) break;
+          // A backend switch ended the worker mid-call: do this job again on the new one.
+          if (error instanceof EngineGone && !error.crashed) continue;
+          const path = job.kind === 'class' ? `${job.label}/` : job.picked.path;
+          const reason =
+            error instanceof EngineGone
+              ? `the image decoder crashed on this file: ${error.message}`
+              : job.kind === 'class'
+                ? messageOf(error)
+                : reasonOf(job.picked.file.name, error);
+          this.store.update((s) => {
+            s.problems = [...s.problems, { path, reason }];
+          });
+        }
+        this.addQueue.shift();
+        if (job.kind === 'image') {
+          this.store.update((s) => {
+            s.adding -= 1;
+          });
+        }
+      }
+    } finally {
+      this.addLoopRunning = false;
+    }
+  }
+
+  private async addClass(label: string): Promise<void> {
+    if (this.state.classes.includes(label)) return;
+    const { summary } = await this.call({ type: 'addClass', label });
+    this.store.update((s) => {
+      s.classes = [...s.classes, label];
+      s.summary = summary;
+      s.trained = null;
+    });
+  }
+
+  private async addImage(picked: PickedFile): Promise<void> {
+    const { summary } = await this.call({
+      type: 'addImage',
+      label: picked.label,
+      fileName: picked.file.name,
+      file: picked.file,
+    });
+    const key = this.nextKey++;
+    this.store.update((s) => {
+      s.images = new Map(s.images).set(key, { key, label: picked.label, path: picked.path, file: picked.file });
+      if (!s.classes.includes(picked.label)) s.classes = [...s.classes, picked.label];
+      s.summary = summary;
+      s.trained = null;
+    });
+  }
+
+  async removeClass(label: string): Promise<void> {
+    if (isTraining(this.state)) return;
+    try {
+      const { summary } = await this.call({ type: 'removeClass', label });
+      this.store.update((s) => {
+        s.classes = s.classes.filter((c) => c !== label);
+        s.images = new Map([...s.images].filter(([, image]) => image.label !== label));
+        s.summary = summary;
+        s.trained = null;
+      });
+    } catch (error) {
+      if (!(error instanceof EngineGone)) this.reportError(`Could not remove class "${label}": ${messageOf(error)}`);
+    }
+  }
+
+  clearProblems(): void {
+    this.store.update((s) => {
+      s.problems = [];
+    });
+  }
+
+  private dropHeld(key: number, problem: FileProblem): void {
+    this.store.update((s) => {
+      const images = new Map(s.images);
+      images.delete(key);
+      s.images = images;
+      s.problems = [...s.problems, problem];
+    });
+  }
+
+  // ---- training ---------------------------------------------------------------------------
+
+  async train(settings: TrainSettings): Promise<void> {
+    if (isTraining(this.state) || !this.state.summary.trainable) return;
+    const classCount = this.state.summary.classes.length;
+    this.store.update((s) => {
+      s.training = { ...idleTraining(), phase: 'features' };
+      s.trained = null;
+      s.predictions = [];
+    });
+    try {
+      const result = await this.call({ type: 'train', settings });
+      const backboneName = this.state.engine.backboneName ?? 'model';
+      this.store.update((s) => {
+        s.training = {
+          ...s.training,
+          phase: result.stopped ? 'stopped' : 'done',
+          featureMs: result.featureMs,
+          trainMs: result.trainMs,
+          split: { train: result.train, val: result.val },
+        };
+        s.trained = result.last ? { backboneName, classCount } : null;
+      });
+    } catch (error) {
+      const crashed = error instanceof EngineGone && error.crashed;
+      const text = crashed
+        ? `The training engine crashed during training: ${messageOf(error)}. It was restarted and your images were kept; press Train to try again.`
+        : `Training failed: ${messageOf(error)}`;
+      this.store.update((s) => {
+        s.training = { ...s.training, phase: 'failed', error: text };
+      });
+    }
+  }
+
+  stopTraining(): void {
+    if (!isTraining(this.state) || !this.client) return;
+    this.client.call({ type: 'stopTraining' }).catch(() => {});
+  }
+
+  private onWorkerEvent(event: WorkerEvent): void {
+    this.store.update((s) => {
+      const t = s.training;
+      switch (event.type) {
+        case 'features':
+          s.training = {
+            ...t,
+            phase: 'features',
+            featuresDone: event.done,
+            featuresTotal: event.total,
+            featureMs: event.elapsedMs,
+          };
+          return;
+        case 'split':
+          s.training = { ...t, phase: 'training', split: { train: event.train, val: event.val } };
+          return;
+        case 'epoch':
+          s.training = {
+            ...t,
+            phase: 'training',
+            epochs: [...t.epochs, { ...event.report, epochMs: event.epochMs }],
+            trainMs: event.elapsedMs,
+          };
+          return;
+      }
+    });
+  }
+
+  // ---- export and predictions -------------------------------------------------------------
+
+  /** The trained classifier as safetensors bytes, with the file name to save it under. */
+  async exportModel(): Promise<{ bytes: Uint8Array<ArrayBuffer>; fileName: string } | null> {
+    const trained = this.state.trained;
+    if (!trained || this.state.exporting) return null;
+    this.store.update((s) => {
+      s.exporting = true;
+    });
+    try {
+      const { bytes } = await this.call({ type: 'export' });
+      return {
+        bytes: bytes as Uint8Array<ArrayBuffer>,
+        fileName: `webtune-${trained.backboneName}-${trained.classCount}classes.safetensors`,
+      };
+    } catch (error) {
+      this.reportError(`Could not export the model: ${messageOf(error)}`);
+      return null;
+    } finally {
+      this.store.update((s) => {
+        s.exporting = false;
+      });
+    }
+  }
+
+  async predict(files: File[]): Promise<void> {
+    if (!this.state.trained) return;
+    for (const file of files) {
+      const id = this.nextMessageId++;
+      this.store.update((s) => {
+        s.predictions = [{ id, fileName: file.name, predictions: null, error: null }, ...s.predictions];
+      });
+      let result: Pick<PredictionResult, 'predictions' | 'error'>;
+      try {
+        const { predictions } = await this.call({ type: 'predict', fileName: file.name, file });
+        result = { predictions, error: null };
+      } catch (error) {
+        result = { predictions: null, error: reasonOf(file.name, error) };
+      }
+      this.store.update((s) => {
+        s.predictions = s.predictions.map((p) => (p.id === id ? { ...p, ...result } : p));
+      });
+    }
+  }
+
+  // ---- messages ---------------------------------------------------------------------------
+
+  reportError(text: string): void {
+    const id = this.nextMessageId++;
+    this.store.update((s) => {
+      s.errors = [...s.errors, { id, text }];
+    });
+  }
+
+  dismissError(id: number): void {
+    this.store.update((s) => {
+      s.errors = s.errors.filter((e) => e.id !== id);
+    });
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The wasm errors start with the file name; the page shows the path, so keep just the reason. */
+function reasonOf(fileName: string, error: unknown): string {
+  const message = messageOf(error);
+  const prefix = `${fileName}: `;
+  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
+}

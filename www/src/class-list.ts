@@ -1,0 +1,73 @@
+// The dataset view: one row per class with its image count and a remove button, and the files
+// that were not added (the reason training is not possible yet is shown by the Train button).
+
+import { h } from './dom';
+import { acceptDrops, pickedFromDrop, type Picked } from './drop-zone';
+import { isTraining, type AppState } from './state';
+
+export interface ClassListElements {
+  list: HTMLUListElement;
+  status: HTMLElement;
+  fileProblems: HTMLElement;
+  fileProblemList: HTMLUListElement;
+  clearProblems: HTMLButtonElement;
+}
+
+export interface ClassListActions {
+  removeClass(label: string): void;
+  addToClass(picked: Picked): void;
+  clearProblems(): void;
+}
+
+export function mountClassList(elements: ClassListElements, actions: ClassListActions) {
+  elements.clearProblems.addEventListener('click', () => actions.clearProblems());
+
+  let shown = '';
+  function renderRows(state: AppState): void {
+    const busy = isTraining(state);
+    // Rows are rebuilt only when they change, so a drag over a row is not cut short.
+    const signature = JSON.stringify([state.summary.classes, busy]);
+    if (signature === shown) return;
+    shown = signature;
+    const rows = state.summary.classes.map(({ label, count }) => {
+      const remove = h(
+        'button',
+        { type: 'button', class: 'secondary', 'data-testid': 'remove-class', 'aria-label': `Remove class ${label}` },
+        'Remove',
+      );
+      remove.disabled = busy;
+      remove.addEventListener('click', () => actions.removeClass(label));
+      const row = h(
+        'li',
+        { class: 'class-row', 'data-testid': 'class-row', 'data-label': label, title: `Drop pictures here to add them to "${label}"` },
+        h('span', { class: 'class-label', 'data-testid': 'class-label' }, label),
+        h('span', { class: 'class-count', 'data-testid': 'class-count', 'data-count': count }, `${count} image${count === 1 ? '' : 's'}`),
+        remove,
+      );
+      acceptDrops(row, (data) => {
+        void pickedFromDrop(data, label).then(actions.addToClass);
+      });
+      return row;
+    });
+    elements.list.replaceChildren(...rows);
+  }
+
+  return function render(state: AppState): void {
+    renderRows(state);
+
+    elements.status.textContent =
+      state.adding > 0
+        ? `Reading pictures… ${state.adding} to go`
+        : state.summary.images > 0
+          ? `${state.summary.images} images in ${state.summary.classes.length} classes`
+          : '';
+    elements.status.dataset.adding = String(state.adding);
+
+    elements.fileProblems.hidden = state.problems.length === 0;
+    elements.fileProblemList.replaceChildren(
+      ...state.problems.map(({ path, reason }) =>
+        h('li', { 'data-testid': 'file-problem', 'data-path': path }, h('code', {}, path), `: ${reason}`),
+      ),
+    );
+  };
+}

@@ -1,0 +1,120 @@
+// Entry point: builds the app, mounts the views on the page's fixed elements, and re-renders
+// them from the one state on every change.
+
+import './style.css';
+import { App } from './app';
+import { mountClassList } from './class-list';
+import { byId, h } from './dom';
+import { mountDownload } from './download';
+import { mountDropZone } from './drop-zone';
+import { mountPredict } from './predict';
+import { isBackendChoice, mountSettings } from './settings';
+import { initialState, type AppState } from './state';
+import { mountTrainingView } from './training-view';
+
+const WEIGHTS_PATH = 'weights/efficientnet_lite0.safetensors';
+
+const requested = new URLSearchParams(location.search).get('backend');
+const app = new App(
+  initialState(isBackendChoice(requested) ? requested : 'auto'),
+  new URL(WEIGHTS_PATH, document.baseURI).href,
+);
+
+// A file dropped beside a drop zone must not make the browser navigate away from the page.
+for (const type of ['dragover', 'drop'] as const) {
+  window.addEventListener(type, (event) => event.preventDefault());
+}
+
+mountDropZone(byId('drop-zone'), byId<HTMLInputElement>('folder-input'), (picked) => app.addPicked(picked));
+
+const renderClasses = mountClassList(
+  {
+    list: byId<HTMLUListElement>('class-list'),
+    status: byId('add-status'),
+    fileProblems: byId('file-problems'),
+    fileProblemList: byId<HTMLUListElement>('file-problem-list'),
+    clearProblems: byId<HTMLButtonElement>('clear-problems'),
+  },
+  {
+    removeClass: (label) => void app.removeClass(label),
+    addToClass: (picked) => app.addPicked(picked),
+    clearProblems: () => app.clearProblems(),
+  },
+);
+
+const settings = mountSettings(
+  {
+    form: byId<HTMLFormElement>('settings'),
+    epochs: byId<HTMLInputElement>('epochs'),
+    learningRate: byId<HTMLInputElement>('learning-rate'),
+    batchSize: byId<HTMLInputElement>('batch-size'),
+    hiddenUnits: byId<HTMLInputElement>('hidden-units'),
+    dropout: byId<HTMLInputElement>('dropout'),
+    validationPercent: byId<HTMLInputElement>('validation-percent'),
+    seed: byId<HTMLInputElement>('seed'),
+    backend: byId<HTMLSelectElement>('backend'),
+    backendLabel: byId('backend-label'),
+    backendNote: byId('backend-note'),
+    backendDetails: byId<HTMLDetailsElement>('backend-details'),
+    backendDetail: byId('backend-detail'),
+  },
+  (choice) => app.setBackend(choice),
+);
+
+const renderTraining = mountTrainingView(
+  {
+    train: byId<HTMLButtonElement>('train'),
+    stop: byId<HTMLButtonElement>('stop'),
+    problem: byId('train-problem'),
+    status: byId('train-status'),
+    progress: byId<HTMLProgressElement>('feature-progress'),
+    progressText: byId('feature-progress-text'),
+    timings: byId('timings'),
+    chart: byId('chart'),
+    log: byId<HTMLTableSectionElement>('epoch-log-body'),
+    metrics: byId('metrics'),
+  },
+  {
+    train: () => {
+      const chosen = settings.read();
+      if (chosen) void app.train(chosen);
+    },
+    stop: () => app.stopTraining(),
+  },
+);
+
+const renderDownload = mountDownload(byId<HTMLButtonElement>('download'), byId('download-hint'), () =>
+  app.exportModel(),
+);
+
+const renderPredict = mountPredict(
+  {
+    zone: byId('predict-zone'),
+    input: byId<HTMLInputElement>('predict-input'),
+    list: byId<HTMLUListElement>('prediction-list'),
+    hint: byId('predict-hint'),
+  },
+  (files) => void app.predict(files),
+);
+
+const errorList = byId<HTMLUListElement>('error-list');
+function renderErrors(state: AppState): void {
+  errorList.hidden = state.errors.length === 0;
+  errorList.replaceChildren(
+    ...state.errors.map(({ id, text }) => {
+      const dismiss = h('button', { type: 'button', class: 'dismiss', 'aria-label': 'Dismiss' }, '×');
+      dismiss.addEventListener('click', () => app.dismissError(id));
+      return h('li', { 'data-testid': 'error' }, h('span', {}, text), dismiss);
+    }),
+  );
+}
+
+app.store.subscribe((state) => {
+  renderErrors(state);
+  settings.render(state);
+  renderClasses(state);
+  renderTraining(state);
+  renderDownload(state);
+  renderPredict(state);
+});
+app.start();

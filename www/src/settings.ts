@@ -1,0 +1,81 @@
+// The training settings form and the backend selector.
+
+import { DEFAULT_SETTINGS, type BackendChoice, type TrainSettings } from './protocol';
+import { isTraining, type AppState } from './state';
+
+export interface SettingsElements {
+  form: HTMLFormElement;
+  epochs: HTMLInputElement;
+  learningRate: HTMLInputElement;
+  batchSize: HTMLInputElement;
+  hiddenUnits: HTMLInputElement;
+  dropout: HTMLInputElement;
+  validationPercent: HTMLInputElement;
+  seed: HTMLInputElement;
+  backend: HTMLSelectElement;
+  backendLabel: HTMLElement;
+  backendNote: HTMLElement;
+  backendDetails: HTMLDetailsElement;
+  backendDetail: HTMLElement;
+}
+
+const BACKEND_NAMES: Record<string, string> = {
+  webgpu: 'WebGPU',
+  cpu: 'CPU (WebAssembly)',
+};
+
+export function isBackendChoice(value: string | null): value is BackendChoice {
+  return value === 'auto' || value === 'webgpu' || value === 'cpu';
+}
+
+export function mountSettings(elements: SettingsElements, onBackend: (choice: BackendChoice) => void) {
+  const d = DEFAULT_SETTINGS;
+  elements.epochs.value = String(d.epochs);
+  elements.learningRate.value = String(d.learningRate);
+  elements.batchSize.value = String(d.batchSize);
+  elements.hiddenUnits.value = String(d.hiddenUnits);
+  elements.dropout.value = String(d.dropout);
+  elements.validationPercent.value = String(d.valFraction * 100);
+  elements.seed.value = String(d.seed);
+  elements.form.addEventListener('submit', (event) => event.preventDefault());
+  elements.backend.addEventListener('change', () => {
+    if (isBackendChoice(elements.backend.value)) onBackend(elements.backend.value);
+  });
+
+  /** The settings, or null after showing the browser's message for an invalid field. */
+  function read(): TrainSettings | null {
+    if (!elements.form.reportValidity()) return null;
+    return {
+      epochs: elements.epochs.valueAsNumber,
+      learningRate: elements.learningRate.valueAsNumber,
+      batchSize: elements.batchSize.valueAsNumber,
+      hiddenUnits: elements.hiddenUnits.valueAsNumber,
+      dropout: elements.dropout.valueAsNumber,
+      valFraction: elements.validationPercent.valueAsNumber / 100,
+      seed: elements.seed.valueAsNumber,
+    };
+  }
+
+  function render(state: AppState): void {
+    const { engine } = state;
+    elements.backend.value = engine.choice;
+    elements.backend.disabled = isTraining(state) || engine.status === 'starting';
+    const label = elements.backendLabel;
+    label.dataset.status = engine.status;
+    label.dataset.backend = engine.backend ?? '';
+    if (engine.status === 'ready' && engine.backend) {
+      label.textContent = `Backend in use: ${BACKEND_NAMES[engine.backend]}`;
+    } else if (engine.status === 'starting') {
+      label.textContent = 'Starting the training engine…';
+    } else {
+      label.textContent = 'Training engine not running';
+    }
+    elements.backendNote.textContent = engine.note ?? '';
+    elements.backendNote.title = engine.noteDetail ?? '';
+    elements.backendNote.hidden = !engine.note;
+    elements.backendDetail.textContent = engine.noteDetail ?? '';
+    elements.backendDetails.hidden = !engine.note || !engine.noteDetail;
+  }
+
+  return { read, render };
+}

@@ -1,0 +1,102 @@
+// The page's side of the worker protocol: one worker, typed calls that resolve with the reply,
+// progress events forwarded to a listener, and crash detection (a trap reported by the worker,
+// or the worker's own error event). A crashed client rejects everything still waiting and is
+// done; the app starts a new one.
+
+import type {
+  BackendChoice,
+  EngineInfo,
+  Envelope,
+  ReplyData,
+  RequestOf,
+  RequestType,
+  WorkerEvent,
+  WorkerMessage,
+} from './protocol';
+
+/** Rejection of calls that were waiting when the engine crashed or was shut down. */
+export class EngineGone extends Error {
+  constructor(
+    message: string,
+    readonly crashed: boolean,
+  ) {
+    super(message);
+    this.name = 'EngineGone';
+  }
+}
+
+interface Waiting {
+  resolve: (data: never) => void;
+  reject: (error: Error) => void;
+}
+
+export interface EngineListeners {
+  onEvent(event: WorkerEvent): void;
+  /** The wasm instance died; `message` is the panic message when there was one. */
+  onCrash(message: string): void;
+}
+
+export class TrainerClient {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextId = 1;
+  private gone: EngineGone | null = null;
+
+  constructor(private readonly listeners: EngineListeners) {
+    this.worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'webtune-trainer' });
+    this.worker.addEventListener('message', (event: MessageEvent<WorkerMessage>) => this.receive(event.data));
+    this.worker.addEventListener('error', (event) => {
+      event.preventDefault();
+      this.fail(event.message || 'the worker failed to load or threw an uncaught error', true);
+    });
+    this.worker.addEventListener('messageerror', () => this.fail('a worker message could not be read', true));
+  }
+
+  /** Loads the wasm module and the backbone; call once, first. */
+  init(backend: BackendChoice, weightsUrl: string): Promise<EngineInfo> {
+    return this.call({ type: 'init', backend, weightsUrl });
+  }
+
+  call<T extends RequestType>(request: RequestOf<T>): Promise<ReplyData[T]> {
+    if (this.gone) return Promise.reject(this.gone);
+    const id = this.nextId++;
+    return new Promise<ReplyData[T]>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (data: never) => void, reject });
+      const envelope: Envelope = { id, request };
+      this.worker.postMessage(envelope);
+    });
+  }
+
+  /** Ends the worker; calls still waiting reject with a non-crash EngineGone. */
+  shutdown(): void {
+    this.fail('the training engine was restarted', false);
+  }
+
+  private receive(message: WorkerMessage): void {
+    switch (message.kind) {
+      case 'reply': {
+        const waiting = this.waiting.get(message.id);
+        if (!waiting) return;
+        this.waiting.delete(message.id);
+        if (message.ok) waiting.resolve(message.data as never);
+        else waiting.reject(new Error(message.error));
+        return;
+      }
+      case 'event':
+        this.listeners.onEvent(message);
+        return;
+      case 'crashed':
+        this.fail(message.message, true);
+        return;
+    }
+  }
+
+  private fail(message: string, crashed: boolean): void {
+    if (this.gone) return;
+    this.gone = new EngineGone(message, crashed);
+    this.worker.terminate();
+    for (const waiting of this.waiting.values()) waiting.reject(this.gone);
+    this.waiting.clear();
+    if (crashed) this.listeners.onCrash(message);
+  }
+}

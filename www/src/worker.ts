@@ -1,0 +1,219 @@
+// The training worker: owns the one wasm instance and its Trainer. Requests run one at a time
+// (the Trainer is `&mut self` on the Rust side); only `stopTraining` jumps the queue.
+
+import init, { Trainer, initPanicHook } from '../pkg/webtune.js';
+import wasmUrl from '../pkg/webtune_bg.wasm?url';
+import type {
+  DatasetSummary,
+  Envelope,
+  EpochReport,
+  Prediction,
+  ReplyData,
+  Request,
+  RequestType,
+  TrainResult,
+  TrainSettings,
+  WorkerMessage,
+} from './protocol';
+
+/** The parts of DedicatedWorkerGlobalScope used here (the DOM lib types `self` as a Window). */
+interface WorkerScope {
+  postMessage(message: WorkerMessage, transfer?: Transferable[]): void;
+  addEventListener(type: 'message', listener: (event: MessageEvent<Envelope>) => void): void;
+  addEventListener(type: 'error', listener: (event: ErrorEvent) => void): void;
+  addEventListener(type: 'unhandledrejection', listener: (event: PromiseRejectionEvent) => void): void;
+}
+const scope = self as unknown as WorkerScope;
+
+/** Images per extractFeatures call: small enough for frequent progress, big enough to batch. */
+const FEATURE_CHUNK = 4;
+
+let trainer: Trainer | null = null;
+let queue: Promise<void> = Promise.resolve();
+let stopRequested = false;
+let dead = false;
+let lastPanic: string | null = null;
+
+// A Rust panic is printed by the panic hook through console.error, and then the instance traps.
+// Remember the message so the page can show it, and report the crash at once: after a panic the
+// promise the page waits for may never settle.
+const consoleError = console.error.bind(console);
+console.error = (...args: unknown[]) => {
+  consoleError(...args);
+  const text = args.map(String).join(' ');
+  const panic = /panicked at ([^\n]+?):?\n([\s\S]*?)(?:\n\nStack|$)/.exec(text);
+  if (panic) {
+    lastPanic = `${panic[2].trim()} (Rust panic at ${panic[1]})`;
+    crash(lastPanic);
+  }
+};
+scope.addEventListener('error', (event) => {
+  crash(event.message || String(event.error));
+});
+scope.addEventListener('unhandledrejection', (event) => {
+  if (isCrash(event.reason)) crash(messageOf(event.reason));
+});
+
+function crash(message: string): void {
+  if (dead) return;
+  dead = true;
+  scope.postMessage({ kind: 'crashed', message: lastPanic ?? message });
+}
+
+/** A trap (panic = abort, out of memory) means the instance is gone, unlike an Err from Rust. */
+function isCrash(error: unknown): boolean {
+  return dead || error instanceof WebAssembly.RuntimeError;
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+function requireTrainer(): Trainer {
+  if (!trainer) throw new Error('the training engine is not initialised');
+  return trainer;
+}
+
+async function bytesOf(file: Blob): Promise<Uint8Array> {
+  return new Uint8Array(await file.arrayBuffer());
+}
+
+/** A copy unless `bytes` already owns its whole (non-shared) buffer, which can then be transferred. */
+function ownBuffer(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  if (whole && bytes.buffer instanceof ArrayBuffer) return bytes as Uint8Array<ArrayBuffer>;
+  return bytes.slice();
+}
+
+function summary(): DatasetSummary {
+  return requireTrainer().summary() as DatasetSummary;
+}
+
+async function start(backend: string, weightsUrl: string): Promise<ReplyData['init']> {
+  if (trainer) throw new Error('the training engine is already initialised');
+  await init({ module_or_path: wasmUrl });
+  initPanicHook();
+  let response: Response;
+  try {
+    response = await fetch(weightsUrl);
+  } catch (error) {
+    throw new Error(`could not download the backbone weights (${weightsUrl}): ${messageOf(error)}`);
+  }
+  if (!response.ok) {
+    throw new Error(
+      `could not download the backbone weights (${weightsUrl}): HTTP ${response.status} ${response.statusText}`,
+    );
+  }
+  const weights = new Uint8Array(await response.arrayBuffer());
+  trainer = await Trainer.create(weights, backend);
+  const inUse = trainer.backend() as 'webgpu' | 'cpu';
+  // Set when "auto" fell back to the CPU, saying why.
+  const noteDetail = trainer.backendNote() ?? null;
+  const note =
+    backend === 'auto' && inUse === 'cpu'
+      ? 'WebGPU is not available in this browser, so training runs on the CPU (WebAssembly).'
+      : null;
+  return {
+    backend: inUse,
+    backboneName: trainer.backboneName(),
+    inputSize: trainer.inputSize(),
+    note,
+    noteDetail,
+    summary: summary(),
+  };
+}
+
+async function train(settings: TrainSettings, post: (m: WorkerMessage) => void): Promise<TrainResult> {
+  const t = requireTrainer();
+  stopRequested = false;
+
+  const featureStart = performance.now();
+  let pending = t.pendingFeatures();
+  const total = pending;
+  post({ kind: 'event', type: 'features', done: 0, total, elapsedMs: 0 });
+  while (pending > 0) {
+    if (stopRequested) {
+      return { train: 0, val: 0, last: null, stopped: true, featureMs: performance.now() - featureStart, trainMs: 0 };
+    }
+    pending = await t.extractFeatures(FEATURE_CHUNK);
+    const elapsedMs = performance.now() - featureStart;
+    post({ kind: 'event', type: 'features', done: total - pending, total, elapsedMs });
+  }
+  const featureMs = performance.now() - featureStart;
+
+  const split = t.startHead(settings) as { train: number; val: number };
+  post({ kind: 'event', type: 'split', train: split.train, val: split.val });
+
+  const trainStart = performance.now();
+  let last: EpochReport | null = null;
+  while (!last?.done) {
+    if (stopRequested) break;
+    const epochStart = performance.now();
+    last = (await t.trainEpoch()) as EpochReport;
+    const now = performance.now();
+    post({ kind: 'event', type: 'epoch', report: last, epochMs: now - epochStart, elapsedMs: now - trainStart });
+  }
+  return {
+    ...split,
+    last,
+    stopped: !last?.done,
+    featureMs,
+    trainMs: performance.now() - trainStart,
+  };
+}
+
+async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType]; transfer?: Transferable[] }> {
+  switch (request.type) {
+    case 'init':
+      return { data: await start(request.backend, request.weightsUrl) };
+    case 'addClass':
+      requireTrainer().addClass(request.label);
+      return { data: { summary: summary() } };
+    case 'addImage': {
+      const bytes = await bytesOf(request.file);
+      requireTrainer().addImage(request.label, request.fileName, bytes);
+      return { data: { summary: summary() } };
+    }
+    case 'removeClass':
+      requireTrainer().removeClass(request.label);
+      return { data: { summary: summary() } };
+    case 'train':
+      return { data: await train(request.settings, (m) => scope.postMessage(m)) };
+    case 'stopTraining':
+      stopRequested = true;
+      return { data: {} };
+    case 'export': {
+      const bytes = ownBuffer(await requireTrainer().exportSafetensors());
+      return { data: { bytes }, transfer: [bytes.buffer] };
+    }
+    case 'predict': {
+      const bytes = await bytesOf(request.file);
+      const predictions = (await requireTrainer().predict(request.fileName, bytes)) as Prediction[];
+      return { data: { predictions } };
+    }
+  }
+}
+
+async function handle({ id, request }: Envelope): Promise<void> {
+  if (dead) return;
+  try {
+    const { data, transfer } = await dispatch(request);
+    if (!dead) scope.postMessage({ kind: 'reply', id, ok: true, data }, transfer);
+  } catch (error) {
+    if (isCrash(error)) {
+      crash(messageOf(error));
+    } else {
+      scope.postMessage({ kind: 'reply', id, ok: false, error: messageOf(error) });
+    }
+  }
+}
+
+scope.addEventListener('message', (event) => {
+  const envelope = event.data;
+  if (envelope.request.type === 'stopTraining') {
+    void handle(envelope);
+    return;
+  }
+  queue = queue.then(() => handle(envelope));
+});

@@ -1,0 +1,20 @@
+import { defineConfig } from 'vite';
+
+// Cross-origin isolation (SharedArrayBuffer, precise timers) for the page and its worker.
+const isolation = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
+export default defineConfig({
+  // Relative asset URLs: the built page works from any sub-path (a static host, GitHub Pages).
+  base: './',
+  server: { headers: isolation },
+  preview: { headers: isolation },
+  worker: { format: 'es' },
+  build: {
+    target: 'es2022',
+    // The wasm module is several MB by nature; do not warn about it.
+    chunkSizeWarningLimit: 2048,
+  },
+});
