@@ -18,7 +18,7 @@ pub enum Error {
     #[error("{0}")]
     Training(String),
     /// The compute backend failed (WebGPU missing or lost, a read-back failed).
-    #[error("backend: {0}")]
+    #[error("{0}")]
     Backend(String),
     #[error("{path}: {source}")]
     Io {

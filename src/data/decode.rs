@@ -85,6 +85,24 @@ mod tests {
     }
 
     #[test]
+    fn exif_orientation_is_applied() {
+        // A JPEG with an APP1 Exif segment saying "rotate 90° clockwise" (orientation 6).
+        let jpeg = encode(&gradient(40, 30), ImageFormat::Jpeg);
+        let mut tiff = b"II*\0\x08\0\0\0\x01\0".to_vec();
+        tiff.extend([0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0]);
+        let mut app1 = vec![0xFF, 0xE1];
+        app1.extend(((2 + 6 + tiff.len()) as u16).to_be_bytes());
+        app1.extend(b"Exif\0\0");
+        app1.extend(tiff);
+        let rotated: Vec<u8> = jpeg[..2].iter().chain(&app1).chain(&jpeg[2..]).copied().collect();
+        let decoded = decode_image("phone.jpg", &rotated).unwrap();
+        assert_eq!(decoded.dimensions(), (30, 40));
+        // The top-left corner of the original (dark red, dark green) is now top-right.
+        let corner = decoded.get_pixel(29, 0).0;
+        assert!(corner[0] < 40 && corner[1] < 40, "{corner:?}");
+    }
+
+    #[test]
     fn huge_images_are_refused_before_decoding() {
         // A valid BMP header that claims 20000 × 20000 pixels, with no pixel data.
         let mut bmp = encode(&gradient(2, 2), ImageFormat::Bmp);
