@@ -1,7 +1,8 @@
 // Browser end-to-end test of the built page (www/dist) in headless Chromium: load a class
 // folder, train on the CPU (wasm) and on WebGPU (SwiftShader), download the model, check the
 // file, and classify held-out pictures on the page (and with the native CLI when WEBTUNE_BIN
-// names it).
+// names it). Shorter tests: the pictures survive a reload until "Clear all"; a full storage is
+// said on the page and the pictures are kept in memory.
 //
 //   cd www && npm ci && npm run build && cd .. && node --test tests/e2e/
 //
@@ -89,6 +90,88 @@ describe('webtune page in headless Chromium', () => {
     });
   });
 
+  test('keeps the pictures across a reload until "Clear all"', { timeout: 5 * 60_000 }, async () => {
+    const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'reload-')), 2);
+    await withPage('reload', [], async (page, byTestId) => {
+      await page.goto(server.url);
+      await waitForEngine(page, 'cpu');
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      assert.equal(await page.locator('[data-testid="file-problem"]').count(), 2, 'the two bad files are listed');
+      assert.equal(await byTestId('library-status').isVisible(), false, 'nothing restored on a first visit');
+
+      // A reload brings back the pictures that were added, and only those: the bad files were
+      // never stored, so they are not listed again.
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      assert.equal(await byTestId('library-status').getAttribute('data-restored'), '4');
+      assert.match(await byTestId('library-status').innerText(), /^Restored 4 pictures from your last visit/);
+      assert.equal(await page.locator('[data-testid="file-problem"]').count(), 0, 'bad files are not stored');
+      assert.equal(await byTestId('train-button').isDisabled(), false, 'Train is enabled with the restored pictures');
+      assert.equal(await byTestId('download-button').isDisabled(), true, 'no model until trained again');
+
+      // Pictures added after a restore are kept beside the restored ones; a removed class is
+      // removed from the storage too.
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 4, red: 4 });
+      await page.locator('[data-testid="class-row"][data-label="red"] [data-testid="remove-class"]').click();
+      await waitForClassCounts(page, { blue: 4 });
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 4 });
+      assert.equal(await byTestId('library-status').getAttribute('data-restored'), '4');
+
+      // "Clear all" empties the page and the storage: the next reload brings nothing back.
+      page.once('dialog', (dialog) => void dialog.accept());
+      await byTestId('clear-all').click();
+      await page.waitForFunction(() => document.querySelectorAll('[data-testid="class-row"]').length === 0, null, {
+        timeout: 60_000,
+      });
+      assert.equal(await byTestId('library-status').isVisible(), false, 'the restored line goes with the pictures');
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      assert.equal(await page.locator('[data-testid="class-row"]').count(), 0, 'nothing restored after "Clear all"');
+      assert.equal(await byTestId('library-status').getAttribute('data-restored'), '0');
+      assert.equal(await byTestId('library-status').getAttribute('data-status'), 'saving');
+      assert.equal(await byTestId('clear-all').isVisible(), false);
+    });
+  });
+
+  test('says so and keeps the pictures in memory when the browser will not store them', { timeout: 5 * 60_000 }, async () => {
+    const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'quota-')), 2);
+    await withPage('quota', [], async (page, byTestId) => {
+      // Storing a picture fails as it does when the origin's quota is used up.
+      await page.addInitScript(() => {
+        const put = IDBObjectStore.prototype.put;
+        IDBObjectStore.prototype.put = function (value, key) {
+          if (Array.isArray(key)) throw new DOMException('quota used up (simulated by the test)', 'QuotaExceededError');
+          return put.call(this, value, key);
+        };
+      });
+      await page.goto(server.url);
+      await waitForEngine(page, 'cpu');
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      const status = byTestId('library-status');
+      assert.equal(await status.getAttribute('data-status'), 'memory');
+      assert.match(await status.innerText(), /kept in this tab only.*storage for this page is full/);
+      assert.equal(await byTestId('train-button').isDisabled(), false, 'the pictures are still there to train on');
+    });
+    await withPage('no-indexeddb', [], async (page, byTestId) => {
+      // A browser (or a setting) that offers the page no IndexedDB at all.
+      await page.addInitScript(() => Object.defineProperty(window, 'indexedDB', { get: () => undefined }));
+      await page.goto(server.url);
+      await waitForEngine(page, 'cpu');
+      const status = byTestId('library-status');
+      assert.equal(await status.getAttribute('data-status'), 'memory');
+      assert.match(await status.innerText(), /^Your pictures are kept in this tab only.*IndexedDB is missing/);
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      assert.equal(await byTestId('train-button').isDisabled(), false);
+    });
+  });
+
   test('trains on WebGPU (SwiftShader)', { timeout: 30 * 60_000 }, async () => {
     // SwiftShader is slow (first dispatches take 8-17 s of shader compilation): few images, few
     // epochs, a larger learning rate so three epochs are enough to separate the colours.
@@ -125,6 +208,65 @@ async function makeDataset(dir, perClass) {
     await writeFile(pictures[label], colourPicture(label, 1000 + seed++));
   }
   return { dataset, pictures };
+}
+
+/** Runs `use(page, byTestId)` in a fresh browser; prints the browser's log when it fails. */
+async function withPage(name, extraFlags, use) {
+  const { chromium } = loadPlaywright();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_FLAGS, ...extraFlags] });
+  const log = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    page.on('console', (message) => log.push(`[console.${message.type()}] ${message.text()}`));
+    page.on('pageerror', (error) => log.push(`[pageerror] ${error.message}`));
+    page.on('crash', () => log.push('[page crashed]'));
+    await use(page, (id) => page.locator(`[data-testid="${id}"]`));
+  } catch (error) {
+    console.log(`# ${name}: browser log (last 60 lines):\n${log.slice(-60).join('\n')}`);
+    throw error;
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Waits for the engine to be ready on `backend`. */
+async function waitForEngine(page, backend, timeout = 180_000) {
+  await page
+    .waitForFunction(
+      (backend) => {
+        const label = document.querySelector('[data-testid="backend-label"]');
+        if (label?.dataset.status === 'failed') return true;
+        return label?.dataset.status === 'ready' && label.dataset.backend === backend;
+      },
+      backend,
+      { timeout },
+    )
+    .catch(async (error) => {
+      throw new Error(`the engine never got ready on ${backend}: ${await errorsOn(page)}\n${error.message}`);
+    });
+  assert.equal(await page.locator('[data-testid="backend-label"]').getAttribute('data-status'), 'ready', await errorsOn(page));
+}
+
+/** Waits until the class rows show exactly `counts` ({label: count}) and nothing is being read. */
+async function waitForClassCounts(page, counts, timeout = 120_000) {
+  await page
+    .waitForFunction(
+      (counts) => {
+        const adding = document.querySelector('[data-testid="add-status"]')?.getAttribute('data-adding');
+        const shown = Object.fromEntries(
+          [...document.querySelectorAll('[data-testid="class-row"]')].map((row) => [
+            row.getAttribute('data-label'),
+            Number(row.querySelector('[data-count]')?.getAttribute('data-count')),
+          ]),
+        );
+        return adding === '0' && JSON.stringify(shown, Object.keys(shown).sort()) === JSON.stringify(counts, Object.keys(counts).sort());
+      },
+      counts,
+      { timeout },
+    )
+    .catch(async (error) => {
+      throw new Error(`class counts never became ${JSON.stringify(counts)}: ${await classesOn(page)}; ${await errorsOn(page)}\n${error.message}`);
+    });
 }
 
 function screenshotPath(name) {

@@ -1,10 +1,11 @@
 // The app's actions: everything that changes state goes through here. It owns the trainer
-// client, restarts it after a crash or a backend change, and gives a new worker the images the
-// page still holds.
+// client, restarts it after a crash or a backend change, gives a new worker the images the page
+// still holds, and keeps those images in the browser's storage so that a reload brings them back.
 
 import type { BackendChoice, Request, TrainSettings, WorkerEvent } from './protocol';
 import { EngineGone, TrainerClient } from './trainer-client';
 import type { Picked, PickedFile } from './drop-zone';
+import { LibraryStore, storageProblem } from './library-store';
 import {
   EMPTY_SUMMARY,
   Store,
@@ -12,6 +13,7 @@ import {
   isTraining,
   type AppState,
   type FileProblem,
+  type HeldImage,
   type PredictionResult,
 } from './state';
 
@@ -38,6 +40,7 @@ export class App {
   private nextMessageId = 1;
   private addQueue: AddJob[] = [];
   private addLoopRunning = false;
+  private readonly library = new LibraryStore();
 
   constructor(
     initial: AppState,
@@ -50,8 +53,9 @@ export class App {
     return this.store.get();
   }
 
+  /** Brings back the pictures of the last visit, then starts the engine, which is given them. */
   start(): void {
-    this.restart();
+    void this.restoreLibrary().then(() => this.restart());
   }
 
   // ---- engine lifecycle -------------------------------------------------------------------
@@ -249,6 +253,7 @@ export class App {
       s.summary = summary;
       s.trained = null;
     });
+    this.keepClasses();
   }
 
   private async addImage(picked: PickedFile): Promise<void> {
@@ -258,25 +263,32 @@ export class App {
       fileName: picked.file.name,
       file: picked.file,
     });
-    const key = this.nextKey++;
+    const image: HeldImage = { key: this.nextKey++, label: picked.label, path: picked.path, file: picked.file };
+    const newClass = !this.state.classes.includes(image.label);
     this.store.update((s) => {
-      s.images = new Map(s.images).set(key, { key, label: picked.label, path: picked.path, file: picked.file });
-      if (!s.classes.includes(picked.label)) s.classes = [...s.classes, picked.label];
+      s.images = new Map(s.images).set(image.key, image);
+      if (newClass) s.classes = [...s.classes, image.label];
       s.summary = summary;
       s.trained = null;
     });
+    // Only pictures the engine could decode are kept: the others are listed as problems.
+    this.keepPicture(image);
+    if (newClass) this.keepClasses();
   }
 
   async removeClass(label: string): Promise<void> {
     if (isTraining(this.state)) return;
     try {
       const { summary } = await this.call({ type: 'removeClass', label });
+      const removed = [...this.state.images.values()].filter((image) => image.label === label).map((image) => image.key);
       this.store.update((s) => {
         s.classes = s.classes.filter((c) => c !== label);
         s.images = new Map([...s.images].filter(([, image]) => image.label !== label));
         s.summary = summary;
         s.trained = null;
       });
+      this.keepClasses();
+      this.persist(() => this.library.deletePictures(removed));
     } catch (error) {
       if (!(error instanceof EngineGone)) this.reportError(`Could not remove class "${label}": ${messageOf(error)}`);
     }
@@ -288,12 +300,86 @@ export class App {
     });
   }
 
+  /** Removes every class and picture, here, in the engine and in the browser's storage. */
+  async clearAll(): Promise<void> {
+    if (isTraining(this.state) || this.state.adding > 0) return;
+    const labels = this.state.classes;
+    this.persist(() => this.library.clear());
+    this.store.update((s) => {
+      s.classes = [];
+      s.images = new Map();
+      s.problems = [];
+      s.training = idleTraining();
+      s.trained = null;
+      s.predictions = [];
+      s.library = { ...s.library, restored: 0 };
+    });
+    // Waits for the engine to have had everything it is being given back, then empties it.
+    for (const label of labels) {
+      try {
+        const { summary } = await this.call({ type: 'removeClass', label });
+        this.store.update((s) => {
+          s.summary = summary;
+        });
+      } catch (error) {
+        // A new engine starts from the (now empty) pictures the page holds.
+        if (error instanceof EngineUnavailable || error instanceof EngineGone) return;
+        this.reportError(`Could not remove class "${label}" from the training engine: ${messageOf(error)}`);
+      }
+    }
+  }
+
   private dropHeld(key: number, problem: FileProblem): void {
     this.store.update((s) => {
       const images = new Map(s.images);
       images.delete(key);
       s.images = images;
       s.problems = [...s.problems, problem];
+    });
+    this.persist(() => this.library.deletePictures([key]));
+  }
+
+  // ---- keeping the pictures across reloads ------------------------------------------------
+
+  /** Puts the stored pictures and classes back in the state; the engine is given them on start. */
+  private async restoreLibrary(): Promise<void> {
+    let stored;
+    try {
+      stored = await this.library.load();
+    } catch (error) {
+      this.storageFailed(error);
+      return;
+    }
+    const images = new Map(stored.images.map((image) => [image.key, image]));
+    this.nextKey = stored.images.reduce((next, image) => Math.max(next, image.key + 1), this.nextKey);
+    this.store.update((s) => {
+      s.classes = stored.classes;
+      s.images = images;
+      s.library = { status: 'saving', restored: images.size, problem: null, partial: false };
+    });
+  }
+
+  private keepPicture(image: HeldImage): void {
+    // After a failed write (storage full), new pictures stay in memory; removals still go through.
+    if (this.state.library.status === 'memory') return;
+    this.persist(() => this.library.savePicture(image));
+  }
+
+  private keepClasses(): void {
+    const classes = this.state.classes;
+    this.persist(() => this.library.saveClasses(classes));
+  }
+
+  private persist(write: () => Promise<void>): void {
+    write().catch((error: unknown) => this.storageFailed(error));
+  }
+
+  /** The first failure says so on the page; from then on the pictures are kept in memory only. */
+  private storageFailed(error: unknown): void {
+    if (this.state.library.status === 'memory') return;
+    const problem = storageProblem(error);
+    this.store.update((s) => {
+      s.library = { ...s.library, status: 'memory', problem, partial: s.library.status === 'saving' };
     });
   }
 

@@ -1,5 +1,6 @@
-// The dataset view: one row per class with its image count and a remove button, and the files
-// that were not added (the reason training is not possible yet is shown by the Train button).
+// The dataset view: one row per class with its image count and a remove button, the files that
+// were not added (the reason training is not possible yet is shown by the Train button), whether
+// the pictures outlive a reload, and "Clear all".
 
 import { h } from './dom';
 import { acceptDrops, pickedFromDrop, type Picked } from './drop-zone';
@@ -11,16 +12,22 @@ export interface ClassListElements {
   fileProblems: HTMLElement;
   fileProblemList: HTMLUListElement;
   clearProblems: HTMLButtonElement;
+  libraryStatus: HTMLElement;
+  clearAll: HTMLButtonElement;
 }
 
 export interface ClassListActions {
   removeClass(label: string): void;
   addToClass(picked: Picked): void;
   clearProblems(): void;
+  clearAll(): void;
 }
 
 export function mountClassList(elements: ClassListElements, actions: ClassListActions) {
   elements.clearProblems.addEventListener('click', () => actions.clearProblems());
+  elements.clearAll.addEventListener('click', () => {
+    if (confirm('Remove every class and picture from this page and from this browser?')) actions.clearAll();
+  });
 
   let shown = '';
   function renderRows(state: AppState): void {
@@ -63,6 +70,17 @@ export function mountClassList(elements: ClassListElements, actions: ClassListAc
           : '';
     elements.status.dataset.adding = String(state.adding);
 
+    const { library } = state;
+    const status = elements.libraryStatus;
+    status.dataset.status = library.status;
+    status.dataset.restored = String(library.restored);
+    status.classList.toggle('problem', library.problem !== null);
+    status.textContent = libraryText(state);
+    status.hidden = status.textContent === '';
+
+    elements.clearAll.hidden = state.classes.length === 0 && state.summary.classes.length === 0;
+    elements.clearAll.disabled = isTraining(state) || state.adding > 0;
+
     elements.fileProblems.hidden = state.problems.length === 0;
     elements.fileProblemList.replaceChildren(
       ...state.problems.map(({ path, reason }) =>
@@ -70,4 +88,16 @@ export function mountClassList(elements: ClassListElements, actions: ClassListAc
       ),
     );
   };
+}
+
+function libraryText({ library }: AppState): string {
+  if (library.problem !== null) {
+    return library.partial
+      ? `Pictures added from now on are kept in this tab only and will be gone after a reload: ${library.problem}.`
+      : `Your pictures are kept in this tab only and will be gone after a reload: ${library.problem}.`;
+  }
+  if (library.restored > 0) {
+    return `Restored ${library.restored} picture${library.restored === 1 ? '' : 's'} from your last visit.`;
+  }
+  return '';
 }

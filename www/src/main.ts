@@ -34,11 +34,14 @@ const renderClasses = mountClassList(
     fileProblems: byId('file-problems'),
     fileProblemList: byId<HTMLUListElement>('file-problem-list'),
     clearProblems: byId<HTMLButtonElement>('clear-problems'),
+    libraryStatus: byId('library-status'),
+    clearAll: byId<HTMLButtonElement>('clear-all'),
   },
   {
     removeClass: (label) => void app.removeClass(label),
     addToClass: (picked) => app.addPicked(picked),
     clearProblems: () => app.clearProblems(),
+    clearAll: () => void app.clearAll(),
   },
 );
 

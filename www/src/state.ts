@@ -30,6 +30,19 @@ export interface EngineState {
   noteDetail: string | null;
 }
 
+/**
+ * Whether the pictures outlive a reload: 'loading' until the stored ones are back, 'saving' while
+ * the browser keeps each new one, 'memory' when it cannot (then `problem` says why).
+ */
+export interface LibraryState {
+  status: 'loading' | 'saving' | 'memory';
+  /** Pictures brought back from the last visit; 0 when none (or after "Clear all"). */
+  restored: number;
+  problem: string | null;
+  /** Whether storage worked for a while before it failed (so earlier pictures were kept). */
+  partial: boolean;
+}
+
 export type TrainPhase = 'idle' | 'features' | 'training' | 'done' | 'stopped' | 'failed';
 
 export interface EpochRecord extends EpochReport {
@@ -69,6 +82,7 @@ export interface AppState {
   adding: number;
   summary: DatasetSummary;
   problems: FileProblem[];
+  library: LibraryState;
   training: TrainingState;
   trained: TrainedModel | null;
   exporting: boolean;
@@ -99,12 +113,21 @@ export function idleTraining(): TrainingState {
 
 export function initialState(choice: BackendChoice): AppState {
   return {
-    engine: { status: 'starting', choice, backend: null, backboneName: null, inputSize: null, note: null, noteDetail: null },
+    engine: {
+      status: 'starting',
+      choice,
+      backend: null,
+      backboneName: null,
+      inputSize: null,
+      note: null,
+      noteDetail: null,
+    },
     classes: [],
     images: new Map(),
     adding: 0,
     summary: EMPTY_SUMMARY,
     problems: [],
+    library: { status: 'loading', restored: 0, problem: null, partial: false },
     training: idleTraining(),
     trained: null,
     exporting: false,
