@@ -2,7 +2,8 @@
 // folder, train on the CPU (wasm) and on WebGPU (SwiftShader), download the model, check the
 // file, and classify held-out pictures on the page (and with the native CLI when WEBTUNE_BIN
 // names it). Shorter tests: the pictures survive a reload until "Clear all"; a full storage is
-// said on the page and the pictures are kept in memory.
+// said on the page and the pictures are kept in memory; a GPU lost during training
+// (`?simulate=gpu-loss`) moves the engine to the CPU with every picture.
 //
 //   cd www && npm ci && npm run build && cd .. && node --test tests/e2e/
 //
@@ -169,6 +170,41 @@ describe('webtune page in headless Chromium', () => {
       await byTestId('folder-input').setInputFiles(dataset);
       await waitForClassCounts(page, { blue: 2, red: 2 });
       assert.equal(await byTestId('train-button').isDisabled(), false);
+    });
+  });
+
+  test('moves to the CPU when the GPU stops responding during training (?simulate=gpu-loss)', { timeout: 15 * 60_000 }, async () => {
+    const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'gpu-loss-')), 2);
+    const flags = ['--enable-unsafe-webgpu', '--enable-dawn-features=disable_robustness'];
+    await withPage('gpu-loss', flags, async (page, byTestId) => {
+      await page.goto(`${server.url}?simulate=gpu-loss`);
+      await waitForEngine(page, 'webgpu', 300_000);
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      await byTestId('epochs').fill('2');
+      await byTestId('train-button').click();
+
+      // The worker fails as wgpu does on a lost device; the page restarts on the CPU with the pictures.
+      await page.waitForSelector('[data-testid="train-status"][data-phase="failed"]', { timeout: 120_000 });
+      assert.equal(
+        await byTestId('train-status').innerText(),
+        'The GPU stopped responding during training; switched to the CPU. Press Train to continue.',
+      );
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      assert.equal(await byTestId('backend-select').inputValue(), 'cpu');
+      assert.match(await byTestId('backend-note').innerText(), /GPU stopped responding/);
+      assert.match(await byTestId('backend-detail').textContent(), /device was lost/);
+      assert.equal(await page.locator('[data-testid="error"]').count(), 0, `no crash message: ${await errorsOn(page)}`);
+      assert.equal(await byTestId('train-button').isDisabled(), false, 'Train is enabled again');
+
+      // Pressing Train continues on the CPU.
+      await byTestId('train-button').click();
+      await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', {
+        timeout: 300_000,
+      });
+      assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+      assert.equal(await page.locator('[data-testid="epoch-row"]').count(), 2);
     });
   });
 

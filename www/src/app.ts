@@ -1,8 +1,9 @@
 // The app's actions: everything that changes state goes through here. It owns the trainer
-// client, restarts it after a crash or a backend change, gives a new worker the images the page
-// still holds, and keeps those images in the browser's storage so that a reload brings them back.
+// client, restarts it after a crash or a backend change (on the CPU when the GPU stopped
+// responding), gives a new worker the images the page still holds, and keeps those images in
+// the browser's storage so that a reload brings them back.
 
-import type { BackendChoice, Request, TrainSettings, WorkerEvent } from './protocol';
+import type { Backend, BackendChoice, Request, Simulation, TrainSettings, WorkerEvent } from './protocol';
 import { EngineGone, TrainerClient } from './trainer-client';
 import type { Picked, PickedFile } from './drop-zone';
 import { LibraryStore, storageProblem } from './library-store';
@@ -19,6 +20,10 @@ import {
 
 /** Restarts in a row that died before the images were back; after that the user has to act. */
 const MAX_CRASH_RESTARTS = 2;
+
+const GPU_LOST_DURING_TRAINING =
+  'The GPU stopped responding during training; switched to the CPU. Press Train to continue.';
+const GPU_LOST = 'The GPU stopped responding; switched to the CPU. Your pictures are kept.';
 
 /** The engine failed to start; calls wait for the user to pick another backend. */
 class EngineUnavailable extends Error {
@@ -45,6 +50,8 @@ export class App {
   constructor(
     initial: AppState,
     private readonly weightsUrl: string,
+    /** From the `?simulate=` URL parameter: a failure the worker acts out (see protocol.ts). */
+    private readonly simulate: Simulation | null = null,
   ) {
     this.store = new Store(initial);
   }
@@ -68,8 +75,8 @@ export class App {
       onEvent: (event) => {
         if (generation === this.generation) this.onWorkerEvent(event);
       },
-      onCrash: (message) => {
-        if (generation === this.generation) this.onCrash(message);
+      onCrash: (message, backend) => {
+        if (generation === this.generation) this.onCrash(message, backend);
       },
     });
     this.client = client;
@@ -82,7 +89,7 @@ export class App {
 
     let info;
     try {
-      info = await client.init(choice, this.weightsUrl);
+      info = await client.init(choice, this.weightsUrl, this.simulate);
     } catch (error) {
       if (generation !== this.generation) return;
       if (error instanceof EngineGone && error.crashed) return; // onCrash handles it
@@ -130,6 +137,8 @@ export class App {
         });
       } catch (error) {
         if (error instanceof EngineGone && !error.crashed) return;
+        // The GPU gave up, not this picture: the engine restarting on the CPU is given it.
+        if (gpuGaveUp(error)) return;
         // A crash here is this image's doing: drop it so the next engine does not trip on it.
         const reason =
           error instanceof EngineGone
@@ -142,10 +151,25 @@ export class App {
     this.crashStreak = 0;
   }
 
-  private onCrash(message: string): void {
+  /** Tells the user (in the training panel too when training was cut short) and restarts. */
+  private onCrash(message: string, backend: Backend | null): void {
+    const training = isTraining(this.state);
+    if (backend === 'webgpu') {
+      this.onGpuLost(message, training);
+      return;
+    }
     this.crashStreak += 1;
     const images = this.state.images.size;
-    if (this.crashStreak > MAX_CRASH_RESTARTS) {
+    const givingUp = this.crashStreak > MAX_CRASH_RESTARTS;
+    if (training) {
+      const error =
+        `The training engine crashed during training: ${message}.` +
+        (givingUp ? '' : ' It was restarted and your images were kept; press Train to try again.');
+      this.store.update((s) => {
+        s.training = { ...s.training, phase: 'failed', error };
+      });
+    }
+    if (givingUp) {
       this.store.update((s) => {
         s.engine = { ...s.engine, status: 'failed' };
       });
@@ -160,6 +184,20 @@ export class App {
       `The training engine crashed: ${message}. It has been restarted` +
         (images > 0 ? ` and your ${images} image${images === 1 ? '' : 's'} are being added again.` : '.'),
     );
+    this.restart();
+  }
+
+  /**
+   * Any crash on WebGPU is taken as the GPU giving up (a lost device, a driver reset, a wgpu
+   * panic): the CPU does not share that fate, so the engine comes back there with every picture.
+   */
+  private onGpuLost(message: string, training: boolean): void {
+    this.store.update((s) => {
+      s.engine = { ...s.engine, choice: 'cpu', lostGpu: message };
+      if (training) s.training = { ...s.training, phase: 'failed', error: GPU_LOST_DURING_TRAINING };
+    });
+    if (!training) this.reportError(GPU_LOST);
+    this.crashStreak = 0;
     this.restart();
   }
 
@@ -183,7 +221,7 @@ export class App {
   setBackend(choice: BackendChoice): void {
     if (choice === this.state.engine.choice && this.state.engine.status !== 'failed') return;
     this.store.update((s) => {
-      s.engine = { ...s.engine, choice };
+      s.engine = { ...s.engine, choice, lostGpu: null };
       s.training = idleTraining();
     });
     this.crashStreak = 0;
@@ -220,8 +258,9 @@ export class App {
         } catch (error) {
           // No engine: keep the job until one starts (restart() runs the loop again).
           if (error instanceof EngineUnavailable) break;
-          // A backend switch ended the worker mid-call: do this job again on the new one.
-          if (error instanceof EngineGone && !error.crashed) continue;
+          // A backend switch ended the worker mid-call, or the GPU gave up (and the engine is
+          // restarting on the CPU): do this job again on the new one.
+          if ((error instanceof EngineGone && !error.crashed) || gpuGaveUp(error)) continue;
           const path = job.kind === 'class' ? `${job.label}/` : job.picked.path;
           const reason =
             error instanceof EngineGone
@@ -407,12 +446,10 @@ export class App {
         s.trained = result.last ? { backboneName, classCount } : null;
       });
     } catch (error) {
-      const crashed = error instanceof EngineGone && error.crashed;
-      const text = crashed
-        ? `The training engine crashed during training: ${messageOf(error)}. It was restarted and your images were kept; press Train to try again.`
-        : `Training failed: ${messageOf(error)}`;
+      // A crash has been told by onCrash (it runs first), which knows whether the GPU gave up.
+      if (error instanceof EngineGone && error.crashed && !isTraining(this.state)) return;
       this.store.update((s) => {
-        s.training = { ...s.training, phase: 'failed', error: text };
+        s.training = { ...s.training, phase: 'failed', error: `Training failed: ${messageOf(error)}` };
       });
     }
   }
@@ -509,6 +546,11 @@ export class App {
       s.errors = s.errors.filter((e) => e.id !== id);
     });
   }
+}
+
+/** Whether `error` ended a call because the engine crashed on WebGPU (see onGpuLost). */
+function gpuGaveUp(error: unknown): boolean {
+  return error instanceof EngineGone && error.crashed && error.backend === 'webgpu';
 }
 
 function messageOf(error: unknown): string {

@@ -14,10 +14,15 @@ import { mountTrainingView } from './training-view';
 
 const WEIGHTS_PATH = 'weights/efficientnet_lite0.safetensors';
 
-const requested = new URLSearchParams(location.search).get('backend');
+// URL parameters: `?backend=auto|webgpu|cpu` picks the backend; `?simulate=gpu-loss` makes the
+// worker act as if the WebGPU device was lost when training starts on WebGPU, to try (and test)
+// the page's move to the CPU without a failing GPU.
+const parameters = new URLSearchParams(location.search);
+const requested = parameters.get('backend');
 const app = new App(
   initialState(isBackendChoice(requested) ? requested : 'auto'),
   new URL(WEIGHTS_PATH, document.baseURI).href,
+  parameters.get('simulate') === 'gpu-loss' ? 'gpu-loss' : null,
 );
 
 // A file dropped beside a drop zone must not make the browser navigate away from the page.

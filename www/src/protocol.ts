@@ -1,9 +1,17 @@
 // The messages between the page and the training worker. Everything the worker can be asked
 // is a `Request`; every answer is a `Reply` carrying the request's id; progress during long
-// jobs arrives as `WorkerEvent`s; `Crashed` means the wasm instance is dead (a Rust panic).
+// jobs arrives as `WorkerEvent`s; `Crashed` means the wasm instance is dead (a Rust panic) or
+// cannot be used any more (its WebGPU device was lost).
 
 export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
 export type Backend = 'webgpu' | 'cpu';
+
+/**
+ * A failure the worker acts out on request, from the page's `?simulate=` URL parameter, so the
+ * page's recovery can be tried without a failing GPU. `gpu-loss`: when training starts on WebGPU,
+ * the worker fails as wgpu does when the device is lost.
+ */
+export type Simulation = 'gpu-loss';
 
 export interface ClassSummary {
   label: string;
@@ -55,7 +63,7 @@ export interface Prediction {
 
 /** Requests, told apart by `type`. */
 export type Request =
-  | { type: 'init'; backend: BackendChoice; weightsUrl: string }
+  | { type: 'init'; backend: BackendChoice; weightsUrl: string; simulate: Simulation | null }
   | { type: 'addClass'; label: string }
   | { type: 'addImage'; label: string; fileName: string; file: Blob }
   | { type: 'removeClass'; label: string }

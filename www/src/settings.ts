@@ -70,11 +70,13 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     } else {
       label.textContent = 'Training engine not running';
     }
-    elements.backendNote.textContent = engine.note ?? '';
-    elements.backendNote.title = engine.noteDetail ?? '';
-    elements.backendNote.hidden = !engine.note;
-    elements.backendDetail.textContent = engine.noteDetail ?? '';
-    elements.backendDetails.hidden = !engine.note || !engine.noteDetail;
+    const note = engine.note ?? (engine.lostGpu ? 'The GPU stopped responding, so training runs on the CPU now.' : null);
+    const detail = engine.noteDetail ?? engine.lostGpu;
+    elements.backendNote.textContent = note ?? '';
+    elements.backendNote.title = detail ?? '';
+    elements.backendNote.hidden = !note;
+    elements.backendDetail.textContent = detail ?? '';
+    elements.backendDetails.hidden = !note || !detail;
   }
 
   return { read, render };

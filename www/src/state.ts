@@ -28,6 +28,8 @@ export interface EngineState {
   inputSize: number | null;
   note: string | null;
   noteDetail: string | null;
+  /** Set when the GPU stopped responding and the page moved to the CPU: what the engine said. */
+  lostGpu: string | null;
 }
 
 /**
@@ -121,6 +123,7 @@ export function initialState(choice: BackendChoice): AppState {
       inputSize: null,
       note: null,
       noteDetail: null,
+      lostGpu: null,
     },
     classes: [],
     images: new Map(),

@@ -1,15 +1,18 @@
 // The page's side of the worker protocol: one worker, typed calls that resolve with the reply,
 // progress events forwarded to a listener, and crash detection (a trap reported by the worker,
 // or the worker's own error event). A crashed client rejects everything still waiting and is
-// done; the app starts a new one.
+// done, saying which backend it ran on (a crash on WebGPU is taken as the GPU giving up); the app
+// starts a new one.
 
 import type {
+  Backend,
   BackendChoice,
   EngineInfo,
   Envelope,
   ReplyData,
   RequestOf,
   RequestType,
+  Simulation,
   WorkerEvent,
   WorkerMessage,
 } from './protocol';
@@ -19,6 +22,8 @@ export class EngineGone extends Error {
   constructor(
     message: string,
     readonly crashed: boolean,
+    /** The backend the engine ran on; null when it died before it was initialised. */
+    readonly backend: Backend | null,
   ) {
     super(message);
     this.name = 'EngineGone';
@@ -33,7 +38,7 @@ interface Waiting {
 export interface EngineListeners {
   onEvent(event: WorkerEvent): void;
   /** The wasm instance died; `message` is the panic message when there was one. */
-  onCrash(message: string): void;
+  onCrash(message: string, backend: Backend | null): void;
 }
 
 export class TrainerClient {
@@ -41,6 +46,7 @@ export class TrainerClient {
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
   private gone: EngineGone | null = null;
+  private backend: Backend | null = null;
 
   constructor(private readonly listeners: EngineListeners) {
     this.worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'webtune-trainer' });
@@ -53,8 +59,10 @@ export class TrainerClient {
   }
 
   /** Loads the wasm module and the backbone; call once, first. */
-  init(backend: BackendChoice, weightsUrl: string): Promise<EngineInfo> {
-    return this.call({ type: 'init', backend, weightsUrl });
+  async init(backend: BackendChoice, weightsUrl: string, simulate: Simulation | null = null): Promise<EngineInfo> {
+    const info = await this.call({ type: 'init', backend, weightsUrl, simulate });
+    this.backend = info.backend;
+    return info;
   }
 
   call<T extends RequestType>(request: RequestOf<T>): Promise<ReplyData[T]> {
@@ -93,10 +101,10 @@ export class TrainerClient {
 
   private fail(message: string, crashed: boolean): void {
     if (this.gone) return;
-    this.gone = new EngineGone(message, crashed);
+    this.gone = new EngineGone(message, crashed, this.backend);
     this.worker.terminate();
     for (const waiting of this.waiting.values()) waiting.reject(this.gone);
     this.waiting.clear();
-    if (crashed) this.listeners.onCrash(message);
+    if (crashed) this.listeners.onCrash(message, this.backend);
   }
 }

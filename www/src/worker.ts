@@ -11,6 +11,7 @@ import type {
   ReplyData,
   Request,
   RequestType,
+  Simulation,
   TrainResult,
   TrainSettings,
   WorkerMessage,
@@ -33,6 +34,7 @@ let queue: Promise<void> = Promise.resolve();
 let stopRequested = false;
 let dead = false;
 let lastPanic: string | null = null;
+let simulate: Simulation | null = null;
 
 // A Rust panic is printed by the panic hook through console.error, and then the instance traps.
 // Remember the message so the page can show it, and report the crash at once: after a panic the
@@ -60,9 +62,20 @@ function crash(message: string): void {
   scope.postMessage({ kind: 'crashed', message: lastPanic ?? message });
 }
 
-/** A trap (panic = abort, out of memory) means the instance is gone, unlike an Err from Rust. */
+/**
+ * A trap (panic = abort, out of memory) means the instance is gone, unlike an Err from Rust; so
+ * does a lost WebGPU device, which fails every later call on it.
+ */
 function isCrash(error: unknown): boolean {
-  return dead || error instanceof WebAssembly.RuntimeError;
+  return dead || error instanceof WebAssembly.RuntimeError || isDeviceLost(error);
+}
+
+/**
+ * wgpu says "Parent device is lost", cubecl "the wgpu device was lost" and, on the operations
+ * after it, `DevicePoisoned`; the Rust side passes these on as Backend errors (Debug-formatted).
+ */
+function isDeviceLost(error: unknown): boolean {
+  return /\bdevice\b[^.\n]{0,40}\blost\b|\blost\b[^.\n]{0,20}\bdevice\b|DevicePoison|\bpoisoned\b/i.test(messageOf(error));
 }
 
 function messageOf(error: unknown): string {
@@ -132,6 +145,9 @@ async function train(settings: TrainSettings, post: (m: WorkerMessage) => void):
   let pending = t.pendingFeatures();
   const total = pending;
   post({ kind: 'event', type: 'features', done: 0, total, elapsedMs: 0 });
+  if (simulate === 'gpu-loss' && t.backend() === 'webgpu') {
+    throw new Error('the WebGPU device was lost (simulated: the page was opened with ?simulate=gpu-loss)');
+  }
   while (pending > 0) {
     if (stopRequested) {
       return { train: 0, val: 0, last: null, stopped: true, featureMs: performance.now() - featureStart, trainMs: 0 };
@@ -166,6 +182,7 @@ async function train(settings: TrainSettings, post: (m: WorkerMessage) => void):
 async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType]; transfer?: Transferable[] }> {
   switch (request.type) {
     case 'init':
+      simulate = request.simulate;
       return { data: await start(request.backend, request.weightsUrl) };
     case 'addClass':
       requireTrainer().addClass(request.label);
