@@ -40,13 +40,17 @@ pub struct TrainedModel {
 }
 
 impl TrainedModel {
-    /// Class probabilities for images already cropped to the input size, one row per image.
-    pub async fn probabilities(&self, images: &[&RgbImage]) -> Result<Vec<Vec<f32>>> {
+    /// Row-major `[images, classes]` logits for images already cropped to the input size.
+    pub async fn logits(&self, images: &[&RgbImage]) -> Result<Vec<f32>> {
         let device = self.classifier.head.output.weight.val().device();
         let logits = self.classifier.forward(to_input_tensor(images, &self.spec, &device));
         let data = logits.into_data_async().await.map_err(|e| Error::Backend(format!("reading logits: {e:?}")))?;
-        let values = data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;
-        Ok(values.chunks_exact(self.labels.len()).map(softmax).collect())
+        data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+    }
+
+    /// Class probabilities for images already cropped to the input size, one row per image.
+    pub async fn probabilities(&self, images: &[&RgbImage]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.logits(images).await?.chunks_exact(self.labels.len()).map(softmax).collect())
     }
 
     /// Decodes one file and returns every class with its probability, most likely first.

@@ -19,4 +19,4 @@ mod web;
 
 pub use error::{Error, Result};
 pub use inference::{Prediction, TrainedModel};
-pub use tuner::{SplitSummary, Tuner};
+pub use tuner::{CacheProgress, SplitSummary, Tuner};

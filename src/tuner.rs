@@ -4,11 +4,17 @@
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::data::{DatasetSummary, ImageSet, stratified_split};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{Augmentation, DatasetSummary, ImageSet, stratified_split};
 use crate::error::{Error, Result};
 use crate::inference::{Prediction, TrainedModel};
 use crate::model::{BackboneSpec, Classifier, EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames, FEATURES};
-use crate::train::{EpochReport, FeatureCache, HeadOptions, HeadTrainer, LabelledFeatures};
+use crate::train::{
+    CacheStorage, EpochReport, Evaluation, FeatureCache, FineTuneOptions, FineTuner, HeadOptions, HeadTrainer,
+    LabelledFeatures, PrefixCache, Recommendation, UnfreezePlan, evaluate, recommend,
+};
 use crate::weights::{load_params, read_weights_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -17,11 +23,44 @@ pub struct SplitSummary {
     pub val: usize,
 }
 
-/// A run in progress: the trainer and the labels its class indices refer to.
+/// A run in progress: the trainer, the labels its class indices refer to, and the images of
+/// each split (`(image id, class)`), fixed when the run starts.
 struct Run {
     trainer: HeadTrainer,
     labels: Vec<String>,
-    split: SplitSummary,
+    train: Vec<(u32, usize)>,
+    val: Vec<(u32, usize)>,
+    fine: Option<FineRun>,
+}
+
+/// Phase 2: views still to cache, then the fine-tuner.
+struct FineRun {
+    options: FineTuneOptions,
+    augmentation: Augmentation,
+    views_per_image: usize,
+    /// `(image id, class, augmentation seed)`: `None` is the center view. Train views first.
+    queue: Vec<(u32, usize, Option<u64>, Split)>,
+    total_views: usize,
+    /// Filled while the queue drains, then handed to the fine-tuner.
+    train_cache: PrefixCache,
+    val_cache: PrefixCache,
+    tuner: Option<FineTuner>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    Train,
+    Val,
+}
+
+/// Progress of building phase 2's prefix cache.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheProgress {
+    pub done: usize,
+    pub total: usize,
+    /// Memory the cached activations use so far.
+    pub bytes: usize,
 }
 
 pub struct Tuner {
@@ -110,7 +149,8 @@ impl Tuner {
         let (train, val) = (gather(&split.train), gather(&split.val));
         let summary = SplitSummary { train: train.len(), val: val.len() };
         let trainer = HeadTrainer::new(options, labels.len(), FEATURES, train, val, &self.device)?;
-        self.run = Some(Run { trainer, labels, split: summary });
+        let members = |indices: &[usize]| indices.iter().map(|&i| (images[i].id, classes[i])).collect();
+        self.run = Some(Run { trainer, labels, train: members(&split.train), val: members(&split.val), fine: None });
         Ok(summary)
     }
 
@@ -119,21 +159,144 @@ impl Tuner {
         run.trainer.train_epoch().await
     }
 
+    /// Which recipe fits the current images, and why.
+    pub fn recommendation(&self) -> Recommendation {
+        recommend(&self.summary().classes.iter().map(|c| c.count).collect::<Vec<_>>())
+    }
+
+    /// Starts phase 2 on the phase-1 model and split: queues `views_per_image` augmented views
+    /// per training image (one center view when augmentation is off) and one center view per
+    /// validation image for the prefix cache. Returns how many views are to be cached.
+    pub fn start_fine_tune(&mut self, options: FineTuneOptions, augmentation: Augmentation, views_per_image: usize) -> Result<CacheProgress> {
+        let run = self.run.as_mut().ok_or_else(|| Error::Training("train the head (phase 1) before fine-tuning".into()))?;
+        if views_per_image == 0 || views_per_image > 32 {
+            return Err(Error::Training(format!("views per image must be between 1 and 32, got {views_per_image}")));
+        }
+        let views = if augmentation.enabled { views_per_image } else { 1 };
+        options.validate(run.train.len() * views)?;
+        let mut queue = Vec::new();
+        for (n, &(id, class)) in run.train.iter().enumerate() {
+            for v in 0..views {
+                let seed = augmentation.enabled.then(|| options.seed ^ ((n * 32 + v) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                queue.push((id, class, seed, Split::Train));
+            }
+        }
+        queue.extend(run.val.iter().map(|&(id, class)| (id, class, None, Split::Val)));
+        queue.reverse(); // popped from the end
+        let total = queue.len();
+        run.fine = Some(FineRun {
+            options,
+            augmentation,
+            views_per_image: views,
+            queue,
+            total_views: total,
+            train_cache: PrefixCache::new(CacheStorage::F16),
+            val_cache: PrefixCache::new(CacheStorage::F16),
+            tuner: None,
+        });
+        Ok(CacheProgress { done: 0, total, bytes: 0 })
+    }
+
+    /// Runs the frozen prefix on up to `max_views` queued views. When the queue empties, the
+    /// fine-tuner is created from the phase-1 model.
+    pub async fn cache_views(&mut self, max_views: usize) -> Result<CacheProgress> {
+        let spec = self.spec.clone();
+        let run = self.run.as_mut().ok_or_else(|| Error::Training("start fine-tuning first".into()))?;
+        let fine = run.fine.as_mut().ok_or_else(|| Error::Training("start fine-tuning first".into()))?;
+        let first = UnfreezePlan::new(fine.options.unfreeze)?.first_tail_unit();
+        let take = max_views.max(1).min(fine.queue.len());
+        let batch: Vec<_> = (0..take).filter_map(|_| fine.queue.pop()).collect();
+        let mut views = Vec::new();
+        for &(id, class, seed, split) in &batch {
+            let image = self.images.images().iter().find(|i| i.id == id)
+                .ok_or_else(|| Error::Training("an image was removed during training: start again".into()))?;
+            let view = match seed {
+                Some(seed) => fine.augmentation.view(&image.pixels, spec.input_size, &mut ChaCha8Rng::seed_from_u64(seed)),
+                None => image.center_view(&spec),
+            };
+            views.push((view, class, split));
+        }
+        for split in [Split::Train, Split::Val] {
+            let part: Vec<_> = views.iter().filter(|v| v.2 == split).map(|(view, class, _)| (view, *class)).collect();
+            let cache = if split == Split::Train { &mut fine.train_cache } else { &mut fine.val_cache };
+            cache.extend(&self.backbone, &spec, first, &part, &self.device).await?;
+        }
+        let progress = CacheProgress {
+            done: fine.total_views - fine.queue.len(),
+            total: fine.total_views,
+            bytes: fine.train_cache.bytes() + fine.val_cache.bytes(),
+        };
+        if fine.queue.is_empty() && fine.tuner.is_none() {
+            let classifier = Classifier { backbone: self.backbone.clone(), head: run.trainer.head() };
+            let train = std::mem::replace(&mut fine.train_cache, PrefixCache::new(CacheStorage::F16));
+            let val = std::mem::replace(&mut fine.val_cache, PrefixCache::new(CacheStorage::F16));
+            fine.tuner = Some(FineTuner::new(classifier, run.labels.len(), fine.options.clone(), train, val, &self.device)?);
+        }
+        Ok(progress)
+    }
+
+    /// One epoch of phase 2 (after [`cache_views`](Self::cache_views) has emptied its queue).
+    pub async fn fine_tune_epoch(&mut self) -> Result<EpochReport> {
+        let tuner = self
+            .run
+            .as_mut()
+            .and_then(|r| r.fine.as_mut())
+            .and_then(|f| f.tuner.as_mut())
+            .ok_or_else(|| Error::Training("cache the views before fine-tuning epochs".into()))?;
+        tuner.train_epoch().await
+    }
+
+    /// Accuracy, per-class precision and recall, the confusion matrix and the misclassified
+    /// images of the validation split, for the model as trained so far.
+    pub async fn evaluate(&self) -> Result<Evaluation> {
+        let model = self.trained_model()?;
+        let run = self.run.as_ref().expect("trained_model checked the run");
+        let mut logits = Vec::new();
+        let mut names = Vec::new();
+        for chunk in run.val.chunks(16) {
+            let views: Vec<_> = chunk
+                .iter()
+                .map(|(id, _)| {
+                    let image = self.images.images().iter().find(|i| i.id == *id)
+                        .ok_or_else(|| Error::Training("an image was removed after training".into()))?;
+                    names.push((image.id, image.file_name.clone()));
+                    Ok(image.center_view(&self.spec))
+                })
+                .collect::<Result<_>>()?;
+            logits.extend(model.logits(&views.iter().collect::<Vec<_>>()).await?);
+        }
+        let targets: Vec<usize> = run.val.iter().map(|(_, c)| *c).collect();
+        Ok(evaluate(&logits, &run.labels, &targets, &names))
+    }
+
     /// The classifier as trained so far (backbone + current head), ready to predict or export.
     pub fn trained_model(&self) -> Result<TrainedModel> {
         let run = self.run.as_ref().ok_or_else(|| Error::Training("nothing trained yet".into()))?;
         let options = run.trainer.options();
+        let mut training = serde_json::json!({
+            "head": options,
+            "train_images": run.train.len(),
+            "val_images": run.val.len(),
+        });
+        let fine_tuned = run.fine.as_ref().and_then(|f| f.tuner.as_ref().map(|t| (f, t)));
+        let classifier = match fine_tuned {
+            Some((fine, tuner)) => {
+                training["fine_tune"] = serde_json::json!({
+                    "options": tuner.options(),
+                    "augmentation": fine.augmentation,
+                    "views_per_image": fine.views_per_image,
+                    "stopped_early": tuner.stopped_early(),
+                });
+                tuner.model()
+            }
+            None => Classifier { backbone: self.backbone.clone(), head: run.trainer.head() },
+        };
         Ok(TrainedModel {
-            classifier: Classifier { backbone: self.backbone.clone(), head: run.trainer.head() },
+            classifier,
             labels: run.labels.clone(),
             spec: self.spec.clone(),
             hidden_units: options.hidden_units,
-            training: serde_json::json!({
-                "phase": "head",
-                "options": options,
-                "train_images": run.split.train,
-                "val_images": run.split.val,
-            }),
+            training,
         })
     }
 

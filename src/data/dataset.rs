@@ -6,7 +6,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use super::decode::decode_image;
-use super::preprocess::resize_and_center_crop;
+use super::preprocess::{center_crop, resize_shorter_side};
 use crate::error::{Error, Result};
 use crate::model::BackboneSpec;
 
@@ -18,8 +18,16 @@ pub struct LabelledImage {
     pub id: u32,
     pub label: String,
     pub file_name: String,
-    /// Center crop at the backbone's input size.
+    /// Shorter side resized to the backbone's `resize_size`: evaluation takes the center crop,
+    /// augmentation random crops.
     pub pixels: RgbImage,
+}
+
+impl LabelledImage {
+    /// The evaluation view: the center crop at the input size.
+    pub fn center_view(&self, spec: &BackboneSpec) -> RgbImage {
+        center_crop(&self.pixels, spec)
+    }
 }
 
 /// Classes and their images. Classes are kept sorted by name, so the class index of a label
@@ -62,7 +70,7 @@ impl ImageSet {
     pub fn add(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
         let label = valid_label(label)?;
         let decoded = decode_image(file_name, bytes)?;
-        let pixels = resize_and_center_crop(&decoded, &self.spec);
+        let pixels = resize_shorter_side(&decoded, &self.spec);
         let id = self.next_id;
         self.next_id += 1;
         self.classes.insert(label.clone());
@@ -181,7 +189,8 @@ mod tests {
         assert!(set.add("dogs", "notes.txt", b"plain text").is_err());
         assert_eq!(set.labels(), vec!["cats"]);
         assert_eq!(set.images().len(), 1);
-        assert_eq!(set.images()[0].pixels.dimensions(), (224, 224));
+        assert_eq!(set.images()[0].pixels.dimensions(), (341, 256));
+        assert_eq!(set.images()[0].center_view(&BackboneSpec::efficientnet_lite0()).dimensions(), (224, 224));
     }
 
     #[test]

@@ -10,6 +10,12 @@ use crate::model::BackboneSpec;
 /// central `spec.input_size` square. Bilinear (triangle) filtering, which `image` widens when
 /// shrinking so large photos are averaged rather than aliased.
 pub fn resize_and_center_crop(image: &RgbImage, spec: &BackboneSpec) -> RgbImage {
+    center_crop(&resize_shorter_side(image, spec), spec)
+}
+
+/// The first half of [`resize_and_center_crop`]: shorter side to `spec.resize_size`. What the
+/// image set keeps, so augmentation can crop elsewhere than the center.
+pub fn resize_shorter_side(image: &RgbImage, spec: &BackboneSpec) -> RgbImage {
     let (w, h) = image.dimensions();
     let short = w.min(h).max(1) as f64;
     let scale = spec.resize_size as f64 / short;
@@ -17,9 +23,14 @@ pub fn resize_and_center_crop(image: &RgbImage, spec: &BackboneSpec) -> RgbImage
         ((w as f64 * scale).round() as u32).max(spec.input_size),
         ((h as f64 * scale).round() as u32).max(spec.input_size),
     );
-    let resized = imageops::resize(image, nw, nh, FilterType::Triangle);
-    let (x, y) = ((nw - spec.input_size) / 2, (nh - spec.input_size) / 2);
-    imageops::crop_imm(&resized, x, y, spec.input_size, spec.input_size).to_image()
+    imageops::resize(image, nw, nh, FilterType::Triangle)
+}
+
+/// The central `spec.input_size` square of an image at least that large.
+pub fn center_crop(image: &RgbImage, spec: &BackboneSpec) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let (x, y) = ((w - spec.input_size) / 2, (h - spec.input_size) / 2);
+    imageops::crop_imm(image, x, y, spec.input_size, spec.input_size).to_image()
 }
 
 /// Normalised NCHW input for a batch of already cropped images.

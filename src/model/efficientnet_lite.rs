@@ -89,14 +89,42 @@ impl EfficientNetLiteConfig {
 }
 
 impl EfficientNetLite {
+    /// Units that can be unfrozen one by one from the end: the 16 MBConv blocks and the final
+    /// 1×1 convolution (`top`).
+    pub const UNITS: usize = 17;
+
     /// Pooled features.
     ///
     /// # Shapes
     /// - input: `[batch, 3, height, width]`, normalised as [`crate::model::BackboneSpec`] says
     /// - output: `[batch, 1280]`
     pub fn forward(&self, input: Tensor<4>) -> Tensor<2> {
+        self.forward_tail(self.forward_prefix(input, Self::UNITS - 1), Self::UNITS - 1)
+    }
+
+    /// The stem and the units before `first_tail_unit` (0..=16): the part that stays frozen when
+    /// the last `17 - first_tail_unit` units are fine-tuned. Its output is what phase 2 caches.
+    ///
+    /// # Shapes
+    /// - input: `[batch, 3, height, width]`
+    /// - output: `[batch, channels, h', w']`, the input of unit `first_tail_unit`
+    pub fn forward_prefix(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<4> {
         let mut x = self.stem.forward_relu6(input); // [batch, 32, h/2, w/2]
-        for block in &self.blocks {
+        for block in self.blocks.iter().take(first_tail_unit) {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    /// The units from `first_tail_unit` on (always including `top`), then global average pooling.
+    /// `forward_tail(forward_prefix(x, k), k) == forward(x)` for every `k`.
+    ///
+    /// # Shapes
+    /// - input: the output of [`forward_prefix`](Self::forward_prefix) with the same `first_tail_unit`
+    /// - output: `[batch, 1280]`
+    pub fn forward_tail(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<2> {
+        let mut x = input;
+        for block in self.blocks.iter().skip(first_tail_unit) {
             x = block.forward(x);
         }
         let x = self.top.forward_relu6(x); // [batch, 1280, h/32, w/32]
@@ -178,6 +206,19 @@ mod tests {
         let model = EfficientNetLiteConfig::new().init(&device);
         let out = model.forward(Tensor::zeros([2, 3, 64, 64], &device));
         assert_eq!(out.dims(), [2, FEATURES]);
+    }
+
+    #[test]
+    fn prefix_then_tail_is_the_whole_forward_at_every_split() {
+        let device = Device::flex();
+        device.seed(3);
+        let model = EfficientNetLiteConfig::new().init(&device);
+        let input = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let whole = model.forward(input.clone()).into_data();
+        for split in [0, 1, 9, 15, 16] {
+            let parts = model.forward_tail(model.forward_prefix(input.clone(), split), split).into_data();
+            assert_eq!(parts, whole, "split at unit {split}");
+        }
     }
 
     #[test]

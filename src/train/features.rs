@@ -33,8 +33,8 @@ impl FeatureCache {
             return Ok(());
         }
         let device = backbone.stem.conv.weight.val().device();
-        let pixels: Vec<_> = batch.iter().map(|i| &i.pixels).collect();
-        let features = backbone.forward(to_input_tensor(&pixels, spec, &device)); // [batch, 1280]
+        let views: Vec<_> = batch.iter().map(|i| i.center_view(spec)).collect();
+        let features = backbone.forward(to_input_tensor(&views.iter().collect::<Vec<_>>(), spec, &device)); // [batch, 1280]
         let [_, dim] = features.dims();
         let data = features.into_data_async().await.map_err(|e| Error::Backend(format!("reading features: {e:?}")))?;
         let values = data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;

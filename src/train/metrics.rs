@@ -67,3 +67,94 @@ mod tests {
         assert_eq!(argmax(&p), 1);
     }
 }
+
+/// Precision and recall of one class on the validation split. `None` where undefined
+/// (no image predicted as / labelled with the class).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    pub label: String,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    /// Validation images of this class.
+    pub support: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Misclassified {
+    pub image_id: u32,
+    pub file_name: String,
+    pub true_label: String,
+    pub predicted_label: String,
+    /// Probability the model gave its (wrong) prediction.
+    pub probability: f32,
+}
+
+/// The end-of-training report on the validation split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub images: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub classes: Vec<ClassMetrics>,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+    pub misclassified: Vec<Misclassified>,
+}
+
+/// Metrics from logits; `images` gives each row's id and file name.
+pub fn evaluate(logits: &[f32], labels: &[String], targets: &[usize], images: &[(u32, String)]) -> Evaluation {
+    let k = labels.len();
+    let (loss, accuracy) = loss_and_accuracy(logits, k, targets);
+    let mut confusion = vec![vec![0usize; k]; k];
+    let mut misclassified = Vec::new();
+    for ((row, &target), (id, name)) in logits.chunks_exact(k).zip(targets).zip(images) {
+        let predicted = argmax(row);
+        confusion[target][predicted] += 1;
+        if predicted != target {
+            misclassified.push(Misclassified {
+                image_id: *id,
+                file_name: name.clone(),
+                true_label: labels[target].clone(),
+                predicted_label: labels[predicted].clone(),
+                probability: softmax(row)[predicted],
+            });
+        }
+    }
+    let classes = (0..k)
+        .map(|c| {
+            let hits = confusion[c][c] as f64;
+            let predicted: usize = confusion.iter().map(|r| r[c]).sum();
+            let actual: usize = confusion[c].iter().sum();
+            ClassMetrics {
+                label: labels[c].clone(),
+                precision: (predicted > 0).then(|| hits / predicted as f64),
+                recall: (actual > 0).then(|| hits / actual as f64),
+                support: actual,
+            }
+        })
+        .collect();
+    Evaluation { images: targets.len(), loss, accuracy, classes, confusion, misclassified }
+}
+
+#[cfg(test)]
+mod evaluation_tests {
+    use super::*;
+
+    #[test]
+    fn confusion_precision_recall_and_mistakes() {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        // rows: predicted a, a, b, b; truth a, b, b, b
+        let logits = [2.0, 0.0, 1.0, 0.0, 0.0, 3.0, 0.0, 1.0];
+        let images: Vec<(u32, String)> = (0..4).map(|i| (i, format!("{i}.png"))).collect();
+        let e = evaluate(&logits, &labels, &[0, 1, 1, 1], &images);
+        assert_eq!(e.confusion, vec![vec![1, 0], vec![1, 2]]);
+        assert_eq!(e.classes[0].precision, Some(0.5));
+        assert_eq!(e.classes[0].recall, Some(1.0));
+        assert_eq!(e.classes[1].precision, Some(1.0));
+        assert!((e.classes[1].recall.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(e.accuracy, 0.75);
+        assert_eq!(e.misclassified.len(), 1);
+        assert_eq!((e.misclassified[0].file_name.as_str(), e.misclassified[0].predicted_label.as_str()), ("1.png", "a"));
+    }
+}

@@ -1,9 +1,16 @@
-//! Training: the feature cache, head training, and its metrics.
+//! Training: the feature cache and head training (phase 1), the prefix cache and fine-tuning
+//! of the last backbone blocks (phase 2), metrics, and the recipe recommendation.
 
 mod features;
+mod finetune;
 mod head;
 mod metrics;
+mod prefix_cache;
+mod recommend;
 
 pub use features::FeatureCache;
+pub use finetune::{FineTuneOptions, FineTuner, UnfreezePlan, warmup_cosine};
 pub use head::{HeadOptions, HeadTrainer, LabelledFeatures};
-pub use metrics::{EpochReport, argmax, loss_and_accuracy, softmax};
+pub use metrics::{ClassMetrics, EpochReport, Evaluation, Misclassified, argmax, evaluate, loss_and_accuracy, softmax};
+pub use prefix_cache::{CacheStorage, PrefixCache};
+pub use recommend::{Recommendation, recommend};

@@ -1,0 +1,447 @@
+//! Phase 2 of the recipe: the last blocks of the backbone are unfrozen and trained with the head,
+//! at a learning rate ten times lower than the head's, BatchNorm kept in inference mode, with
+//! label smoothing, warmup then cosine decay, and early stopping that restores the best weights.
+//!
+//! The frozen prefix runs once per cached view ([`PrefixCache`]); each step runs only the tail.
+
+use burn::module::{Module, ParamGroup};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{EpochReport, loss_and_accuracy};
+use super::prefix_cache::PrefixCache;
+use crate::error::{Error, Result};
+use crate::model::{Classifier, EfficientNetLite};
+
+/// How many backbone units (from the end) phase 2 trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnfreezePlan {
+    units: usize,
+}
+
+impl UnfreezePlan {
+    /// `units` in `1..=17`: the last MBConv blocks and the final 1×1 convolution, counted from the end.
+    pub fn new(units: usize) -> Result<Self> {
+        if units == 0 || units > EfficientNetLite::UNITS {
+            return Err(Error::Training(format!(
+                "blocks to unfreeze must be between 1 and {} (EfficientNet-Lite0 has 16 MBConv blocks and a final 1×1 convolution), got {units}",
+                EfficientNetLite::UNITS
+            )));
+        }
+        Ok(Self { units })
+    }
+
+    pub fn units(&self) -> usize {
+        self.units
+    }
+
+    /// Index of the first unit that trains; everything before it is the cached prefix.
+    pub fn first_tail_unit(&self) -> usize {
+        EfficientNetLite::UNITS - self.units
+    }
+
+    /// The parameters this plan trains in `backbone`.
+    pub fn tail_group(&self, backbone: &EfficientNetLite) -> ParamGroup {
+        let blocks: Vec<_> = backbone.blocks[self.first_tail_unit().min(backbone.blocks.len())..].to_vec();
+        ParamGroup::ids_from_module(blocks).fuse(&ParamGroup::ids_from_module(backbone.top.clone()))
+    }
+}
+
+/// Settings of phase 2. Defaults are the page's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FineTuneOptions {
+    /// Backbone units to unfreeze, from the end (default 2).
+    pub unfreeze: usize,
+    /// Most epochs; early stopping usually ends sooner (default 10).
+    pub epochs: usize,
+    /// Peak learning rate of the head (default 1e-3); the backbone tail gets
+    /// `learning_rate * backbone_lr_factor`.
+    pub learning_rate: f64,
+    /// Discriminative rate for the unfrozen backbone blocks (default 0.1).
+    pub backbone_lr_factor: f64,
+    /// Epochs of linear warmup before the cosine decay (default 1).
+    pub warmup_epochs: usize,
+    /// Label smoothing of the cross-entropy (default 0.1).
+    pub label_smoothing: f64,
+    /// Epochs without a better validation loss before stopping (default 3).
+    pub patience: usize,
+    /// Views per step (default 16).
+    pub batch_size: usize,
+    /// Seed for batch order (default 42).
+    pub seed: u64,
+}
+
+impl Default for FineTuneOptions {
+    fn default() -> Self {
+        Self {
+            unfreeze: 2,
+            epochs: 10,
+            learning_rate: 1e-3,
+            backbone_lr_factor: 0.1,
+            warmup_epochs: 1,
+            label_smoothing: 0.1,
+            patience: 3,
+            batch_size: 16,
+            seed: 42,
+        }
+    }
+}
+
+impl FineTuneOptions {
+    pub fn validate(&self, train_views: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Training(m));
+        UnfreezePlan::new(self.unfreeze)?;
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return bad(format!("learning rate must be a number in (0, 1], got {}", self.learning_rate));
+        }
+        if !(self.backbone_lr_factor.is_finite() && self.backbone_lr_factor > 0.0 && self.backbone_lr_factor <= 1.0) {
+            return bad(format!("backbone learning-rate factor must be in (0, 1], got {}", self.backbone_lr_factor));
+        }
+        if self.epochs == 0 || self.epochs > 1000 {
+            return bad(format!("fine-tuning epochs must be between 1 and 1000, got {}", self.epochs));
+        }
+        if !(0.0..0.5).contains(&self.label_smoothing) {
+            return bad(format!("label smoothing must be in [0, 0.5), got {}", self.label_smoothing));
+        }
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1".into());
+        }
+        if self.batch_size > train_views {
+            return bad(format!(
+                "batch size {} is larger than the {train_views} training views: lower it",
+                self.batch_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Learning-rate multiplier at `step`: linear warmup to 1 over `warmup` steps, then cosine
+/// decay to 0 at `total`.
+pub fn warmup_cosine(step: usize, warmup: usize, total: usize) -> f64 {
+    if step < warmup {
+        return (step + 1) as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).max(1) as f64;
+    let t = ((step - warmup) as f64 / span).min(1.0);
+    0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// Trains the unfrozen tail and the head, epoch by epoch.
+pub struct FineTuner {
+    options: FineTuneOptions,
+    plan: UnfreezePlan,
+    classes: usize,
+    model: Classifier,
+    best: Option<(f64, Classifier)>,
+    since_best: usize,
+    head_optimizer: ModuleOptimizer,
+    backbone_optimizer: ModuleOptimizer,
+    train: PrefixCache,
+    val: PrefixCache,
+    rng: ChaCha8Rng,
+    step: usize,
+    epoch: usize,
+    stopped_early: bool,
+    device: Device,
+}
+
+impl FineTuner {
+    /// `classifier` is the phase-1 model on the inference `device`; `train`/`val` hold its
+    /// prefix activations for `options.unfreeze`.
+    pub fn new(classifier: Classifier, classes: usize, options: FineTuneOptions, train: PrefixCache, val: PrefixCache, device: &Device) -> Result<Self> {
+        options.validate(train.len())?;
+        let plan = UnfreezePlan::new(options.unfreeze)?;
+        let model = trainable(classifier, &plan, device);
+        Ok(Self {
+            rng: ChaCha8Rng::seed_from_u64(options.seed),
+            options,
+            plan,
+            classes,
+            model,
+            best: None,
+            since_best: 0,
+            head_optimizer: AdamConfig::new().init(),
+            backbone_optimizer: AdamConfig::new().init(),
+            train,
+            val,
+            step: 0,
+            epoch: 0,
+            stopped_early: false,
+            device: device.clone(),
+        })
+    }
+
+    pub fn plan(&self) -> UnfreezePlan {
+        self.plan
+    }
+
+    pub fn options(&self) -> &FineTuneOptions {
+        &self.options
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.stopped_early || self.epoch >= self.options.epochs
+    }
+
+    pub fn stopped_early(&self) -> bool {
+        self.stopped_early
+    }
+
+    /// The model to keep: the epoch with the best validation loss (or the last one without a
+    /// validation split), in inference mode.
+    pub fn model(&self) -> Classifier {
+        match &self.best {
+            Some((_, best)) => best.valid(),
+            None => self.model.valid(),
+        }
+    }
+
+    /// Adam state tensors held for the backbone (only unfrozen parameters ever get any).
+    pub fn backbone_optimizer_state_tensors(&self) -> usize {
+        self.backbone_optimizer.to_record().len()
+    }
+
+    fn total_steps(&self) -> usize {
+        self.options.epochs * self.train.len().div_ceil(self.options.batch_size)
+    }
+
+    /// One step on the given rows of the cache: returns (loss × rows, correct) still on the device.
+    fn step(&mut self, batch: &[usize]) -> (Tensor<1>, Tensor<1, Int>) {
+        let training_device = self.device.clone().autodiff();
+        let n = batch.len();
+        let x = self.train.batch(batch, &training_device);
+        let targets: Vec<i64> = batch.iter().map(|&i| self.train.targets()[i] as i64).collect();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &training_device);
+        let logits = self.model.head.forward(self.model.backbone.forward_tail(x, self.plan.first_tail_unit()));
+        let loss = CrossEntropyLossConfig::new()
+            .with_smoothing(Some(self.options.label_smoothing as f32).filter(|s| *s > 0.0))
+            .init(&training_device)
+            .forward(logits.clone(), y.clone());
+        let correct = logits.detach().argmax(1).reshape([n]).equal(y).int().sum();
+        let sum = loss.clone().detach().mul_scalar(n as f32);
+
+        let steps_per_epoch = self.train.len().div_ceil(self.options.batch_size);
+        let factor = warmup_cosine(self.step, self.options.warmup_epochs * steps_per_epoch, self.total_steps());
+        let head_lr = self.options.learning_rate * factor;
+        let mut grads = loss.backward();
+        let head_grads = GradientsParams::from_module(&mut grads, &self.model.head);
+        let backbone_grads = GradientsParams::from_module(&mut grads, &self.model.backbone);
+        let model = self.model.clone();
+        self.model = Classifier {
+            head: self.head_optimizer.step(head_lr, model.head, head_grads),
+            backbone: self.backbone_optimizer.step(head_lr * self.options.backbone_lr_factor, model.backbone, backbone_grads),
+        };
+        self.step += 1;
+        (sum, correct)
+    }
+
+    pub async fn train_epoch(&mut self) -> Result<EpochReport> {
+        if self.is_done() {
+            return Err(Error::Training("fine-tuning already finished".into()));
+        }
+        let before = self.model.clone();
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut self.rng);
+        let mut sums = Transaction::default();
+        for batch in order.chunks(self.options.batch_size) {
+            let (loss, correct) = self.step(batch);
+            sums = sums.register(loss).register(correct);
+        }
+        let sums = sums.execute_async().await.map_err(|e| Error::Backend(format!("reading losses: {e:?}")))?;
+        let mut totals = [0.0f64; 2];
+        for (i, data) in sums.iter().enumerate() {
+            totals[i % 2] += data.try_to_vec_as::<f64>().map_err(|e| Error::Backend(format!("{e:?}")))?[0];
+        }
+        if !totals[0].is_finite() {
+            // Never keep a diverged model: go back to the epoch's start and stop.
+            self.model = before;
+            self.stopped_early = true;
+            return Err(Error::Training(format!(
+                "the loss became {} in fine-tuning epoch {}; the weights from before that epoch were kept. Lower the learning rate (now {}) and try again",
+                totals[0],
+                self.epoch + 1,
+                self.options.learning_rate
+            )));
+        }
+        self.epoch += 1;
+        let n = self.train.len() as f64;
+        let (val_loss, val_accuracy) = if self.val.is_empty() {
+            (None, None)
+        } else {
+            let logits = self.val_logits(&self.model.valid()).await?;
+            let (loss, accuracy) = loss_and_accuracy(&logits, self.classes, self.val.targets());
+            if self.best.as_ref().is_none_or(|(best, _)| loss < *best) {
+                self.best = Some((loss, self.model.clone()));
+                self.since_best = 0;
+            } else {
+                self.since_best += 1;
+                self.stopped_early = self.since_best >= self.options.patience;
+            }
+            (Some(loss), Some(accuracy))
+        };
+        Ok(EpochReport {
+            epoch: self.epoch,
+            epochs: self.options.epochs,
+            train_loss: totals[0] / n,
+            train_accuracy: totals[1] / n,
+            val_loss,
+            val_accuracy,
+            done: self.is_done(),
+        })
+    }
+
+    async fn val_logits(&self, model: &Classifier) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(self.val.len() * self.classes);
+        let indices: Vec<usize> = (0..self.val.len()).collect();
+        for chunk in indices.chunks(32) {
+            let x = self.val.batch(chunk, &self.device);
+            let logits = model.head.forward(model.backbone.forward_tail(x, self.plan.first_tail_unit()));
+            let data = logits.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+            out.extend(data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?);
+        }
+        Ok(out)
+    }
+}
+
+/// The classifier on the training device with only the plan's tail and the head trainable.
+/// `freeze` switches every BatchNorm to its running statistics; re-enabling gradients with
+/// `set_require_grad_group` leaves that switch alone, so the unfrozen blocks' BatchNorm stays in
+/// inference mode (neither using nor updating batch statistics), as the recipe asks.
+fn trainable(classifier: Classifier, plan: &UnfreezePlan, device: &Device) -> Classifier {
+    let model = classifier.fork(&device.clone().autodiff()).train();
+    let tail = plan.tail_group(&model.backbone);
+    Classifier { backbone: model.backbone.freeze().set_require_grad_group(tail, true), head: model.head }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::model::{Classifier, HeadConfig};
+    use crate::train::CacheStorage;
+    use burn::tensor::Distribution;
+
+    /// The cached-prefix step and the plain full forward give the same loss and gradients.
+    #[test]
+    fn cached_prefix_path_equals_full_forward() {
+        let device = Device::flex();
+        device.seed(11);
+        let classifier = Classifier::new(&HeadConfig::new(1280, 3).with_dropout(0.0), &device);
+        let plan = UnfreezePlan::new(2).unwrap();
+        let input = Tensor::<4>::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let targets = [0usize, 2, 1, 2];
+
+        // The cache holds the prefix output computed on the inference device, in f32.
+        let mut cache = PrefixCache::new(CacheStorage::F32);
+        let prefix = classifier.backbone.forward_prefix(input.clone(), plan.first_tail_unit());
+        let [_, c, h, w] = prefix.dims();
+        let rows = prefix.into_data().try_to_vec::<f32>().unwrap();
+        cache.push_rows_for_test([c, h, w], &rows, &targets);
+
+        let model = trainable(classifier, &plan, &device);
+        let ad = device.clone().autodiff();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(targets.iter().map(|&t| t as i64).collect::<Vec<_>>(), [4]), &ad);
+        let loss_fn = CrossEntropyLossConfig::new().with_smoothing(Some(0.1)).init(&ad);
+
+        let full = loss_fn.forward(model.forward(input.clone().to_device(&ad)), y.clone());
+        let cached = loss_fn.forward(
+            model.head.forward(model.backbone.forward_tail(cache.batch(&[0, 1, 2, 3], &ad), plan.first_tail_unit())),
+            y,
+        );
+        let (full_loss, cached_loss) = (full.clone().into_scalar::<f32>(), cached.clone().into_scalar::<f32>());
+        assert!((full_loss - cached_loss).abs() < 1e-5, "{full_loss} vs {cached_loss}");
+
+        let mut g_full = full.backward();
+        let mut g_cached = cached.backward();
+        let full_grads = GradientsParams::from_module(&mut g_full, &model);
+        let cached_grads = GradientsParams::from_module(&mut g_cached, &model);
+        let close = |a: Tensor<1>, b: Tensor<1>| {
+            let (a, b) = (a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
+            let scale = a.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-12);
+            let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(diff / scale < 1e-4, "gradient differs by {diff} (scale {scale})");
+        };
+        let flat4 = |t: Tensor<4>| t.flatten::<1>(0, 3);
+        let top = model.backbone.top.conv.weight.id;
+        close(flat4(full_grads.get::<4>(top).unwrap()), flat4(cached_grads.get::<4>(top).unwrap()));
+        let dw = model.backbone.blocks[15].depthwise.conv.weight.id;
+        close(flat4(full_grads.get::<4>(dw).unwrap()), flat4(cached_grads.get::<4>(dw).unwrap()));
+        let gamma = model.backbone.blocks[15].project.bn.gamma.id;
+        close(full_grads.get::<1>(gamma).unwrap(), cached_grads.get::<1>(gamma).unwrap());
+        let head = model.head.output.weight.id;
+        close(full_grads.get::<2>(head).unwrap().flatten(0, 1), cached_grads.get::<2>(head).unwrap().flatten(0, 1));
+        // The frozen prefix gets no gradient on either path.
+        assert!(full_grads.get::<4>(model.backbone.blocks[14].depthwise.conv.weight.id).is_none());
+        assert!(full_grads.get::<4>(model.backbone.stem.conv.weight.id).is_none());
+        // And every BatchNorm is in inference mode.
+        assert!(!model.backbone.blocks[15].project.bn.training.is_enabled());
+        assert!(!model.backbone.top.bn.training.is_enabled());
+    }
+
+    #[test]
+    fn optimizer_holds_state_only_for_unfrozen_parameters() {
+        let device = Device::flex();
+        device.seed(5);
+        let classifier = Classifier::new(&HeadConfig::new(1280, 2), &device);
+        let plan = UnfreezePlan::new(3).unwrap();
+        let prefix = classifier.backbone.forward_prefix(
+            Tensor::<4>::random([6, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device),
+            plan.first_tail_unit(),
+        );
+        let [_, c, h, w] = prefix.dims();
+        let mut train = PrefixCache::new(CacheStorage::F16);
+        train.push_rows_for_test([c, h, w], &prefix.into_data().try_to_vec::<f32>().unwrap(), &[0, 1, 0, 1, 0, 1]);
+        let options = FineTuneOptions { unfreeze: 3, epochs: 1, batch_size: 3, ..Default::default() };
+        let mut tuner = FineTuner::new(classifier, 2, options, train, PrefixCache::new(CacheStorage::F16), &device).unwrap();
+        assert_eq!(tuner.backbone_optimizer_state_tensors(), 0);
+        pollster::block_on(tuner.train_epoch()).unwrap();
+        struct Trainable(usize);
+        impl burn::module::ModuleVisitor for Trainable {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                self.0 += param.val().is_require_grad() as usize;
+            }
+        }
+        let mut trainable = Trainable(0);
+        tuner.model.backbone.visit(&mut trainable);
+        // Three units: MBConv blocks 14 and 15 (3 convolutions + 3 BatchNorm scale/shift pairs
+        // each) and `top` (a convolution and its scale/shift).
+        assert_eq!(trainable.0, 2 * 9 + 3);
+        // Adam's two moments for each of them, and nothing for the frozen prefix.
+        assert_eq!(tuner.backbone_optimizer_state_tensors(), 2 * trainable.0);
+    }
+
+    #[test]
+    fn warmup_then_cosine() {
+        assert_eq!(warmup_cosine(0, 4, 20), 0.25);
+        assert_eq!(warmup_cosine(3, 4, 20), 1.0);
+        assert_eq!(warmup_cosine(4, 4, 20), 1.0);
+        assert!((warmup_cosine(12, 4, 20) - 0.5).abs() < 1e-12);
+        assert!(warmup_cosine(19, 4, 20) < 0.01);
+        assert_eq!(warmup_cosine(0, 0, 10), 1.0);
+    }
+
+    #[test]
+    fn plans_outside_the_backbone_are_refused() {
+        assert!(UnfreezePlan::new(0).is_err());
+        let err = UnfreezePlan::new(18).unwrap_err().to_string();
+        assert!(err.contains("between 1 and 17"), "{err}");
+        assert_eq!(UnfreezePlan::new(2).unwrap().first_tail_unit(), 15);
+        assert_eq!(UnfreezePlan::new(17).unwrap().first_tail_unit(), 0);
+    }
+
+    #[test]
+    fn bad_options_name_the_setting() {
+        let check = |o: FineTuneOptions| o.validate(10).unwrap_err().to_string();
+        assert!(check(FineTuneOptions { learning_rate: f64::NAN, ..Default::default() }).contains("learning rate"));
+        assert!(check(FineTuneOptions { learning_rate: 0.0, ..Default::default() }).contains("learning rate"));
+        assert!(check(FineTuneOptions { unfreeze: 40, ..Default::default() }).contains("blocks to unfreeze"));
+        assert!(check(FineTuneOptions { batch_size: 11, ..Default::default() }).contains("larger than the 10"));
+    }
+}

@@ -1,0 +1,110 @@
+//! Phase 2 on the real backbone: only the unfrozen tail and the head change, BatchNorm
+//! statistics never move, and the result exports and evaluates. (The optimizer-state check is a
+//! unit test in `src/train/finetune.rs`.)
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Device;
+use webtune::data::Augmentation;
+use webtune::model::Classifier;
+use webtune::train::{FineTuneOptions, HeadOptions, UnfreezePlan};
+use webtune::weights::{NameMap, ParamLayout, TensorMap, collect_params};
+use webtune::{TrainedModel, Tuner};
+
+/// Every float tensor of a module under its own path: parameters and BatchNorm statistics.
+struct ModulePaths;
+impl NameMap for ModulePaths {
+    fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
+        Some((module_path.to_string(), ParamLayout::AsIs))
+    }
+    fn ignorable(&self, _: &str) -> bool {
+        false
+    }
+}
+
+fn snapshot(model: &Classifier) -> TensorMap {
+    pollster::block_on(collect_params(model, &ModulePaths)).unwrap()
+}
+
+fn trained_tuner(options: FineTuneOptions) -> Tuner {
+    let weights = std::fs::read(common::legacy_weights()).unwrap();
+    let mut tuner = Tuner::new(&weights, Device::flex()).unwrap();
+    for (label, name, bytes) in common::generated_dataset(6, 21) {
+        tuner.add_image(&label, &name, &bytes).unwrap();
+    }
+    while pollster::block_on(tuner.extract_features(16)).unwrap() > 0 {}
+    tuner.start_head(HeadOptions { epochs: 5, val_fraction: 0.34, learning_rate: 3e-3, batch_size: 8, ..Default::default() }).unwrap();
+    for _ in 0..5 {
+        pollster::block_on(tuner.train_epoch()).unwrap();
+    }
+    let progress = tuner.start_fine_tune(options, Augmentation::default(), 2).unwrap();
+    assert_eq!(progress.total, 12 * 2 + 6, "12 training images × 2 views + 6 validation images");
+    loop {
+        let progress = pollster::block_on(tuner.cache_views(7)).unwrap();
+        assert!(progress.bytes > 0);
+        if progress.done == progress.total {
+            break;
+        }
+    }
+    tuner
+}
+
+#[test]
+fn freezing_does_not_leak() {
+    let options = FineTuneOptions { unfreeze: 2, epochs: 2, patience: 10, batch_size: 8, learning_rate: 1e-2, ..Default::default() };
+    let mut tuner = trained_tuner(options);
+    let before = snapshot(&tuner.trained_model().unwrap().classifier);
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        reports.push(pollster::block_on(tuner.fine_tune_epoch()).unwrap());
+    }
+    assert!(reports[1].done && reports.iter().all(|r| r.train_loss.is_finite()), "{reports:?}");
+    let after = snapshot(&tuner.trained_model().unwrap().classifier);
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+
+    let plan = UnfreezePlan::new(2).unwrap();
+    let unfrozen = |path: &str| {
+        path.starts_with("head.")
+            || path.starts_with("backbone.top.")
+            || (plan.first_tail_unit()..16).any(|b| path.starts_with(&format!("backbone.blocks.{b}.")))
+    };
+    let mut changed = BTreeMap::new();
+    for (path, old) in &before {
+        let same = old == &after[path];
+        if path.ends_with("running_mean") || path.ends_with("running_var") || !unfrozen(path) {
+            assert!(same, "{path} must be bit-identical after fine-tuning");
+        } else {
+            changed.insert(path.clone(), !same);
+        }
+    }
+    for (path, did_change) in &changed {
+        assert!(did_change, "{path} is unfrozen and must have been trained");
+    }
+    // The last MBConv block (3 convolutions, 3 BatchNorm scale/shift pairs), `top` (a convolution
+    // and its scale/shift) and the head's weight and bias.
+    assert_eq!(changed.len(), 3 + 6 + 3 + 2, "{:?}", changed.keys());
+}
+
+#[test]
+fn fine_tuned_model_evaluates_exports_and_reloads() {
+    let options = FineTuneOptions { unfreeze: 2, epochs: 3, batch_size: 8, ..Default::default() };
+    let mut tuner = trained_tuner(options);
+    while !pollster::block_on(tuner.fine_tune_epoch()).unwrap().done {}
+    let evaluation = pollster::block_on(tuner.evaluate()).unwrap();
+    assert_eq!(evaluation.images, 6);
+    assert_eq!(evaluation.confusion.iter().flatten().sum::<usize>(), 6);
+    assert_eq!(evaluation.classes.len(), 3);
+    assert_eq!(evaluation.misclassified.len(), 6 - evaluation.confusion.iter().enumerate().map(|(i, r)| r[i]).sum::<usize>());
+
+    let model = tuner.trained_model().unwrap();
+    assert_eq!(model.training["fine_tune"]["options"]["unfreeze"], 2);
+    let bytes = pollster::block_on(model.to_safetensors()).unwrap();
+    let reloaded = TrainedModel::from_safetensors(&bytes, &Device::flex()).unwrap();
+    let (_, name, picture) = &common::generated_dataset(1, 77)[0];
+    assert_eq!(
+        pollster::block_on(model.predict_file(name, picture)).unwrap(),
+        pollster::block_on(reloaded.predict_file(name, picture)).unwrap()
+    );
+}
