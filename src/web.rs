@@ -6,7 +6,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::{BackendKind, cpu_device, webgpu_device};
 use crate::error::Error;
-use crate::train::HeadOptions;
+use crate::data::Augmentation;
+use crate::train::{FineTuneOptions, HeadOptions};
 use crate::tuner::Tuner;
 
 #[wasm_bindgen(js_name = initPanicHook)]
@@ -22,6 +23,13 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| JsError::new(&format!("cannot pass result to JavaScript: {e}")))
+}
+
+fn from_js_or_default<T: serde::de::DeserializeOwned + Default>(value: JsValue, what: &str) -> Result<T, JsError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("bad {what}: {e}")))
 }
 
 #[wasm_bindgen]
@@ -110,11 +118,7 @@ impl Trainer {
     /// Options as in `HeadOptions` (camelCase); missing fields take the defaults.
     #[wasm_bindgen(js_name = startHead)]
     pub fn start_head(&mut self, options: JsValue) -> Result<JsValue, JsError> {
-        let options: HeadOptions = if options.is_undefined() || options.is_null() {
-            HeadOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad training options: {e}")))?
-        };
+        let options: HeadOptions = from_js_or_default(options, "training options")?;
         to_js(&self.tuner.start_head(options).map_err(js_error)?)
     }
 
@@ -122,6 +126,42 @@ impl Trainer {
     #[wasm_bindgen(js_name = trainEpoch)]
     pub async fn train_epoch(&mut self) -> Result<JsValue, JsError> {
         to_js(&self.tuner.train_epoch().await.map_err(js_error)?)
+    }
+
+    /// `{unfreeze, reason}`: the recipe the data size calls for (0 = head only).
+    pub fn recommendation(&self) -> Result<JsValue, JsError> {
+        to_js(&self.tuner.recommendation())
+    }
+
+    /// Starts phase 2 after the head: `options` as `FineTuneOptions` (camelCase: unfreeze,
+    /// epochs, learningRate, backboneLrFactor, warmupEpochs, labelSmoothing, patience,
+    /// batchSize, seed), `augmentation` as `Augmentation` (enabled, minCropArea,
+    /// horizontalFlip, colorJitter); missing fields take the defaults. Returns
+    /// `{done, total, bytes}` for the views to cache.
+    #[wasm_bindgen(js_name = startFineTune)]
+    pub fn start_fine_tune(&mut self, options: JsValue, augmentation: JsValue, views_per_image: usize) -> Result<JsValue, JsError> {
+        let options: FineTuneOptions = from_js_or_default(options, "fine-tuning options")?;
+        let augmentation: Augmentation = from_js_or_default(augmentation, "augmentation")?;
+        to_js(&self.tuner.start_fine_tune(options, augmentation, views_per_image).map_err(js_error)?)
+    }
+
+    /// Runs the frozen prefix on up to `max_views` views: `{done, total, bytes}`.
+    #[wasm_bindgen(js_name = cacheViews)]
+    pub async fn cache_views(&mut self, max_views: usize) -> Result<JsValue, JsError> {
+        to_js(&self.tuner.cache_views(max_views).await.map_err(js_error)?)
+    }
+
+    /// One fine-tuning epoch, reported like `trainEpoch` (`done` also on early stopping).
+    #[wasm_bindgen(js_name = fineTuneEpoch)]
+    pub async fn fine_tune_epoch(&mut self) -> Result<JsValue, JsError> {
+        to_js(&self.tuner.fine_tune_epoch().await.map_err(js_error)?)
+    }
+
+    /// Validation metrics of the current model: `{images, loss, accuracy, classes: [{label,
+    /// precision, recall, support}], confusion, misclassified: [{imageId, fileName, trueLabel,
+    /// predictedLabel, probability}]}`.
+    pub async fn evaluate(&self) -> Result<JsValue, JsError> {
+        to_js(&self.tuner.evaluate().await.map_err(js_error)?)
     }
 
     /// The trained classifier as `.safetensors` bytes.

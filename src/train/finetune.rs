@@ -45,6 +45,17 @@ impl UnfreezePlan {
         EfficientNetLite::UNITS - self.units
     }
 
+    /// The classifier on `device`'s autodiff twin with only this plan's tail and the head
+    /// trainable. `freeze` switches every BatchNorm to its running statistics; re-enabling
+    /// gradients with `set_require_grad_group` leaves that switch alone, so the unfrozen blocks'
+    /// BatchNorm stays in inference mode (neither using nor updating batch statistics), as the
+    /// recipe asks.
+    pub fn trainable(&self, classifier: Classifier, device: &Device) -> Classifier {
+        let model = classifier.fork(&device.clone().autodiff()).train();
+        let tail = self.tail_group(&model.backbone);
+        Classifier { backbone: model.backbone.freeze().set_require_grad_group(tail, true), head: model.head }
+    }
+
     /// The parameters this plan trains in `backbone`.
     pub fn tail_group(&self, backbone: &EfficientNetLite) -> ParamGroup {
         let blocks: Vec<_> = backbone.blocks[self.first_tail_unit().min(backbone.blocks.len())..].to_vec();
@@ -158,7 +169,7 @@ impl FineTuner {
     pub fn new(classifier: Classifier, classes: usize, options: FineTuneOptions, train: PrefixCache, val: PrefixCache, device: &Device) -> Result<Self> {
         options.validate(train.len())?;
         let plan = UnfreezePlan::new(options.unfreeze)?;
-        let model = trainable(classifier, &plan, device);
+        let model = plan.trainable(classifier, device);
         Ok(Self {
             rng: ChaCha8Rng::seed_from_u64(options.seed),
             options,
@@ -310,15 +321,6 @@ impl FineTuner {
     }
 }
 
-/// The classifier on the training device with only the plan's tail and the head trainable.
-/// `freeze` switches every BatchNorm to its running statistics; re-enabling gradients with
-/// `set_require_grad_group` leaves that switch alone, so the unfrozen blocks' BatchNorm stays in
-/// inference mode (neither using nor updating batch statistics), as the recipe asks.
-fn trainable(classifier: Classifier, plan: &UnfreezePlan, device: &Device) -> Classifier {
-    let model = classifier.fork(&device.clone().autodiff()).train();
-    let tail = plan.tail_group(&model.backbone);
-    Classifier { backbone: model.backbone.freeze().set_require_grad_group(tail, true), head: model.head }
-}
 
 #[cfg(test)]
 mod tests {
@@ -345,7 +347,7 @@ mod tests {
         let rows = prefix.into_data().try_to_vec::<f32>().unwrap();
         cache.push_rows_for_test([c, h, w], &rows, &targets);
 
-        let model = trainable(classifier, &plan, &device);
+        let model = plan.trainable(classifier, &device);
         let ad = device.clone().autodiff();
         let y = Tensor::<1, Int>::from_data(TensorData::new(targets.iter().map(|&t| t as i64).collect::<Vec<_>>(), [4]), &ad);
         let loss_fn = CrossEntropyLossConfig::new().with_smoothing(Some(0.1)).init(&ad);
