@@ -155,7 +155,7 @@ describe('webtune page in headless Chromium', () => {
       await byTestId('folder-input').setInputFiles(dataset);
       await waitForClassCounts(page, { blue: 2, red: 2 });
       const status = byTestId('library-status');
-      assert.equal(await status.getAttribute('data-status'), 'memory');
+      await page.waitForSelector('[data-testid="library-status"][data-status="memory"]', { timeout: 10_000 });
       assert.match(await status.innerText(), /kept in this tab only.*storage for this page is full/);
       assert.equal(await byTestId('train-button').isDisabled(), false, 'the pictures are still there to train on');
     });
@@ -198,8 +198,9 @@ describe('webtune page in headless Chromium', () => {
       assert.equal(await page.locator('[data-testid="error"]').count(), 0, `no crash message: ${await errorsOn(page)}`);
       assert.equal(await byTestId('train-button').isDisabled(), false, 'Train is enabled again');
 
-      // Pressing Train continues on the CPU.
+      // Pressing Train continues on the CPU (the status leaves "failed" first).
       await byTestId('train-button').click();
+      await page.waitForSelector('[data-testid="train-status"]:not([data-phase="failed"])', { timeout: 60_000 });
       await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', {
         timeout: 300_000,
       });
