@@ -10,10 +10,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Augmentation, DatasetSummary, ImageSet, stratified_split};
 use crate::error::{Error, Result};
 use crate::inference::{Prediction, TrainedModel};
-use crate::model::{BackboneSpec, Classifier, EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames, FEATURES};
+use crate::model::{BackboneSpec, Classifier, HeadConfig, EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames, FEATURES};
 use crate::train::{
     CacheStorage, EpochReport, Evaluation, FeatureCache, FineTuneOptions, FineTuner, HeadOptions, HeadTrainer,
-    LabelledFeatures, PrefixCache, Recommendation, UnfreezePlan, evaluate, recommend,
+    LabelledFeatures, PrefixCache, Recommendation, StepTiming, UnfreezePlan, evaluate, recommend, time_fine_tune_steps,
 };
 use crate::weights::{load_params, read_weights_file};
 
@@ -298,6 +298,13 @@ impl Tuner {
             hidden_units: options.hidden_units,
             training,
         })
+    }
+
+    /// Phase-2 step timing on this backbone and device (a benchmark; see [`time_fine_tune_steps`]).
+    pub async fn time_fine_tune_steps(&self, unfreeze: usize, cached: bool, batch: usize, steps: usize, now_ms: &dyn Fn() -> f64) -> Result<StepTiming> {
+        let classifier = Classifier { backbone: self.backbone.clone(), head: HeadConfig::new(FEATURES, 2).init_seeded(&self.device, 1) };
+        let size = self.spec.input_size as usize;
+        time_fine_tune_steps(&classifier, UnfreezePlan::new(unfreeze)?, cached, batch, size, steps.max(1), &self.device, now_ms).await
     }
 
     pub async fn predict(&self, file_name: &str, bytes: &[u8]) -> Result<Vec<Prediction>> {

@@ -164,6 +164,14 @@ impl Trainer {
         to_js(&self.tuner.evaluate().await.map_err(js_error)?)
     }
 
+    /// Benchmark: median phase-2 step time at the input size on random data,
+    /// `{unfreeze, cached, batch, steps, medianMs, imagesPerSecond}`.
+    #[wasm_bindgen(js_name = timeFineTuneSteps)]
+    pub async fn time_fine_tune_steps(&self, unfreeze: usize, cached: bool, batch: usize, steps: usize) -> Result<JsValue, JsError> {
+        let now = || js_sys::Date::now();
+        to_js(&self.tuner.time_fine_tune_steps(unfreeze, cached, batch, steps, &now).await.map_err(js_error)?)
+    }
+
     /// The trained classifier as `.safetensors` bytes.
     #[wasm_bindgen(js_name = exportSafetensors)]
     pub async fn export_safetensors(&self) -> Result<Vec<u8>, JsError> {

@@ -7,6 +7,7 @@ mod head;
 mod metrics;
 mod prefix_cache;
 mod recommend;
+mod step_timing;
 
 pub use features::FeatureCache;
 pub use finetune::{FineTuneOptions, FineTuner, UnfreezePlan, warmup_cosine};
@@ -14,3 +15,4 @@ pub use head::{HeadOptions, HeadTrainer, LabelledFeatures};
 pub use metrics::{ClassMetrics, EpochReport, Evaluation, Misclassified, argmax, evaluate, loss_and_accuracy, softmax};
 pub use prefix_cache::{CacheStorage, PrefixCache};
 pub use recommend::{Recommendation, recommend};
+pub use step_timing::{StepTiming, time_fine_tune_steps};
