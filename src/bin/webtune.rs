@@ -9,9 +9,10 @@ use serde::Serialize;
 use webtune::backend::cpu_device;
 use webtune::data::{decode_image, resize_and_center_crop, to_input_tensor};
 use webtune::model::{BackboneSpec, ImageNetClassifier, ImageNetNames};
-use webtune::train::softmax;
+use webtune::data::Augmentation;
+use webtune::train::{EpochReport, FineTuneOptions, HeadOptions, softmax};
 use webtune::weights::{load_params, read_weights_file, write_safetensors};
-use webtune::{Error, Result, TrainedModel};
+use webtune::{Error, Result, TrainedModel, Tuner};
 
 const DEFAULT_WEIGHTS: &str = "www/public/weights/efficientnet_lite0.safetensors";
 
@@ -47,6 +48,48 @@ enum Command {
         /// Also write the preprocessed input batch as raw little-endian f32, NCHW.
         #[arg(long, value_name = "FILE")]
         save_input: Option<PathBuf>,
+    },
+    /// Train on a folder of class sub-folders with the page's recipe and defaults: the head on
+    /// frozen features, then (unless --unfreeze 0) the last backbone blocks.
+    Train {
+        /// Folder whose sub-folders are the classes.
+        data_dir: PathBuf,
+        /// Where to write the model (.safetensors).
+        #[arg(long, short, default_value = "model.safetensors")]
+        out: PathBuf,
+        /// Backbone weights (as written by `webtune convert`).
+        #[arg(long, env = "WEBTUNE_WEIGHTS", default_value = DEFAULT_WEIGHTS)]
+        weights: PathBuf,
+        /// Head epochs.
+        #[arg(long, default_value_t = HeadOptions::default().epochs)]
+        epochs: usize,
+        /// Head learning rate; phase 2 uses it as the head's peak rate too.
+        #[arg(long, default_value_t = HeadOptions::default().learning_rate)]
+        lr: f64,
+        /// Share of each class held out for validation.
+        #[arg(long, default_value_t = HeadOptions::default().val_fraction)]
+        val_fraction: f64,
+        /// Seed for the split, initial weights, augmentation and batch order.
+        #[arg(long, default_value_t = HeadOptions::default().seed)]
+        seed: u64,
+        /// Backbone blocks to fine-tune after the head (0 = head only); default: the recommendation.
+        #[arg(long)]
+        unfreeze: Option<usize>,
+        /// Most fine-tuning epochs (early stopping may end sooner).
+        #[arg(long, default_value_t = FineTuneOptions::default().epochs)]
+        fine_epochs: usize,
+        /// Augmented views cached per training image for fine-tuning.
+        #[arg(long, default_value_t = 2)]
+        views: usize,
+        /// Turn augmentation off.
+        #[arg(long)]
+        no_augment: bool,
+        /// No horizontal flips (for tasks where left and right matter: digits, text, arrows).
+        #[arg(long)]
+        no_flip: bool,
+        /// Print a JSON summary instead of progress lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Classify images with a model exported by webtune (.safetensors).
     Predict {
@@ -90,6 +133,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert { input, output } => convert(&input, &output),
         Command::Imagenet { images, weights, json, save_input } => imagenet(&images, &weights, json, save_input.as_deref()),
         Command::Predict { model, images, top, json } => predict(&model, &images, top, json),
+        Command::Train { data_dir, out, weights, epochs, lr, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
+            let head = HeadOptions { epochs, learning_rate: lr, val_fraction, seed, ..HeadOptions::default() };
+            let fine = FineTuneOptions { epochs: fine_epochs, learning_rate: lr, seed, ..FineTuneOptions::default() };
+            let augmentation = Augmentation { enabled: !no_augment, horizontal_flip: !no_flip, ..Augmentation::default() };
+            train(&data_dir, &out, &weights, head, unfreeze, fine, augmentation, views, json)
+        }
     }
 }
 
@@ -178,4 +227,115 @@ fn predict(model_path: &Path, images: &[PathBuf], top: usize, json: bool) -> Res
         }
     }
     Ok(())
+}
+
+/// Class sub-folders of `dir` and their files, sorted, so runs do not depend on directory order.
+fn class_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for class in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
+        let label = class.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        files.extend(sorted_entries(&class)?.into_iter().filter(|p| p.is_file()).map(|p| (label.clone(), p)));
+    }
+    Ok(files)
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let io = |source| Error::Io { path: dir.display().to_string(), source };
+    let mut paths = std::fs::read_dir(dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>().map_err(io)?;
+    paths.sort();
+    Ok(paths)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train(
+    data_dir: &Path,
+    out: &Path,
+    weights: &Path,
+    head: HeadOptions,
+    unfreeze: Option<usize>,
+    fine: FineTuneOptions,
+    augmentation: Augmentation,
+    views: usize,
+    json: bool,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut tuner = Tuner::new(&read(weights)?, cpu_device())?;
+    let log = |line: String| if !json { eprintln!("{line}") };
+    for (label, path) in class_files(data_dir)? {
+        let name = path.strip_prefix(data_dir).unwrap_or(&path).display().to_string();
+        if let Err(e) = tuner.add_image(&label, &name, &read(&path)?) {
+            eprintln!("skipped {e}");
+        }
+    }
+    let summary = tuner.summary();
+    log(format!("{} images in {} classes", summary.images, summary.classes.len()));
+    let recommendation = tuner.recommendation();
+    let unfreeze = unfreeze.unwrap_or(recommendation.unfreeze);
+    log(format!("recommendation: {}", recommendation.reason));
+
+    let phase = std::time::Instant::now();
+    while pollster::block_on(tuner.extract_features(8))? > 0 {}
+    let feature_ms = phase.elapsed().as_secs_f64() * 1e3;
+    let split = tuner.start_head(head)?;
+    log(format!("features: {:.1} s; split {} train / {} validation", feature_ms / 1e3, split.train, split.val));
+    let phase = std::time::Instant::now();
+    let mut last = None;
+    while last.as_ref().is_none_or(|r: &EpochReport| !r.done) {
+        let report = pollster::block_on(tuner.train_epoch())?;
+        log(epoch_line("head", &report));
+        last = Some(report);
+    }
+    let head_ms = phase.elapsed().as_secs_f64() * 1e3;
+    let head_val_accuracy = last.and_then(|r| r.val_accuracy);
+
+    let (mut cache_ms, mut fine_ms, mut cache_bytes) = (0.0, 0.0, 0);
+    if unfreeze > 0 {
+        let phase = std::time::Instant::now();
+        tuner.start_fine_tune(FineTuneOptions { unfreeze, ..fine }, augmentation, views)?;
+        loop {
+            let progress = pollster::block_on(tuner.cache_views(8))?;
+            cache_bytes = progress.bytes;
+            if progress.done == progress.total {
+                break;
+            }
+        }
+        cache_ms = phase.elapsed().as_secs_f64() * 1e3;
+        log(format!("cached views in {:.1} s ({:.1} MB)", cache_ms / 1e3, cache_bytes as f64 / 1e6));
+        let phase = std::time::Instant::now();
+        loop {
+            let report = pollster::block_on(tuner.fine_tune_epoch())?;
+            log(epoch_line("fine-tune", &report));
+            if report.done {
+                break;
+            }
+        }
+        fine_ms = phase.elapsed().as_secs_f64() * 1e3;
+    }
+    let evaluation = pollster::block_on(tuner.evaluate())?;
+    let model = tuner.trained_model()?;
+    write(out, &pollster::block_on(model.to_safetensors())?)?;
+    if json {
+        let summary = serde_json::json!({
+            "images": summary.images,
+            "unfreeze": unfreeze,
+            "headValAccuracy": head_val_accuracy,
+            "fineValAccuracy": (unfreeze > 0).then_some(evaluation.accuracy),
+            "featureMs": feature_ms, "headMs": head_ms, "cacheMs": cache_ms, "fineMs": fine_ms,
+            "cacheBytes": cache_bytes,
+            "totalMs": started.elapsed().as_secs_f64() * 1e3,
+            "evaluation": evaluation,
+        });
+        println!("{summary}");
+    } else {
+        println!("validation accuracy {:.3} on {} images; wrote {}", evaluation.accuracy, evaluation.images, out.display());
+    }
+    Ok(())
+}
+
+fn epoch_line(phase: &str, r: &EpochReport) -> String {
+    let val = match (r.val_loss, r.val_accuracy) {
+        (Some(l), Some(a)) => format!(", val loss {l:.4} acc {a:.3}"),
+        _ => String::new(),
+    };
+    format!("{phase} epoch {}/{}: loss {:.4} acc {:.3}{val}", r.epoch, r.epochs, r.train_loss, r.train_accuracy)
 }
