@@ -17,10 +17,12 @@ use crate::train::{
 };
 use crate::weights::{load_params, read_weights_file};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SplitSummary {
     pub train: usize,
     pub val: usize,
+    /// A setting that was adjusted to the data, in words (a batch larger than the split).
+    pub note: Option<String>,
 }
 
 /// A run in progress: the trainer, the labels its class indices refer to, and the images of
@@ -41,6 +43,7 @@ struct FineRun {
     /// `(image id, class, augmentation seed)`: `None` is the center view. Train views first.
     queue: Vec<(u32, usize, Option<u64>, Split)>,
     total_views: usize,
+    note: Option<String>,
     /// Filled while the queue drains, then handed to the fine-tuner.
     train_cache: PrefixCache,
     val_cache: PrefixCache,
@@ -54,13 +57,15 @@ enum Split {
 }
 
 /// Progress of building phase 2's prefix cache.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CacheProgress {
     pub done: usize,
     pub total: usize,
     /// Memory the cached activations use so far.
     pub bytes: usize,
+    /// A setting that was adjusted to the data, in words (a batch larger than the views).
+    pub note: Option<String>,
 }
 
 pub struct Tuner {
@@ -147,7 +152,7 @@ impl Tuner {
             set
         };
         let (train, val) = (gather(&split.train), gather(&split.val));
-        let summary = SplitSummary { train: train.len(), val: val.len() };
+        let summary = SplitSummary { train: train.len(), val: val.len(), note: options.batch_note(train.len()) };
         let trainer = HeadTrainer::new(options, labels.len(), FEATURES, train, val, &self.device)?;
         let members = |indices: &[usize]| indices.iter().map(|&i| (images[i].id, classes[i])).collect();
         self.run = Some(Run { trainer, labels, train: members(&split.train), val: members(&split.val), fine: None });
@@ -174,6 +179,7 @@ impl Tuner {
         }
         let views = if augmentation.enabled { views_per_image } else { 1 };
         options.validate(run.train.len() * views)?;
+        let note = options.batch_note(run.train.len() * views);
         let mut queue = Vec::new();
         for (n, &(id, class)) in run.train.iter().enumerate() {
             for v in 0..views {
@@ -190,11 +196,12 @@ impl Tuner {
             views_per_image: views,
             queue,
             total_views: total,
+            note: note.clone(),
             train_cache: PrefixCache::new(CacheStorage::F16),
             val_cache: PrefixCache::new(CacheStorage::F16),
             tuner: None,
         });
-        Ok(CacheProgress { done: 0, total, bytes: 0 })
+        Ok(CacheProgress { done: 0, total, bytes: 0, note })
     }
 
     /// Runs the frozen prefix on up to `max_views` queued views. When the queue empties, the
@@ -225,6 +232,7 @@ impl Tuner {
             done: fine.total_views - fine.queue.len(),
             total: fine.total_views,
             bytes: fine.train_cache.bytes() + fine.val_cache.bytes(),
+            note: fine.note.clone(),
         };
         if fine.queue.is_empty() && fine.tuner.is_none() {
             let classifier = Classifier { backbone: self.backbone.clone(), head: run.trainer.head() };

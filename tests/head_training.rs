@@ -60,7 +60,9 @@ fn export_metadata_names_labels_backbone_and_preprocessing() {
         tuner.add_image(&label, &name, &bytes).unwrap();
     }
     while pollster::block_on(tuner.extract_features(16)).unwrap() > 0 {}
-    tuner.start_head(HeadOptions { epochs: 1, hidden_units: 16, ..Default::default() }).unwrap();
+    let split = tuner.start_head(HeadOptions { epochs: 1, hidden_units: 16, ..Default::default() }).unwrap();
+    // The default batch of 32 is larger than the 3 training images: used whole, and said so.
+    assert_eq!(split.note.as_deref(), Some("batch size 32 is larger than the 3 training images: using 3"));
     pollster::block_on(tuner.train_epoch()).unwrap();
     let bytes = pollster::block_on(tuner.trained_model().unwrap().to_safetensors()).unwrap();
     let (tensors, meta) = webtune::weights::read_safetensors(&bytes).unwrap();

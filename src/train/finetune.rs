@@ -123,13 +123,19 @@ impl FineTuneOptions {
         if self.batch_size == 0 {
             return bad("batch size must be at least 1".into());
         }
-        if self.batch_size > train_views {
-            return bad(format!(
-                "batch size {} is larger than the {train_views} training views: lower it",
-                self.batch_size
-            ));
+        if train_views == 0 {
+            return bad("no training views to fine-tune on".into());
         }
         Ok(())
+    }
+}
+
+impl FineTuneOptions {
+    /// What [`FineTuner::new`] will do about a batch larger than the training views, in words.
+    pub fn batch_note(&self, train_views: usize) -> Option<String> {
+        (self.batch_size > train_views).then(|| {
+            format!("batch size {} is larger than the {train_views} training views: using {train_views}", self.batch_size)
+        })
     }
 }
 
@@ -166,8 +172,10 @@ pub struct FineTuner {
 impl FineTuner {
     /// `classifier` is the phase-1 model on the inference `device`; `train`/`val` hold its
     /// prefix activations for `options.unfreeze`.
-    pub fn new(classifier: Classifier, classes: usize, options: FineTuneOptions, train: PrefixCache, val: PrefixCache, device: &Device) -> Result<Self> {
+    /// A batch larger than the training views is clamped to them (see [`FineTuneOptions::batch_note`]).
+    pub fn new(classifier: Classifier, classes: usize, mut options: FineTuneOptions, train: PrefixCache, val: PrefixCache, device: &Device) -> Result<Self> {
         options.validate(train.len())?;
+        options.batch_size = options.batch_size.min(train.len());
         let plan = UnfreezePlan::new(options.unfreeze)?;
         let model = plan.trainable(classifier, device);
         Ok(Self {
@@ -420,6 +428,26 @@ mod tests {
     }
 
     #[test]
+    fn a_diverged_epoch_rolls_back_and_stops() {
+        let device = Device::flex();
+        let classifier = Classifier::new(&HeadConfig::new(1280, 2), &device);
+        let plan = UnfreezePlan::new(1).unwrap();
+        let prefix = classifier.backbone.forward_prefix(Tensor::<4>::ones([2, 3, 32, 32], &device), plan.first_tail_unit());
+        let [_, c, h, w] = prefix.dims();
+        let mut rows = prefix.into_data().try_to_vec::<f32>().unwrap();
+        rows[0] = f32::NAN;
+        let mut train = PrefixCache::new(CacheStorage::F32);
+        train.push_rows_for_test([c, h, w], &rows, &[0, 1]);
+        let options = FineTuneOptions { unfreeze: 1, epochs: 3, batch_size: 2, ..Default::default() };
+        let mut tuner = FineTuner::new(classifier, 2, options, train, PrefixCache::new(CacheStorage::F32), &device).unwrap();
+        let before = tuner.model().backbone.top.conv.weight.val().into_data();
+        let err = pollster::block_on(tuner.train_epoch()).unwrap_err().to_string();
+        assert!(err.contains("loss became NaN") && err.contains("were kept"), "{err}");
+        assert!(tuner.is_done());
+        assert_eq!(tuner.model().backbone.top.conv.weight.val().into_data(), before);
+    }
+
+    #[test]
     fn warmup_then_cosine() {
         assert_eq!(warmup_cosine(0, 4, 20), 0.25);
         assert_eq!(warmup_cosine(3, 4, 20), 1.0);
@@ -444,6 +472,8 @@ mod tests {
         assert!(check(FineTuneOptions { learning_rate: f64::NAN, ..Default::default() }).contains("learning rate"));
         assert!(check(FineTuneOptions { learning_rate: 0.0, ..Default::default() }).contains("learning rate"));
         assert!(check(FineTuneOptions { unfreeze: 40, ..Default::default() }).contains("blocks to unfreeze"));
-        assert!(check(FineTuneOptions { batch_size: 11, ..Default::default() }).contains("larger than the 10"));
+        let none = FineTuneOptions::default().validate(0).unwrap_err().to_string();
+        assert!(none.contains("no training views"), "{none}");
+        assert!(FineTuneOptions { batch_size: 11, ..Default::default() }.validate(10).is_ok(), "clamped, not refused");
     }
 }

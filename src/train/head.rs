@@ -40,6 +40,13 @@ impl Default for HeadOptions {
 }
 
 impl HeadOptions {
+    /// What [`HeadTrainer::new`] will do about a batch larger than the training split, in words.
+    pub fn batch_note(&self, train_images: usize) -> Option<String> {
+        (self.batch_size > train_images).then(|| {
+            format!("batch size {} is larger than the {train_images} training images: using {train_images}", self.batch_size)
+        })
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Training(m));
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
@@ -93,16 +100,19 @@ pub struct HeadTrainer {
     val: LabelledFeatures,
     rng: ChaCha8Rng,
     epoch: usize,
+    diverged: bool,
     device: Device,
 }
 
 impl HeadTrainer {
     /// `device` is the inference device; training runs on its autodiff twin.
-    pub fn new(options: HeadOptions, classes: usize, dim: usize, train: LabelledFeatures, val: LabelledFeatures, device: &Device) -> Result<Self> {
+    /// A batch larger than the training split is clamped to it (see [`HeadOptions::batch_note`]).
+    pub fn new(mut options: HeadOptions, classes: usize, dim: usize, train: LabelledFeatures, val: LabelledFeatures, device: &Device) -> Result<Self> {
         options.validate()?;
         if train.is_empty() {
             return Err(Error::Dataset("no training images".into()));
         }
+        options.batch_size = options.batch_size.min(train.len());
         let training_device = device.clone().autodiff();
         // Dropout masks come from burn's RNG, which is process-wide: seeding it makes a run
         // reproducible as long as nothing else draws from it meanwhile (true in the page's worker).
@@ -121,12 +131,14 @@ impl HeadTrainer {
             train,
             val,
             epoch: 0,
+            diverged: false,
             device: device.clone(),
         })
     }
 
+    /// After the last epoch, or after an epoch whose loss diverged.
     pub fn is_done(&self) -> bool {
-        self.epoch >= self.options.epochs
+        self.diverged || self.epoch >= self.options.epochs
     }
 
     /// The head as it is now, in inference mode on the inference device.
@@ -163,7 +175,6 @@ impl HeadTrainer {
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = self.optimizer.step(self.options.learning_rate, head, grads);
         }
-        self.head = head;
         let sums = sums.execute_async().await.map_err(|e| Error::Backend(format!("reading losses: {e:?}")))?;
         let (mut loss_sum, mut correct_sum) = (0.0f64, 0.0f64);
         for pair in sums.chunks_exact(2) {
@@ -171,12 +182,16 @@ impl HeadTrainer {
             correct_sum += scalar(&pair[1])?;
         }
         if !loss_sum.is_finite() {
+            // Never keep a diverged head: the one from before this epoch stays, and training ends.
+            self.diverged = true;
             return Err(Error::Training(format!(
-                "the loss became {loss_sum} in epoch {}: lower the learning rate (now {})",
+                "the loss became {loss_sum} in epoch {}; the weights from before that epoch were kept. \
+                 Lower the learning rate (now {}) and train again",
                 self.epoch + 1,
                 self.options.learning_rate
             )));
         }
+        self.head = head;
         let n = self.train.len() as f64;
         let (val_loss, val_accuracy) = match self.val.is_empty() {
             true => (None, None),
@@ -266,6 +281,20 @@ mod tests {
         let options = HeadOptions { epochs: 3, hidden_units: 8, dropout: 0.0, ..Default::default() };
         assert_eq!(run(options.clone()), run(options.clone()));
         assert_ne!(run(options.clone()), run(HeadOptions { seed: 7, ..options }));
+    }
+
+    #[test]
+    fn a_diverged_epoch_keeps_the_previous_weights() {
+        let device = Device::flex();
+        let mut poisoned = blobs(8, 1);
+        poisoned.rows[3] = f32::NAN;
+        let options = HeadOptions { epochs: 5, dropout: 0.0, ..Default::default() };
+        let mut trainer = HeadTrainer::new(options, 2, 16, poisoned, blobs(4, 2), &device).unwrap();
+        let before = trainer.head().output.weight.val().into_data();
+        let err = pollster::block_on(trainer.train_epoch()).unwrap_err().to_string();
+        assert!(err.contains("loss became NaN") && err.contains("kept"), "{err}");
+        assert!(trainer.is_done());
+        assert_eq!(trainer.head().output.weight.val().into_data(), before);
     }
 
     #[test]
