@@ -33,8 +33,13 @@ function isClutter(parts: string[]): boolean {
  */
 function labelled(entries: { relativePath: string; file: File }[], label?: string): Picked {
   const picked: Picked = { classes: label ? [label] : [], files: [], problems: [] };
-  for (const { relativePath, file } of entries) {
-    const parts = relativePath.split('/').filter((part) => part.length > 0);
+  // In path order, whatever order the browser lists them in: the seeded split depends on the
+  // order pictures are added, so a seed then gives the same split in every browser and in the
+  // native CLI (which sorts too).
+  const ordered = entries
+    .map((entry) => ({ ...entry, parts: entry.relativePath.split('/').filter((part) => part.length > 0) }))
+    .sort((a, b) => comparePaths(a.parts, b.parts));
+  for (const { parts, file } of ordered) {
     if (parts.length === 0 || isClutter(parts)) continue;
     const parent = parts.length >= 2 ? parts[parts.length - 2].trim() : undefined;
     const classLabel = label ?? parent;
@@ -50,6 +55,14 @@ function labelled(entries: { relativePath: string; file: File }[], label?: strin
     if (!picked.classes.includes(classLabel)) picked.classes.push(classLabel);
   }
   return picked;
+}
+
+/** Component by component, by code unit (as Rust sorts paths), not by locale. */
+function comparePaths(a: string[], b: string[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+  }
+  return a.length - b.length;
 }
 
 /** Files from an `<input type=file webkitdirectory>` (or a plain multi-file input). */
