@@ -7,13 +7,13 @@
 use burn::module::{Module, ParamGroup};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{EpochReport, loss_and_accuracy};
+use super::metrics::{EpochReport, EpochSums, diverged, loss_and_accuracy};
 use super::prefix_cache::PrefixCache;
 use crate::error::{Error, Result};
 use crate::model::{Classifier, EfficientNetLite};
@@ -231,8 +231,8 @@ impl FineTuner {
         self.options.epochs * self.train.len().div_ceil(self.options.batch_size)
     }
 
-    /// One step on the given rows of the cache: returns (loss × rows, correct) still on the device.
-    fn step(&mut self, batch: &[usize]) -> (Tensor<1>, Tensor<1, Int>) {
+    /// One step on the given rows of the cache, adding its loss and accuracy to `sums`.
+    fn step(&mut self, batch: &[usize], sums: &mut EpochSums) {
         let training_device = self.device.clone().autodiff();
         let n = batch.len();
         let x = self.train.batch(batch, &training_device);
@@ -243,8 +243,7 @@ impl FineTuner {
             .with_smoothing(Some(self.options.label_smoothing as f32).filter(|s| *s > 0.0))
             .init(&training_device)
             .forward(logits.clone(), y.clone());
-        let correct = logits.detach().argmax(1).reshape([n]).equal(y).int().sum();
-        let sum = loss.clone().detach().mul_scalar(n as f32);
+        sums.add(&loss, &logits, &y);
 
         let steps_per_epoch = self.train.len().div_ceil(self.options.batch_size);
         let factor = warmup_cosine(self.step, self.options.warmup_epochs * steps_per_epoch, self.total_steps());
@@ -258,7 +257,6 @@ impl FineTuner {
             backbone: self.backbone_optimizer.step(head_lr * self.options.backbone_lr_factor, model.backbone, backbone_grads),
         };
         self.step += 1;
-        (sum, correct)
     }
 
     pub async fn train_epoch(&mut self) -> Result<EpochReport> {
@@ -268,26 +266,16 @@ impl FineTuner {
         let before = self.model.clone();
         let mut order: Vec<usize> = (0..self.train.len()).collect();
         order.shuffle(&mut self.rng);
-        let mut sums = Transaction::default();
+        let mut sums = EpochSums::default();
         for batch in order.chunks(self.options.batch_size) {
-            let (loss, correct) = self.step(batch);
-            sums = sums.register(loss).register(correct);
+            self.step(batch, &mut sums);
         }
-        let sums = sums.execute_async().await.map_err(|e| Error::Backend(format!("reading losses: {e:?}")))?;
-        let mut totals = [0.0f64; 2];
-        for (i, data) in sums.iter().enumerate() {
-            totals[i % 2] += data.try_to_vec_as::<f64>().map_err(|e| Error::Backend(format!("{e:?}")))?[0];
-        }
-        if !totals[0].is_finite() {
+        let totals = sums.read().await?;
+        if !totals.0.is_finite() {
             // Never keep a diverged model: go back to the epoch's start and stop.
             self.model = before;
             self.stopped_early = true;
-            return Err(Error::Training(format!(
-                "the loss became {} in fine-tuning epoch {}; the weights from before that epoch were kept. Lower the learning rate (now {}) and try again",
-                totals[0],
-                self.epoch + 1,
-                self.options.learning_rate
-            )));
+            return Err(diverged("fine-tuning", totals.0, self.epoch + 1, self.options.learning_rate));
         }
         self.epoch += 1;
         let n = self.train.len() as f64;
@@ -308,8 +296,8 @@ impl FineTuner {
         Ok(EpochReport {
             epoch: self.epoch,
             epochs: self.options.epochs,
-            train_loss: totals[0] / n,
-            train_accuracy: totals[1] / n,
+            train_loss: totals.0 / n,
+            train_accuracy: totals.1 / n,
             val_loss,
             val_accuracy,
             done: self.is_done(),

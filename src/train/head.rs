@@ -3,13 +3,13 @@
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{EpochReport, loss_and_accuracy};
+use super::metrics::{EpochReport, EpochSums, diverged, loss_and_accuracy};
 use crate::error::{Error, Result};
 use crate::model::{Head, HeadConfig};
 
@@ -159,9 +159,7 @@ impl HeadTrainer {
         let loss_fn = CrossEntropyLossConfig::new().init(&training_device);
         let mut order: Vec<usize> = (0..self.train.len()).collect();
         order.shuffle(&mut self.rng);
-        // Per-batch (loss × batch size) and correct counts stay on the device until the epoch
-        // ends: one read-back per epoch instead of one per step.
-        let mut sums = Transaction::default();
+        let mut sums = EpochSums::default();
         let mut head = self.head.clone();
         for batch in order.chunks(self.options.batch_size) {
             let (x, targets) = gather(&self.train, batch, self.dim);
@@ -170,26 +168,15 @@ impl HeadTrainer {
             let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &training_device);
             let logits = head.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
-            let correct = logits.clone().detach().argmax(1).reshape([n]).equal(y).int().sum();
-            sums = sums.register(loss.clone().detach().mul_scalar(n as f32)).register(correct);
+            sums.add(&loss, &logits, &y);
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = self.optimizer.step(self.options.learning_rate, head, grads);
         }
-        let sums = sums.execute_async().await.map_err(|e| Error::Backend(format!("reading losses: {e:?}")))?;
-        let (mut loss_sum, mut correct_sum) = (0.0f64, 0.0f64);
-        for pair in sums.chunks_exact(2) {
-            loss_sum += scalar(&pair[0])?;
-            correct_sum += scalar(&pair[1])?;
-        }
+        let (loss_sum, correct_sum) = sums.read().await?;
         if !loss_sum.is_finite() {
             // Never keep a diverged head: the one from before this epoch stays, and training ends.
             self.diverged = true;
-            return Err(Error::Training(format!(
-                "the loss became {loss_sum} in epoch {}; the weights from before that epoch were kept. \
-                 Lower the learning rate (now {}) and train again",
-                self.epoch + 1,
-                self.options.learning_rate
-            )));
+            return Err(diverged("head", loss_sum, self.epoch + 1, self.options.learning_rate));
         }
         self.head = head;
         let n = self.train.len() as f64;
@@ -229,11 +216,6 @@ fn gather(set: &LabelledFeatures, batch: &[usize], dim: usize) -> (Vec<f32>, Vec
         targets.push(set.targets[i] as i64);
     }
     (rows, targets)
-}
-
-fn scalar(data: &TensorData) -> Result<f64> {
-    let values = data.try_to_vec_as::<f64>().map_err(|e| Error::Backend(format!("{e:?}")))?;
-    values.first().copied().ok_or_else(|| Error::Backend("empty read-back".into()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,46 @@
 //! Loss and accuracy computed from logits that were read back to the host.
 
+use burn::tensor::{Int, Tensor, Transaction};
 use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Running training loss and accuracy of an epoch. The per-batch sums stay on the device until
+/// the epoch ends: one read-back per epoch instead of one per step (WebGPU reads are async).
+#[derive(Default)]
+pub(crate) struct EpochSums {
+    transaction: Transaction,
+}
+
+impl EpochSums {
+    /// Adds one batch: its mean `loss` and the `logits` it came from, against `targets`.
+    pub fn add(&mut self, loss: &Tensor<1>, logits: &Tensor<2>, targets: &Tensor<1, Int>) {
+        let n = targets.dims()[0];
+        let correct = logits.clone().detach().argmax(1).reshape([n]).equal(targets.clone()).int().sum();
+        let transaction = std::mem::take(&mut self.transaction);
+        self.transaction = transaction.register(loss.clone().detach().mul_scalar(n as f32)).register(correct);
+    }
+
+    /// `(sum of losses, number correct)` over the epoch.
+    pub async fn read(self) -> Result<(f64, f64)> {
+        let data = self.transaction.execute_async().await.map_err(|e| Error::Backend(format!("reading losses: {e:?}")))?;
+        let mut sums = [0.0f64; 2];
+        for (i, d) in data.iter().enumerate() {
+            let values = d.try_to_vec_as::<f64>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+            sums[i % 2] += values.first().copied().ok_or_else(|| Error::Backend("empty read-back".into()))?;
+        }
+        Ok((sums[0], sums[1]))
+    }
+}
+
+/// The error for an epoch whose loss stopped being a number; the caller has kept the weights
+/// from before it.
+pub(crate) fn diverged(phase: &str, loss: f64, epoch: usize, learning_rate: f64) -> Error {
+    Error::Training(format!(
+        "the loss became {loss} in {phase} epoch {epoch}; the weights from before that epoch were kept. \
+         Lower the learning rate (now {learning_rate}) and train again"
+    ))
+}
 
 /// One epoch of head training, as the page and the CLI report it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
