@@ -29,11 +29,7 @@ fn snapshot(model: &Classifier) -> TensorMap {
 }
 
 fn trained_tuner(options: FineTuneOptions) -> Tuner {
-    let weights = std::fs::read(common::legacy_weights()).unwrap();
-    let mut tuner = Tuner::new(&weights, Device::flex()).unwrap();
-    for (label, name, bytes) in common::generated_dataset(6, 21) {
-        tuner.add_image(&label, &name, &bytes).unwrap();
-    }
+    let mut tuner = common::tuner_with_generated(6, 21);
     while pollster::block_on(tuner.extract_features(16)).unwrap() > 0 {}
     tuner.start_head(HeadOptions { epochs: 5, val_fraction: 0.34, learning_rate: 3e-3, batch_size: 8, ..Default::default() }).unwrap();
     for _ in 0..5 {

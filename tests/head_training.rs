@@ -9,11 +9,7 @@ use webtune::{TrainedModel, Tuner};
 
 #[test]
 fn head_learns_generated_classes_and_export_reloads_exactly() {
-    let weights = std::fs::read(common::legacy_weights()).unwrap();
-    let mut tuner = Tuner::new(&weights, Device::flex()).unwrap();
-    for (label, name, bytes) in common::generated_dataset(10, 5) {
-        tuner.add_image(&label, &name, &bytes).unwrap();
-    }
+    let mut tuner = common::tuner_with_generated(10, 5);
     // Bad files are refused by name and change nothing.
     let err = tuner.add_image("disc", "broken.png", b"\x89PNG\r\n\x1a\n\0\0garbage").unwrap_err().to_string();
     assert!(err.starts_with("broken.png: "), "{err}");
@@ -54,11 +50,7 @@ fn head_learns_generated_classes_and_export_reloads_exactly() {
 
 #[test]
 fn export_metadata_names_labels_backbone_and_preprocessing() {
-    let weights = std::fs::read(common::legacy_weights()).unwrap();
-    let mut tuner = Tuner::new(&weights, Device::flex()).unwrap();
-    for (label, name, bytes) in common::generated_dataset(2, 1) {
-        tuner.add_image(&label, &name, &bytes).unwrap();
-    }
+    let mut tuner = common::tuner_with_generated(2, 1);
     while pollster::block_on(tuner.extract_features(16)).unwrap() > 0 {}
     let split = tuner.start_head(HeadOptions { epochs: 1, hidden_units: 16, ..Default::default() }).unwrap();
     // The default batch of 32 is larger than the 3 training images: used whole, and said so.

@@ -1,7 +1,8 @@
 // Browser end-to-end test of the built page (www/dist) in headless Chromium: load a class
 // folder, train on the CPU (wasm) and on WebGPU (SwiftShader), download the model, check the
 // file, and classify held-out pictures on the page (and with the native CLI when WEBTUNE_BIN
-// names it). Shorter tests: the pictures survive a reload until "Clear all"; a full storage is
+// names it). On the CPU the whole recipe runs: the head, then the last backbone block
+// fine-tuned (after a run whose phase-2 setting is refused), and the final metrics tables. Shorter tests: the pictures survive a reload until "Clear all"; a full storage is
 // said on the page and the pictures are kept in memory; a GPU lost during training
 // (`?simulate=gpu-loss`) moves the engine to the CPU with every picture.
 //
@@ -86,6 +87,9 @@ describe('webtune page in headless Chromium', () => {
       expectBackend: 'cpu',
       perClass: 8,
       settings: { epochs: 20, learningRate: 1e-3, validationPercent: 25 },
+      // Phase 2 on the last unit (the final 1×1 convolution), one view per picture: 12 training
+      // and 4 validation views to cache; the default batch of 16 is clamped to the 12 views.
+      recipe: { unfreeze: 1, epochs: 2, views: 1 },
       minValAccuracy: 0.9,
       timeouts: { engine: 180_000, training: 600_000, predict: 120_000 },
     });
@@ -314,7 +318,7 @@ function screenshotPath(name) {
   return resolve(chosen.slice(0, chosen.length - extname(chosen).length) + `-${name}` + ext);
 }
 
-async function scenario({ name, extraFlags, expectBackend, perClass, settings, minValAccuracy, timeouts }) {
+async function scenario({ name, extraFlags, expectBackend, perClass, settings, recipe = null, minValAccuracy, timeouts }) {
   const dir = await mkdtemp(join(workDir, `${name}-`));
   const { dataset, pictures } = await makeDataset(dir, perClass);
   const { chromium } = loadPlaywright();
@@ -377,10 +381,17 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, m
     assert.equal(await byTestId('train-button').isDisabled(), false, 'Train must be enabled for two classes');
     assert.equal(await byTestId('train-problem').isVisible(), false, 'no problem shown once trainable');
 
+    // So few pictures call for the head only; that is the default of the blocks field.
+    assert.equal(await byTestId('recommendation').getAttribute('data-unfreeze'), '0');
+    assert.match(await byTestId('recommendation').innerText(), /^Recommended: head only\. Small dataset/);
+    assert.equal(await byTestId('fine-tune-blocks').inputValue(), '0');
+    assert.equal(await byTestId('recipe-choice').innerText(), 'Recipe: head only');
+
     // Settings, then train, watching that the UI thread stays free while the worker works.
     await byTestId('epochs').fill(String(settings.epochs));
     await byTestId('learning-rate').fill(String(settings.learningRate));
     await byTestId('validation-percent').fill(String(settings.validationPercent));
+    if (recipe) await refusedPhaseTwo(page, byTestId, settings, recipe);
     await page.evaluate(() => {
       const probe = { last: performance.now(), maxGap: 0 };
       window.__uiProbe = probe;
@@ -404,13 +415,16 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, m
     });
 
     const metrics = await byTestId('metrics').evaluate((el) => ({ ...el.dataset, text: el.textContent }));
-    const epochRows = await page.locator('[data-testid="epoch-row"]').count();
+    const headRows = await page.locator('[data-testid="epoch-row"][data-stage="head"]').count();
+    const fineRows = await page.locator('[data-testid="epoch-row"][data-stage="fine"]').count();
     const timings = await byTestId('timings').innerText();
     console.log(
       `# ${name}: trained in ${trainSeconds.toFixed(1)} s; ${timings}; ${metrics.text}; longest UI-thread gap ${maxGap.toFixed(0)} ms`,
     );
-    assert.equal(epochRows, settings.epochs, 'one log row per epoch');
-    assert.equal(Number(metrics.epoch), settings.epochs);
+    assert.equal(headRows, settings.epochs, 'one log row per head epoch');
+    assert.equal(fineRows, recipe ? recipe.epochs : 0, 'one log row per fine-tuning epoch');
+    assert.equal(metrics.stage, recipe ? 'fine' : 'head');
+    assert.equal(Number(metrics.epoch), recipe ? recipe.epochs : settings.epochs);
     assert.ok(Number.isFinite(Number(metrics.trainLoss)), `train loss ${metrics.trainLoss}`);
     assert.ok(Number(await byTestId('feature-time').getAttribute('data-ms')) > 0, 'feature extraction time shown');
     assert.ok(Number(await byTestId('epoch-time').getAttribute('data-ms')) > 0, 'epoch time shown');
@@ -420,13 +434,18 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, m
       assert.ok(Number(metrics.valAccuracy) >= minValAccuracy, `validation accuracy ${metrics.valAccuracy} < ${minValAccuracy}`);
     }
     assert.equal(await byTestId('chart').isVisible(), true, 'the loss/accuracy chart is shown');
+    assert.equal(await byTestId('chart').getAttribute('data-fine-epochs'), String(recipe ? recipe.epochs : 0));
+    // The engine's stratified split: the share rounded, at least one and never all of a class.
+    const val = Math.min(perClass - 1, Math.max(1, Math.round((perClass * settings.validationPercent) / 100))) * LABELS.length;
+    await checkEvaluation(page, byTestId, val);
+    if (recipe) await checkPhaseTwo(page, byTestId, perClass * LABELS.length, val, recipe);
 
     // Download and check the file.
     const [download] = await Promise.all([page.waitForEvent('download', { timeout: 300_000 }), byTestId('download-button').click()]);
     assert.equal(download.suggestedFilename(), `webtune-${BACKBONE}-2classes.safetensors`);
     const modelPath = join(dir, download.suggestedFilename());
     await download.saveAs(modelPath);
-    checkModelFile(await readFile(modelPath));
+    checkModelFile(await readFile(modelPath), recipe);
 
     // Try it on the page.
     await byTestId('predict-input').setInputFiles([pictures.red, pictures.blue]);
@@ -503,8 +522,97 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, m
   }
 }
 
-function checkModelFile(bytes) {
+/**
+ * Phase 2 refused: a setting the engine refuses (label smoothing 0.5; the form cannot say
+ * "below 0.5") is reported in the training panel, and the phase-1 model stays downloadable.
+ * Then the setting is made right.
+ */
+async function refusedPhaseTwo(page, byTestId, settings, recipe) {
+  await byTestId('fine-tune-blocks').fill(String(recipe.unfreeze));
+  assert.equal(await byTestId('recipe-choice').innerText(), 'Recipe: fine-tune the last block');
+  assert.equal(await byTestId('use-recommendation').isVisible(), true, 'the recommendation can be restored');
+  await page.locator('#advanced > summary').click();
+  await byTestId('fine-epochs').fill(String(recipe.epochs));
+  await byTestId('views-per-image').fill(String(recipe.views));
+  await byTestId('label-smoothing').fill('0.5');
+  assert.match(await byTestId('backbone-rate').innerText(), /^backbone rate = head rate × 0\.1 = 0\.0001$/);
+
+  // The augmentation preview draws a few views of one of the pictures, here in the page.
+  await byTestId('preview-augmentation').click();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="preview-views"] canvas').length === 6, null, { timeout: 10_000 });
+
+  await byTestId('train-button').click();
+  await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
+  const status = await byTestId('train-status').innerText();
+  assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'failed', status);
+  assert.match(status, /^Fine-tuning \(phase 2\) failed: label smoothing must be in \[0, 0\.5\), got 0\.5\./);
+  assert.match(status, /phase-1 model \(head only\) is kept/);
+  assert.equal(await page.locator('[data-testid="epoch-row"][data-stage="head"]').count(), settings.epochs);
+  assert.equal(await byTestId('download-button').isDisabled(), false, 'the phase-1 model can still be downloaded');
+  assert.equal(await byTestId('predict-input').isDisabled(), false, 'and tried');
+  await byTestId('label-smoothing').fill('0.1');
+}
+
+/** The final metrics tables agree with each other and with the validation split. */
+async function checkEvaluation(page, byTestId, val) {
+  const overall = await byTestId('eval-overall').evaluate((el) => ({ ...el.dataset }));
+  assert.equal(Number(overall.images), val, 'evaluated on the validation pictures');
+  const classes = await page.$$eval('[data-testid="eval-classes"] tbody tr', (rows) => rows.map((row) => ({ ...row.dataset })));
+  assert.deepEqual(classes.map((c) => c.label), LABELS);
+  const confusion = await page.$$eval('[data-testid="eval-confusion"] tbody tr', (rows) =>
+    rows.map((row) => [...row.querySelectorAll('td')].map((td) => Number(td.dataset.count))),
+  );
+  const total = confusion.flat().reduce((a, b) => a + b, 0);
+  assert.equal(total, val, `the confusion matrix sums to the validation count: ${JSON.stringify(confusion)}`);
+  confusion.forEach((row, t) => assert.equal(row.reduce((a, b) => a + b, 0), Number(classes[t].support), 'rows are the true classes'));
+  const right = confusion.reduce((sum, row, t) => sum + row[t], 0);
+  assert.ok(Math.abs(right / val - Number(overall.accuracy)) < 1e-9, `accuracy ${overall.accuracy} = diagonal ${right} / ${val}`);
+
+  const wrong = await page.$$eval('[data-testid="misclassified"]', (rows) => rows.map((row) => ({ ...row.dataset })));
+  assert.equal(Number(await byTestId('eval-misclassified').getAttribute('data-count')), wrong.length);
+  assert.equal(wrong.length, total - right, 'one misclassified row per off-diagonal count');
+  confusion.forEach((row, t) =>
+    row.forEach((count, p) => {
+      if (t === p) return;
+      const listed = wrong.filter((w) => w.true === LABELS[t] && w.predicted === LABELS[p]).length;
+      assert.equal(listed, count, `${LABELS[t]} taken for ${LABELS[p]}`);
+    }),
+  );
+  for (const w of wrong) assert.ok(Number(w.probability) >= 1 / LABELS.length, `a wrong top-1 has p >= 1/k: ${w.probability}`);
+}
+
+/** Phase 2 ran: every view cached (and its memory shown), its epochs timed, the model says so. */
+async function checkPhaseTwo(page, byTestId, images, val, recipe) {
+  const cache = await byTestId('cache-progress-text').evaluate((el) => ({ ...el.dataset, text: el.textContent }));
+  assert.equal(Number(cache.total), (images - val) * recipe.views + val, 'views: training pictures × views, plus validation pictures');
+  assert.equal(cache.done, cache.total);
+  assert.ok(Number(cache.bytes) > 0, 'the cache memory is reported');
+  assert.match(cache.text, /cache: \d+(\.\d)? (B|kB|MB|GB)$/);
+  assert.ok(Number(await byTestId('cache-time').getAttribute('data-ms')) > 0, 'caching time shown');
+  assert.ok(Number(await byTestId('fine-time').getAttribute('data-ms')) > 0, 'fine-tuning time shown');
+  assert.match(await byTestId('train-status').innerText(), /^Done: trained the head and the last block of the backbone/);
+  // Two epochs cannot exhaust a patience of 3.
+  assert.equal(await byTestId('early-stop').isVisible(), false);
+  // Both batches were larger than the data; the engine used the whole split and said so.
+  const notes = await page.$$eval('[data-testid="train-note"]', (items) => items.map((item) => item.textContent));
+  const train = images - val;
+  assert.deepEqual(notes, [
+    `Note: batch size 32 is larger than the ${train} training images: using ${train}.`,
+    `Note: batch size 16 is larger than the ${train * recipe.views} training views: using ${train * recipe.views}.`,
+  ]);
+}
+
+function checkModelFile(bytes, recipe = null) {
   const { metadata, tensors } = parseSafetensors(bytes);
+  const training = JSON.parse(metadata.training ?? 'null');
+  assert.ok(training?.head, `metadata "training" must describe the head: ${metadata.training}`);
+  if (recipe) {
+    assert.ok(training.fine_tune, `metadata "training" must have "fine_tune" after phase 2: ${metadata.training}`);
+    assert.equal(training.fine_tune.options.unfreeze, recipe.unfreeze);
+    assert.equal(training.fine_tune.views_per_image, recipe.views);
+  } else {
+    assert.equal(training.fine_tune, undefined, 'no "fine_tune" for a head-only model');
+  }
   const labels = JSON.parse(metadata.labels ?? 'null');
   assert.ok(Array.isArray(labels), `metadata "labels" must be a JSON array, got ${metadata.labels}`);
   assert.deepEqual([...labels].sort(), LABELS);
