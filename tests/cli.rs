@@ -56,6 +56,15 @@ fn train_then_predict_on_a_class_folder() {
     assert!(summary["fineValAccuracy"].as_f64().is_some());
     assert_eq!(summary["evaluation"]["confusion"].as_array().unwrap().len(), 3);
 
+    let out = webtune(&["eval".as_ref(), model.as_os_str(), data.as_os_str(), "--json".as_ref()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let evaluation: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let confusion: Vec<u64> = evaluation["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|n| n.as_u64().unwrap())).collect();
+    assert_eq!(confusion.iter().sum::<u64>(), 18, "every readable picture is counted once");
+    let out = webtune(&["eval".as_ref(), model.as_os_str(), data.as_os_str()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("accuracy ") && table.contains("confusion matrix (rows: true class"), "{table}");
+
     let fresh = tmp.path().join("fresh.png");
     let (label, _, bytes) = &common::generated_dataset(1, 50)[1];
     std::fs::write(&fresh, bytes).unwrap();

@@ -10,7 +10,7 @@ use webtune::backend::cpu_device;
 use webtune::data::{decode_image, resize_and_center_crop, to_input_tensor};
 use webtune::model::{BackboneSpec, ImageNetClassifier, ImageNetNames};
 use webtune::data::Augmentation;
-use webtune::train::{EpochReport, FineTuneOptions, HeadOptions, softmax};
+use webtune::train::{EpochReport, FineTuneOptions, HeadOptions, evaluate, softmax};
 use webtune::weights::{load_params, read_weights_file, write_safetensors};
 use webtune::{Error, Result, TrainedModel, Tuner};
 
@@ -91,6 +91,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Accuracy, per-class precision and recall, and the confusion matrix of an exported model
+    /// on a folder of class sub-folders (labels must match the model's).
+    Eval {
+        /// The exported model.
+        model: PathBuf,
+        /// Folder whose sub-folders are the classes.
+        data_dir: PathBuf,
+        /// Print the evaluation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Classify images with a model exported by webtune (.safetensors).
     Predict {
         /// The exported model.
@@ -133,6 +144,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert { input, output } => convert(&input, &output),
         Command::Imagenet { images, weights, json, save_input } => imagenet(&images, &weights, json, save_input.as_deref()),
         Command::Predict { model, images, top, json } => predict(&model, &images, top, json),
+        Command::Eval { model, data_dir, json } => eval(&model, &data_dir, json),
         Command::Train { data_dir, out, weights, epochs, lr, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
             let head = HeadOptions { epochs, learning_rate: lr, val_fraction, seed, ..HeadOptions::default() };
             let fine = FineTuneOptions { epochs: fine_epochs, learning_rate: lr, seed, ..FineTuneOptions::default() };
@@ -209,9 +221,54 @@ struct PredictResult {
     predictions: Vec<webtune::Prediction>,
 }
 
+fn load_model(path: &Path) -> Result<TrainedModel> {
+    TrainedModel::from_safetensors(&read(path)?, &cpu_device()).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
+}
+
+fn eval(model_path: &Path, data_dir: &Path, json: bool) -> Result<()> {
+    let model = load_model(model_path)?;
+    let (mut logits, mut targets, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    for (label, path) in class_files(data_dir)? {
+        let name = path.strip_prefix(data_dir).unwrap_or(&path).display().to_string();
+        let Some(target) = model.labels.iter().position(|l| *l == label) else {
+            return Err(Error::Dataset(format!("{}: class \"{label}\" is not one of the model's ({})", data_dir.display(), model.labels.join(", "))));
+        };
+        let image = match decode_image(&name, &read(&path)?) {
+            Ok(image) => resize_and_center_crop(&image, &model.spec),
+            Err(e) => {
+                eprintln!("skipped {e}");
+                continue;
+            }
+        };
+        logits.extend(pollster::block_on(model.logits(&[&image]))?);
+        targets.push(target);
+        names.push((names.len() as u32, name));
+    }
+    let e = evaluate(&logits, &model.labels, &targets, &names);
+    if json {
+        println!("{}", serde_json::to_string(&e).expect("plain data serialises"));
+        return Ok(());
+    }
+    println!("accuracy {:.3} on {} images (loss {:.4})\n", e.accuracy, e.images, e.loss);
+    let width = model.labels.iter().map(String::len).max().unwrap_or(5).max(9);
+    println!("{:width$}  precision  recall  images", "class");
+    for c in &e.classes {
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        println!("{:width$}  {:>9}  {:>6}  {:>6}", c.label, pct(c.precision), pct(c.recall), c.support);
+    }
+    println!("\nconfusion matrix (rows: true class, columns: predicted)");
+    println!("{:width$}  {}", "", model.labels.iter().map(|l| format!("{l:>width$}")).collect::<Vec<_>>().join(" "));
+    for (label, row) in model.labels.iter().zip(&e.confusion) {
+        println!("{label:width$}  {}", row.iter().map(|n| format!("{n:>width$}")).collect::<Vec<_>>().join(" "));
+    }
+    for m in &e.misclassified {
+        println!("misclassified: {} ({} predicted as {}, p={:.3})", m.file_name, m.true_label, m.predicted_label, m.probability);
+    }
+    Ok(())
+}
+
 fn predict(model_path: &Path, images: &[PathBuf], top: usize, json: bool) -> Result<()> {
-    let model = TrainedModel::from_safetensors(&read(model_path)?, &cpu_device())
-        .map_err(|e| Error::Weights(format!("{}: {e}", model_path.display())))?;
+    let model = load_model(model_path)?;
     let mut results = Vec::new();
     for path in images {
         let predictions = pollster::block_on(model.predict_file(&path.display().to_string(), &read(path)?))?;
