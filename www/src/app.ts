@@ -3,19 +3,30 @@
 // responding), gives a new worker the images the page still holds, and keeps those images in
 // the browser's storage so that a reload brings them back.
 
-import type { Backend, BackendChoice, Request, Simulation, TrainSettings, WorkerEvent } from './protocol';
+import type {
+  Backend,
+  BackendChoice,
+  FineTuneSettings,
+  Request,
+  Simulation,
+  TrainSettings,
+  WorkerEvent,
+} from './protocol';
 import { EngineGone, TrainerClient } from './trainer-client';
 import type { Picked, PickedFile } from './drop-zone';
 import { LibraryStore, storageProblem } from './library-store';
 import {
   EMPTY_SUMMARY,
   Store,
+  idleFineTune,
   idleTraining,
   isTraining,
   type AppState,
+  type EpochRecord,
   type FileProblem,
   type HeldImage,
   type PredictionResult,
+  type TrainedModel,
 } from './state';
 
 /** Restarts in a row that died before the images were back; after that the user has to act. */
@@ -127,6 +138,7 @@ export class App {
       try {
         const { summary } = await client.call({
           type: 'addImage',
+          key: image.key,
           label: image.label,
           fileName: image.file.name,
           file: image.file,
@@ -296,13 +308,15 @@ export class App {
   }
 
   private async addImage(picked: PickedFile): Promise<void> {
+    const key = this.nextKey++;
     const { summary } = await this.call({
       type: 'addImage',
+      key,
       label: picked.label,
       fileName: picked.file.name,
       file: picked.file,
     });
-    const image: HeldImage = { key: this.nextKey++, label: picked.label, path: picked.path, file: picked.file };
+    const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file };
     const newClass = !this.state.classes.includes(image.label);
     this.store.update((s) => {
       s.images = new Map(s.images).set(image.key, image);
@@ -424,34 +438,124 @@ export class App {
 
   // ---- training ---------------------------------------------------------------------------
 
-  async train(settings: TrainSettings): Promise<void> {
+  /**
+   * The whole recipe: phase 1 trains the head on cached features; when `fine.unfreeze` > 0,
+   * phase 2 fine-tunes that many backbone units with it; then the final model is evaluated on
+   * the validation split. A failure in phase 2 keeps the model phase 1 made.
+   */
+  async train(settings: TrainSettings, fine: FineTuneSettings): Promise<void> {
     if (isTraining(this.state) || !this.state.summary.trainable) return;
-    const classCount = this.state.summary.classes.length;
+    const model: TrainedModel = {
+      backboneName: this.state.engine.backboneName ?? 'model',
+      classCount: this.state.summary.classes.length,
+      fineTuned: 0,
+    };
     this.store.update((s) => {
       s.training = { ...idleTraining(), phase: 'features' };
       s.trained = null;
       s.predictions = [];
     });
+
+    let head;
     try {
-      const result = await this.call({ type: 'train', settings });
-      const backboneName = this.state.engine.backboneName ?? 'model';
+      head = await this.call({ type: 'train', settings });
+    } catch (error) {
+      this.trainingFailed(error, 'Training failed');
+      return;
+    }
+    this.store.update((s) => {
+      s.training = {
+        ...s.training,
+        featureMs: head.featureMs,
+        trainMs: head.trainMs,
+        split: { train: head.train, val: head.val },
+      };
+    });
+    if (head.stopped || !head.last) {
+      this.finish(head.last ? model : null, 'stopped');
+      return;
+    }
+
+    if (fine.unfreeze > 0) {
+      this.store.update((s) => {
+        s.training = { ...s.training, phase: 'caching', fine: idleFineTune(fine.unfreeze) };
+      });
+      let result;
+      try {
+        result = await this.call({ type: 'fineTune', settings: fine, seed: settings.seed });
+      } catch (error) {
+        // Phase 1's model (or, after a diverged epoch, the last good weights) is still there.
+        const tuned = this.state.training.epochs.some((e) => e.stage === 'fine');
+        const kept = tuned
+          ? 'You can still download the model and try it.'
+          : 'The phase-1 model (head only) is kept: you can still download it and try it.';
+        if (this.trainingFailed(error, 'Fine-tuning (phase 2) failed', kept)) {
+          this.store.update((s) => {
+            s.trained = { ...model, fineTuned: tuned ? fine.unfreeze : 0 };
+          });
+        }
+        return;
+      }
+      const fineEpochs = this.state.training.epochs.filter((e) => e.stage === 'fine');
       this.store.update((s) => {
         s.training = {
           ...s.training,
-          phase: result.stopped ? 'stopped' : 'done',
-          featureMs: result.featureMs,
-          trainMs: result.trainMs,
-          split: { train: result.train, val: result.val },
+          fine: {
+            ...(s.training.fine ?? idleFineTune(fine.unfreeze)),
+            cacheBytes: result.cacheBytes,
+            cacheMs: result.cacheMs,
+            fineMs: result.fineMs,
+            stoppedEarly: result.stoppedEarly,
+            bestEpoch: result.stoppedEarly ? bestEpoch(fineEpochs) : null,
+          },
         };
-        s.trained = result.last ? { backboneName, classCount } : null;
       });
-    } catch (error) {
-      // A crash has been told by onCrash (it runs first), which knows whether the GPU gave up.
-      if (error instanceof EngineGone && error.crashed && !isTraining(this.state)) return;
-      this.store.update((s) => {
-        s.training = { ...s.training, phase: 'failed', error: `Training failed: ${messageOf(error)}` };
-      });
+      if (result.last) model.fineTuned = fine.unfreeze;
+      if (result.stopped) {
+        this.finish(model, 'stopped');
+        return;
+      }
     }
+
+    if (head.val > 0) {
+      this.store.update((s) => {
+        s.training = { ...s.training, phase: 'evaluating' };
+      });
+      try {
+        const evaluation = await this.call({ type: 'evaluate' });
+        this.store.update((s) => {
+          s.training = { ...s.training, evaluation };
+        });
+      } catch (error) {
+        if (error instanceof EngineGone) {
+          this.trainingFailed(error, 'Evaluation failed');
+          return;
+        }
+        this.reportError(`Could not evaluate the model on the validation pictures: ${messageOf(error)}`);
+      }
+    }
+    this.finish(model, 'done');
+  }
+
+  private finish(model: TrainedModel | null, phase: 'done' | 'stopped'): void {
+    this.store.update((s) => {
+      s.training = { ...s.training, phase };
+      s.trained = model;
+    });
+  }
+
+  /**
+   * Shows why a step of the recipe failed; false when the engine crashed (onCrash, which runs
+   * first and knows whether the GPU gave up, has said so and restarts it without the model).
+   */
+  private trainingFailed(error: unknown, what: string, after = ''): boolean {
+    if (error instanceof EngineGone && error.crashed && !isTraining(this.state)) return false;
+    this.store.update((s) => {
+      const message = messageOf(error);
+      const text = after ? `${message}${/[.!?]$/.test(message) ? '' : '.'} ${after}` : message;
+      s.training = { ...s.training, phase: 'failed', error: `${what}: ${text}` };
+    });
+    return !(error instanceof EngineGone);
   }
 
   stopTraining(): void {
@@ -473,14 +577,24 @@ export class App {
           };
           return;
         case 'split':
-          s.training = { ...t, phase: 'training', split: { train: event.train, val: event.val } };
+          s.training = { ...t, phase: 'training', split: { train: event.train, val: event.val }, notes: withNote(t.notes, event.note) };
           return;
-        case 'epoch':
+        case 'epoch': {
+          const epochs = [...t.epochs, { ...event.report, stage: event.stage, epochMs: event.epochMs }];
+          if (event.stage === 'head') {
+            s.training = { ...t, phase: 'training', epochs, trainMs: event.elapsedMs };
+          } else if (t.fine) {
+            s.training = { ...t, phase: 'fine-tuning', epochs, fine: { ...t.fine, fineMs: event.elapsedMs } };
+          }
+          return;
+        }
+        case 'cache':
+          if (!t.fine) return;
           s.training = {
             ...t,
-            phase: 'training',
-            epochs: [...t.epochs, { ...event.report, epochMs: event.epochMs }],
-            trainMs: event.elapsedMs,
+            phase: 'caching',
+            notes: withNote(t.notes, event.note),
+            fine: { ...t.fine, cacheDone: event.done, cacheTotal: event.total, cacheBytes: event.bytes, cacheMs: event.elapsedMs },
           };
           return;
       }
@@ -546,6 +660,19 @@ export class App {
       s.errors = s.errors.filter((e) => e.id !== id);
     });
   }
+}
+
+function withNote(notes: string[], note: string | null): string[] {
+  return note === null || notes.includes(note) ? notes : [...notes, note];
+}
+
+/** Phase 2's epoch with the lowest validation loss (the first of equals), as early stopping keeps. */
+function bestEpoch(epochs: EpochRecord[]): number | null {
+  let best: EpochRecord | null = null;
+  for (const e of epochs) {
+    if (e.valLoss !== null && (best === null || e.valLoss < (best.valLoss ?? Infinity))) best = e;
+  }
+  return best?.epoch ?? null;
 }
 
 /** Whether `error` ended a call because the engine crashed on WebGPU (see onGpuLost). */

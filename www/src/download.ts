@@ -30,8 +30,12 @@ export function mountDownload(
     const { trained } = state;
     button.disabled = !trained || state.exporting;
     button.textContent = state.exporting ? 'Preparing the file…' : 'Download model (.safetensors)';
+    const contents =
+      trained && trained.fineTuned > 0
+        ? `the backbone with its last ${trained.fineTuned === 1 ? 'block' : `${trained.fineTuned} blocks`} fine-tuned and the trained head`
+        : 'the backbone and the trained head';
     hint.textContent = trained
-      ? `webtune-${trained.backboneName}-${trained.classCount}classes.safetensors: the backbone and the trained head, with the labels in its metadata.`
+      ? `webtune-${trained.backboneName}-${trained.classCount}classes.safetensors: ${contents}, with the labels and the training settings in its metadata.`
       : 'Train a model first.';
   };
 }

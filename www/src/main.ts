@@ -7,6 +7,7 @@ import { mountClassList } from './class-list';
 import { byId, h } from './dom';
 import { mountDownload } from './download';
 import { mountDropZone } from './drop-zone';
+import { mountEvaluationView } from './evaluation-view';
 import { mountPredict } from './predict';
 import { isBackendChoice, mountSettings } from './settings';
 import { initialState, type AppState } from './state';
@@ -65,6 +66,23 @@ const settings = mountSettings(
     backendNote: byId('backend-note'),
     backendDetails: byId<HTMLDetailsElement>('backend-details'),
     backendDetail: byId('backend-detail'),
+    recommendation: byId('recommendation'),
+    blocks: byId<HTMLInputElement>('fine-tune-blocks'),
+    recipeChoice: byId('recipe-choice'),
+    useRecommendation: byId<HTMLButtonElement>('use-recommendation'),
+    advanced: byId<HTMLDetailsElement>('advanced'),
+    fineEpochs: byId<HTMLInputElement>('fine-epochs'),
+    fineLearningRate: byId<HTMLInputElement>('fine-learning-rate'),
+    backboneLrFactor: byId<HTMLInputElement>('backbone-lr-factor'),
+    backboneRate: byId('backbone-rate'),
+    labelSmoothing: byId<HTMLInputElement>('label-smoothing'),
+    patience: byId<HTMLInputElement>('patience'),
+    fineBatchSize: byId<HTMLInputElement>('fine-batch-size'),
+    viewsPerImage: byId<HTMLInputElement>('views-per-image'),
+    augment: byId<HTMLInputElement>('augment'),
+    horizontalFlip: byId<HTMLInputElement>('horizontal-flip'),
+    colorJitter: byId<HTMLInputElement>('color-jitter'),
+    minCrop: byId<HTMLInputElement>('min-crop'),
   },
   (choice) => app.setBackend(choice),
 );
@@ -77,7 +95,12 @@ const renderTraining = mountTrainingView(
     status: byId('train-status'),
     progress: byId<HTMLProgressElement>('feature-progress'),
     progressText: byId('feature-progress-text'),
+    cacheRow: byId('cache-row'),
+    cacheProgress: byId<HTMLProgressElement>('cache-progress'),
+    cacheProgressText: byId('cache-progress-text'),
     timings: byId('timings'),
+    notes: byId<HTMLUListElement>('train-notes'),
+    earlyStop: byId('early-stop'),
     chart: byId('chart'),
     log: byId<HTMLTableSectionElement>('epoch-log-body'),
     metrics: byId('metrics'),
@@ -85,11 +108,13 @@ const renderTraining = mountTrainingView(
   {
     train: () => {
       const chosen = settings.read();
-      if (chosen) void app.train(chosen);
+      if (chosen) void app.train(chosen.head, chosen.fine);
     },
     stop: () => app.stopTraining(),
   },
 );
+
+const renderEvaluation = mountEvaluationView(byId('evaluation'));
 
 const renderDownload = mountDownload(byId<HTMLButtonElement>('download'), byId('download-hint'), () =>
   app.exportModel(),
@@ -122,6 +147,7 @@ app.store.subscribe((state) => {
   settings.render(state);
   renderClasses(state);
   renderTraining(state);
+  renderEvaluation(state);
   renderDownload(state);
   renderPredict(state);
 });

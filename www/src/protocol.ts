@@ -18,12 +18,19 @@ export interface ClassSummary {
   count: number;
 }
 
+/** The recipe the data size calls for: `unfreeze` 0 means train the head only. */
+export interface Recommendation {
+  unfreeze: number;
+  reason: string;
+}
+
 export interface DatasetSummary {
   classes: ClassSummary[];
   images: number;
   trainable: boolean;
   /** Why training is not possible yet; null when it is. */
   problem: string | null;
+  recommendation: Recommendation;
 }
 
 export interface TrainSettings {
@@ -46,6 +53,44 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   seed: 42,
 };
 
+/** Backbone units phase 2 can unfreeze: 16 MBConv blocks and the final 1×1 convolution. */
+export const MAX_UNFREEZE = 17;
+
+/** Phase 2 (fine-tuning the last backbone blocks with the head); `unfreeze` 0 skips it. */
+export interface FineTuneSettings {
+  unfreeze: number;
+  epochs: number;
+  /** The head's peak rate; the unfrozen blocks get `learningRate * backboneLrFactor`. */
+  learningRate: number;
+  backboneLrFactor: number;
+  labelSmoothing: number;
+  /** Epochs without a better validation loss before stopping (the best epoch's weights are kept). */
+  patience: number;
+  batchSize: number;
+  viewsPerImage: number;
+  augmentation: AugmentationSettings;
+}
+
+export interface AugmentationSettings {
+  enabled: boolean;
+  /** Smallest share of the picture a random crop covers. */
+  minCropArea: number;
+  horizontalFlip: boolean;
+  /** Largest relative change of brightness, contrast and saturation. */
+  colorJitter: number;
+}
+
+export const DEFAULT_FINE_TUNE: Omit<FineTuneSettings, 'unfreeze'> = {
+  epochs: 10,
+  learningRate: 1e-3,
+  backboneLrFactor: 0.1,
+  labelSmoothing: 0.1,
+  patience: 3,
+  batchSize: 16,
+  viewsPerImage: 2,
+  augmentation: { enabled: true, minCropArea: 0.5, horizontalFlip: true, colorJitter: 0.1 },
+};
+
 export interface EpochReport {
   epoch: number;
   epochs: number;
@@ -54,6 +99,27 @@ export interface EpochReport {
   valLoss: number | null;
   valAccuracy: number | null;
   done: boolean;
+}
+
+/** Validation metrics of the model as trained, from the engine's `evaluate()`. */
+export interface Evaluation {
+  images: number;
+  loss: number;
+  accuracy: number;
+  classes: { label: string; precision: number | null; recall: number | null; support: number }[];
+  /** `confusion[true][predicted]` counts, classes in the order of `classes`. */
+  confusion: number[][];
+  misclassified: Misclassified[];
+}
+
+export interface Misclassified {
+  /** The page's key of the picture (see `addImage`); null if the engine's id is unknown. */
+  key: number | null;
+  fileName: string;
+  trueLabel: string;
+  predictedLabel: string;
+  /** The probability the model gave its (wrong) prediction. */
+  probability: number;
 }
 
 export interface Prediction {
@@ -65,9 +131,12 @@ export interface Prediction {
 export type Request =
   | { type: 'init'; backend: BackendChoice; weightsUrl: string; simulate: Simulation | null }
   | { type: 'addClass'; label: string }
-  | { type: 'addImage'; label: string; fileName: string; file: Blob }
+  /** `key` is the page's own id of the picture, given back in evaluation results. */
+  | { type: 'addImage'; key: number; label: string; fileName: string; file: Blob }
   | { type: 'removeClass'; label: string }
   | { type: 'train'; settings: TrainSettings }
+  | { type: 'fineTune'; settings: FineTuneSettings; seed: number }
+  | { type: 'evaluate' }
   | { type: 'stopTraining' }
   | { type: 'export' }
   | { type: 'predict'; fileName: string; file: Blob };
@@ -86,14 +155,31 @@ export interface EngineInfo {
   summary: DatasetSummary;
 }
 
+/** Phase 1: the head on cached backbone features. */
 export interface TrainResult {
   train: number;
   val: number;
+  /** A setting the engine adjusted to the data, in words (a batch larger than the split). */
+  note: string | null;
   /** The last epoch run; null when stopped before the first epoch finished. */
   last: EpochReport | null;
   stopped: boolean;
   featureMs: number;
   trainMs: number;
+}
+
+/** Phase 2: the prefix cache is built, then the unfrozen tail and the head train together. */
+export interface FineTuneResult {
+  /** Views cached, and the memory they take. */
+  views: number;
+  cacheBytes: number;
+  cacheMs: number;
+  /** The last epoch run; null when stopped before the first epoch finished. */
+  last: EpochReport | null;
+  stopped: boolean;
+  /** Early stopping ended the run (validation loss stopped improving); the best epoch's weights are kept. */
+  stoppedEarly: boolean;
+  fineMs: number;
 }
 
 /** What each request resolves to. */
@@ -103,6 +189,8 @@ export interface ReplyData {
   addImage: { summary: DatasetSummary };
   removeClass: { summary: DatasetSummary };
   train: TrainResult;
+  fineTune: FineTuneResult;
+  evaluate: Evaluation;
   stopTraining: Record<string, never>;
   export: { bytes: Uint8Array };
   predict: { predictions: Prediction[] };
@@ -119,8 +207,12 @@ export type Reply =
 
 export type WorkerEvent =
   | { kind: 'event'; type: 'features'; done: number; total: number; elapsedMs: number }
-  | { kind: 'event'; type: 'split'; train: number; val: number }
-  | { kind: 'event'; type: 'epoch'; report: EpochReport; epochMs: number; elapsedMs: number };
+  | { kind: 'event'; type: 'split'; train: number; val: number; note: string | null }
+  | { kind: 'event'; type: 'epoch'; stage: Stage; report: EpochReport; epochMs: number; elapsedMs: number }
+  | { kind: 'event'; type: 'cache'; done: number; total: number; bytes: number; note: string | null; elapsedMs: number };
+
+/** Which phase of the recipe an epoch belongs to: 1 trains the head, 2 fine-tunes. */
+export type Stage = 'head' | 'fine';
 
 export interface Crashed {
   kind: 'crashed';

@@ -1,6 +1,17 @@
-// The training settings form and the backend selector.
+// The training settings form: phase 1 (the head), the recipe (how many backbone blocks phase 2
+// fine-tunes, with the engine's recommendation as the default), phase 2's advanced settings, and
+// the backend selector.
 
-import { DEFAULT_SETTINGS, type BackendChoice, type TrainSettings } from './protocol';
+import {
+  DEFAULT_FINE_TUNE,
+  DEFAULT_SETTINGS,
+  MAX_UNFREEZE,
+  type BackendChoice,
+  type FineTuneSettings,
+  type Recommendation,
+  type TrainSettings,
+} from './protocol';
+import { h } from './dom';
 import { isTraining, type AppState } from './state';
 
 export interface SettingsElements {
@@ -17,6 +28,23 @@ export interface SettingsElements {
   backendNote: HTMLElement;
   backendDetails: HTMLDetailsElement;
   backendDetail: HTMLElement;
+  recommendation: HTMLElement;
+  blocks: HTMLInputElement;
+  recipeChoice: HTMLElement;
+  useRecommendation: HTMLButtonElement;
+  advanced: HTMLDetailsElement;
+  fineEpochs: HTMLInputElement;
+  fineLearningRate: HTMLInputElement;
+  backboneLrFactor: HTMLInputElement;
+  backboneRate: HTMLElement;
+  labelSmoothing: HTMLInputElement;
+  patience: HTMLInputElement;
+  fineBatchSize: HTMLInputElement;
+  viewsPerImage: HTMLInputElement;
+  augment: HTMLInputElement;
+  horizontalFlip: HTMLInputElement;
+  colorJitter: HTMLInputElement;
+  minCrop: HTMLInputElement;
 }
 
 const BACKEND_NAMES: Record<string, string> = {
@@ -28,6 +56,11 @@ export function isBackendChoice(value: string | null): value is BackendChoice {
   return value === 'auto' || value === 'webgpu' || value === 'cpu';
 }
 
+export function recipeName(unfreeze: number): string {
+  if (unfreeze === 0) return 'head only';
+  return unfreeze === 1 ? 'fine-tune the last block' : `fine-tune the last ${unfreeze} blocks`;
+}
+
 export function mountSettings(elements: SettingsElements, onBackend: (choice: BackendChoice) => void) {
   const d = DEFAULT_SETTINGS;
   elements.epochs.value = String(d.epochs);
@@ -37,25 +70,116 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   elements.dropout.value = String(d.dropout);
   elements.validationPercent.value = String(d.valFraction * 100);
   elements.seed.value = String(d.seed);
+  const f = DEFAULT_FINE_TUNE;
+  elements.blocks.max = String(MAX_UNFREEZE);
+  elements.fineEpochs.value = String(f.epochs);
+  elements.fineLearningRate.value = String(f.learningRate);
+  elements.backboneLrFactor.value = String(f.backboneLrFactor);
+  elements.labelSmoothing.value = String(f.labelSmoothing);
+  elements.patience.value = String(f.patience);
+  elements.fineBatchSize.value = String(f.batchSize);
+  elements.viewsPerImage.value = String(f.viewsPerImage);
+  elements.augment.checked = f.augmentation.enabled;
+  elements.horizontalFlip.checked = f.augmentation.horizontalFlip;
+  elements.colorJitter.value = String(f.augmentation.colorJitter);
+  elements.minCrop.value = String(f.augmentation.minCropArea * 100);
+
   elements.form.addEventListener('submit', (event) => event.preventDefault());
   elements.backend.addEventListener('change', () => {
     if (isBackendChoice(elements.backend.value)) onBackend(elements.backend.value);
   });
 
-  /** The settings, or null after showing the browser's message for an invalid field. */
-  function read(): TrainSettings | null {
-    if (!elements.form.reportValidity()) return null;
+  // The blocks field follows the recommendation (which changes as pictures are added) until the
+  // user picks a number; "Use the recommendation" goes back to following it.
+  let recommended: Recommendation | null = null;
+  let overridden = false;
+  elements.blocks.addEventListener('input', () => {
+    overridden = recommended === null || elements.blocks.value !== String(recommended.unfreeze);
+    showRecipe();
+  });
+  elements.useRecommendation.addEventListener('click', () => {
+    overridden = false;
+    if (recommended) elements.blocks.value = String(recommended.unfreeze);
+    showRecipe();
+  });
+  for (const input of [elements.fineLearningRate, elements.backboneLrFactor]) {
+    input.addEventListener('input', showBackboneRate);
+  }
+  elements.augment.addEventListener('change', showAugmentation);
+  showBackboneRate();
+  showAugmentation();
+
+  function showRecipe(): void {
+    const blocks = elements.blocks.valueAsNumber;
+    const valid = Number.isInteger(blocks) && blocks >= 0 && blocks <= MAX_UNFREEZE;
+    elements.recipeChoice.textContent = valid ? `Recipe: ${recipeName(blocks)}` : '';
+    elements.recipeChoice.dataset.unfreeze = valid ? String(blocks) : '';
+    elements.useRecommendation.hidden = !overridden || recommended === null;
+  }
+
+  function showBackboneRate(): void {
+    const rate = elements.fineLearningRate.valueAsNumber;
+    const factor = elements.backboneLrFactor.valueAsNumber;
+    elements.backboneRate.textContent =
+      Number.isFinite(rate) && Number.isFinite(factor)
+        ? `backbone rate = head rate × ${factor} = ${Number((rate * factor).toPrecision(3))}`
+        : 'backbone rate = head rate × factor';
+  }
+
+  function showAugmentation(): void {
+    const on = elements.augment.checked;
+    for (const input of [elements.horizontalFlip, elements.colorJitter, elements.minCrop]) input.disabled = !on;
+  }
+
+  /** Whether every field is valid; if not, the browser says which and why. */
+  function valid(): boolean {
+    if (elements.form.checkValidity()) return true;
+    // A closed <details> hides its invalid fields from the browser's message: open it first.
+    if (elements.advanced.querySelector(':invalid')) elements.advanced.open = true;
+    elements.form.reportValidity();
+    return false;
+  }
+
+  /** The settings of both phases, or null after showing the browser's message for an invalid field. */
+  function read(): { head: TrainSettings; fine: FineTuneSettings } | null {
+    if (!valid()) return null;
     return {
-      epochs: elements.epochs.valueAsNumber,
-      learningRate: elements.learningRate.valueAsNumber,
-      batchSize: elements.batchSize.valueAsNumber,
-      hiddenUnits: elements.hiddenUnits.valueAsNumber,
-      dropout: elements.dropout.valueAsNumber,
-      valFraction: elements.validationPercent.valueAsNumber / 100,
-      seed: elements.seed.valueAsNumber,
+      head: {
+        epochs: elements.epochs.valueAsNumber,
+        learningRate: elements.learningRate.valueAsNumber,
+        batchSize: elements.batchSize.valueAsNumber,
+        hiddenUnits: elements.hiddenUnits.valueAsNumber,
+        dropout: elements.dropout.valueAsNumber,
+        valFraction: elements.validationPercent.valueAsNumber / 100,
+        seed: elements.seed.valueAsNumber,
+      },
+      fine: {
+        unfreeze: elements.blocks.valueAsNumber,
+        epochs: elements.fineEpochs.valueAsNumber,
+        learningRate: elements.fineLearningRate.valueAsNumber,
+        backboneLrFactor: elements.backboneLrFactor.valueAsNumber,
+        labelSmoothing: elements.labelSmoothing.valueAsNumber,
+        patience: elements.patience.valueAsNumber,
+        batchSize: elements.fineBatchSize.valueAsNumber,
+        viewsPerImage: elements.viewsPerImage.valueAsNumber,
+        augmentation: augmentation(),
+      },
     };
   }
 
+  /** The augmentation as set now (for the preview too; an invalid number falls back to the default). */
+  function augmentation(): FineTuneSettings['augmentation'] {
+    const number = (input: HTMLInputElement, fallback: number) => (input.validity.valid ? input.valueAsNumber : fallback);
+    const a = DEFAULT_FINE_TUNE.augmentation;
+    return {
+      enabled: elements.augment.checked,
+      horizontalFlip: elements.horizontalFlip.checked,
+      colorJitter: number(elements.colorJitter, a.colorJitter),
+      minCropArea: number(elements.minCrop, a.minCropArea * 100) / 100,
+    };
+  }
+
+  let shownRecommendation = '';
   function render(state: AppState): void {
     const { engine } = state;
     elements.backend.value = engine.choice;
@@ -77,7 +201,23 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     elements.backendNote.hidden = !note;
     elements.backendDetail.textContent = detail ?? '';
     elements.backendDetails.hidden = !note || !detail;
+
+    const { recommendation } = state.summary;
+    const signature = JSON.stringify(recommendation);
+    if (signature !== shownRecommendation) {
+      shownRecommendation = signature;
+      recommended = state.summary.images > 0 ? recommendation : null;
+      const box = elements.recommendation;
+      box.dataset.unfreeze = recommended ? String(recommended.unfreeze) : '';
+      box.replaceChildren(
+        ...(recommended
+          ? ['Recommended: ', h('strong', {}, recipeName(recommended.unfreeze)), `. ${recommended.reason}`]
+          : [recommendation.reason]),
+      );
+      if (!overridden) elements.blocks.value = String(recommended?.unfreeze ?? 0);
+      showRecipe();
+    }
   }
 
-  return { read, render };
+  return { read, augmentation, render };
 }

@@ -1,7 +1,7 @@
 // The one place the page's state lives. Views read it and re-render on change; only the app
 // (app.ts) writes it.
 
-import type { Backend, BackendChoice, DatasetSummary, EpochReport, Prediction } from './protocol';
+import type { Backend, BackendChoice, DatasetSummary, EpochReport, Evaluation, Prediction, Stage } from './protocol';
 
 /** A picture the page holds, so it can be given to a restarted worker. */
 export interface HeldImage {
@@ -45,10 +45,39 @@ export interface LibraryState {
   partial: boolean;
 }
 
-export type TrainPhase = 'idle' | 'features' | 'training' | 'done' | 'stopped' | 'failed';
+/**
+ * Where a training run is: phase 1 ('features', then 'training' the head), phase 2 when asked
+ * for ('caching' the frozen prefix's output, then 'fine-tuning'), then 'evaluating' the result.
+ */
+export type TrainPhase =
+  | 'idle'
+  | 'features'
+  | 'training'
+  | 'caching'
+  | 'fine-tuning'
+  | 'evaluating'
+  | 'done'
+  | 'stopped'
+  | 'failed';
 
 export interface EpochRecord extends EpochReport {
+  stage: Stage;
   epochMs: number;
+}
+
+/** Phase 2's progress and outcome. */
+export interface FineTuneState {
+  /** Backbone units unfrozen. */
+  unfreeze: number;
+  cacheDone: number;
+  cacheTotal: number;
+  /** Memory of the cached prefix activations. */
+  cacheBytes: number;
+  cacheMs: number | null;
+  fineMs: number | null;
+  /** Early stopping ended it: the weights of `bestEpoch` (phase-2 numbering) were kept. */
+  stoppedEarly: boolean;
+  bestEpoch: number | null;
 }
 
 export interface TrainingState {
@@ -57,8 +86,15 @@ export interface TrainingState {
   featuresTotal: number;
   featureMs: number | null;
   split: { train: number; val: number } | null;
+  /** Settings the engine adjusted to the data, in its words (a batch larger than the split). */
+  notes: string[];
+  /** Both phases' epochs, phase 1's first. */
   epochs: EpochRecord[];
   trainMs: number | null;
+  /** Null when the run trains the head only. */
+  fine: FineTuneState | null;
+  /** Validation metrics of the final model; null until evaluated (or without validation images). */
+  evaluation: Evaluation | null;
   error: string | null;
 }
 
@@ -66,6 +102,8 @@ export interface TrainingState {
 export interface TrainedModel {
   backboneName: string;
   classCount: number;
+  /** Backbone units fine-tuned (phase 2); 0 when only the head was trained. */
+  fineTuned: number;
 }
 
 export interface PredictionResult {
@@ -98,6 +136,7 @@ export const EMPTY_SUMMARY: DatasetSummary = {
   images: 0,
   trainable: false,
   problem: 'add at least two classes',
+  recommendation: { unfreeze: 0, reason: 'Add your pictures first: the recipe depends on how many there are.' },
 };
 
 export function idleTraining(): TrainingState {
@@ -107,9 +146,25 @@ export function idleTraining(): TrainingState {
     featuresTotal: 0,
     featureMs: null,
     split: null,
+    notes: [],
     epochs: [],
     trainMs: null,
+    fine: null,
+    evaluation: null,
     error: null,
+  };
+}
+
+export function idleFineTune(unfreeze: number): FineTuneState {
+  return {
+    unfreeze,
+    cacheDone: 0,
+    cacheTotal: 0,
+    cacheBytes: 0,
+    cacheMs: null,
+    fineMs: null,
+    stoppedEarly: false,
+    bestEpoch: null,
   };
 }
 
@@ -139,8 +194,10 @@ export function initialState(choice: BackendChoice): AppState {
   };
 }
 
+const BUSY: ReadonlySet<TrainPhase> = new Set(['features', 'training', 'caching', 'fine-tuning', 'evaluating']);
+
 export function isTraining(state: AppState): boolean {
-  return state.training.phase === 'features' || state.training.phase === 'training';
+  return BUSY.has(state.training.phase);
 }
 
 type Listener = (state: AppState) => void;

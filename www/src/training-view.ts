@@ -1,9 +1,10 @@
-// The training panel: Train/Stop, feature-extraction progress, timings, the epoch log and the
-// final metrics as text (the chart shows the same numbers as curves).
+// The training panel: Train/Stop, feature-extraction and view-caching progress, timings, the
+// epoch log of both phases and the last epoch's metrics as text (the chart shows the same numbers
+// as curves; the final evaluation has its own view).
 
 import { MetricsChart } from './chart';
 import { formatPercent, formatSeconds, h } from './dom';
-import { isTraining, type AppState } from './state';
+import { isTraining, type AppState, type EpochRecord, type TrainingState } from './state';
 
 export interface TrainingElements {
   train: HTMLButtonElement;
@@ -12,11 +13,18 @@ export interface TrainingElements {
   status: HTMLElement;
   progress: HTMLProgressElement;
   progressText: HTMLElement;
+  cacheRow: HTMLElement;
+  cacheProgress: HTMLProgressElement;
+  cacheProgressText: HTMLElement;
   timings: HTMLElement;
+  notes: HTMLUListElement;
+  earlyStop: HTMLElement;
   chart: HTMLElement;
   log: HTMLTableSectionElement;
   metrics: HTMLElement;
 }
+
+const STAGE_NAMES = { head: '1 · head', fine: '2 · fine-tune' } as const;
 
 export function mountTrainingView(elements: TrainingElements, actions: { train(): void; stop(): void }) {
   elements.train.addEventListener('click', () => actions.train());
@@ -53,16 +61,15 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
           ? 'Features: all cached from the last run'
           : `Features: ${featuresDone} / ${featuresTotal} images`;
 
-    const epochs = training.epochs;
-    const perEpoch = epochs.length > 0 ? epochs.reduce((sum, e) => sum + e.epochMs, 0) / epochs.length : null;
-    elements.timings.replaceChildren(
-      h('span', { 'data-testid': 'feature-time', 'data-ms': training.featureMs ?? '' }, `feature extraction ${formatSeconds(training.featureMs)}`),
-      ' · ',
-      h('span', { 'data-testid': 'epoch-time', 'data-ms': training.trainMs ?? '' }, `head training ${formatSeconds(training.trainMs)}`),
-      perEpoch === null ? '' : ` (${formatSeconds(perEpoch)} per epoch)`,
-    );
-    elements.timings.hidden = training.phase === 'idle';
+    renderCache(elements, training);
+    renderTimings(elements.timings, training);
+    renderEarlyStop(elements.earlyStop, training);
+    if (elements.notes.childElementCount !== training.notes.length) {
+      elements.notes.replaceChildren(...training.notes.map((note) => h('li', { 'data-testid': 'train-note' }, `Note: ${note}.`)));
+    }
+    elements.notes.hidden = training.notes.length === 0;
 
+    const epochs = training.epochs;
     if (epochs.length > 0 && !chart) chart = new MetricsChart(elements.chart);
     chart?.show(epochs);
     elements.chart.hidden = epochs.length === 0;
@@ -73,7 +80,15 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
         ...epochs.map((e) =>
           h(
             'tr',
-            { 'data-testid': 'epoch-row', 'data-epoch': e.epoch },
+            {
+              'data-testid': 'epoch-row',
+              'data-stage': e.stage,
+              'data-epoch': e.epoch,
+              'data-val-loss': e.valLoss ?? '',
+              'data-val-accuracy': e.valAccuracy ?? '',
+              class: `stage-${e.stage}`,
+            },
+            h('td', { class: 'stage' }, STAGE_NAMES[e.stage]),
             h('td', {}, `${e.epoch} / ${e.epochs}`),
             h('td', {}, e.trainLoss.toFixed(4)),
             h('td', {}, formatPercent(e.trainAccuracy)),
@@ -88,13 +103,15 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
     const last = epochs.at(-1);
     const metrics = elements.metrics;
     metrics.hidden = !last;
+    metrics.dataset.stage = last?.stage ?? '';
     metrics.dataset.epoch = last ? String(last.epoch) : '';
     metrics.dataset.trainLoss = last ? String(last.trainLoss) : '';
     metrics.dataset.trainAccuracy = last ? String(last.trainAccuracy) : '';
     metrics.dataset.valLoss = last?.valLoss == null ? '' : String(last.valLoss);
     metrics.dataset.valAccuracy = last?.valAccuracy == null ? '' : String(last.valAccuracy);
     metrics.textContent = last
-      ? `Epoch ${last.epoch}: train loss ${last.trainLoss.toFixed(4)}, train accuracy ${formatPercent(last.trainAccuracy)}` +
+      ? `${last.stage === 'head' ? 'Head' : 'Fine-tuning'} epoch ${last.epoch}: train loss ${last.trainLoss.toFixed(4)}, ` +
+        `train accuracy ${formatPercent(last.trainAccuracy)}` +
         (last.valAccuracy === null
           ? ' (no validation images)'
           : `; validation loss ${last.valLoss?.toFixed(4)}, validation accuracy ${formatPercent(last.valAccuracy)}`)
@@ -102,20 +119,92 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
   };
 }
 
+/** Phase 2's first step: a backbone pass per view, up to the first unfrozen block. */
+function renderCache(elements: TrainingElements, training: TrainingState): void {
+  const fine = training.fine;
+  elements.cacheRow.hidden = !fine;
+  if (!fine) return;
+  elements.cacheProgress.max = Math.max(fine.cacheTotal, 1);
+  elements.cacheProgress.value = fine.cacheDone;
+  const text = elements.cacheProgressText;
+  text.dataset.done = String(fine.cacheDone);
+  text.dataset.total = String(fine.cacheTotal);
+  text.dataset.bytes = String(fine.cacheBytes);
+  text.textContent =
+    `Views for fine-tuning: ${fine.cacheDone} / ${fine.cacheTotal} cached` +
+    ` · cache: ${formatBytes(fine.cacheBytes)}`;
+}
+
+function renderTimings(timings: HTMLElement, training: TrainingState): void {
+  const perEpoch = (stage: EpochRecord['stage']) => {
+    const epochs = training.epochs.filter((e) => e.stage === stage);
+    if (epochs.length === 0) return '';
+    return ` (${formatSeconds(epochs.reduce((sum, e) => sum + e.epochMs, 0) / epochs.length)} per epoch)`;
+  };
+  const fine = training.fine;
+  timings.replaceChildren(
+    h('span', { 'data-testid': 'feature-time', 'data-ms': training.featureMs ?? '' }, `feature extraction ${formatSeconds(training.featureMs)}`),
+    ' · ',
+    h('span', { 'data-testid': 'epoch-time', 'data-ms': training.trainMs ?? '' }, `head training ${formatSeconds(training.trainMs)}`),
+    perEpoch('head'),
+    ...(fine
+      ? [
+          ' · ',
+          h('span', { 'data-testid': 'cache-time', 'data-ms': fine.cacheMs ?? '' }, `caching views ${formatSeconds(fine.cacheMs)}`),
+          ' · ',
+          h('span', { 'data-testid': 'fine-time', 'data-ms': fine.fineMs ?? '' }, `fine-tuning ${formatSeconds(fine.fineMs)}`),
+          perEpoch('fine'),
+        ]
+      : []),
+  );
+  timings.hidden = training.phase === 'idle';
+}
+
+function renderEarlyStop(note: HTMLElement, training: TrainingState): void {
+  const fine = training.fine;
+  const shown = fine?.stoppedEarly === true;
+  note.hidden = !shown;
+  note.dataset.bestEpoch = fine?.bestEpoch == null ? '' : String(fine.bestEpoch);
+  if (!shown) return;
+  const ran = training.epochs.filter((e) => e.stage === 'fine').length;
+  note.textContent =
+    `Early stopping ended fine-tuning after epoch ${ran}: the validation loss had not improved for ${ran - (fine.bestEpoch ?? ran)} epochs. ` +
+    `The weights of fine-tuning epoch ${fine.bestEpoch ?? '?'} (the best validation loss) were kept.`;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1e3) return `${bytes} B`;
+  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
+  if (bytes < 1e9) return `${(bytes / 1e6).toFixed(1)} MB`;
+  return `${(bytes / 1e9).toFixed(2)} GB`;
+}
+
 function statusText(state: AppState): string {
   const { training } = state;
   const split = training.split ? ` on ${training.split.train} training / ${training.split.val} validation images` : '';
+  const blocks = (n: number) => `the last ${n === 1 ? 'block' : `${n} blocks`} of the backbone`;
   switch (training.phase) {
     case 'idle':
       return '';
     case 'features':
-      return 'Running the backbone on your pictures…';
+      return 'Phase 1: running the backbone on your pictures…';
     case 'training':
-      return `Training the classifier head${split}…`;
-    case 'done':
-      return `Done: trained${split}.`;
-    case 'stopped':
-      return state.trained ? `Stopped after epoch ${training.epochs.at(-1)?.epoch}.` : 'Stopped before the first epoch.';
+      return `Phase 1: training the classifier head${split}…`;
+    case 'caching':
+      return `Phase 2: running the frozen part of the backbone on each training view, once…`;
+    case 'fine-tuning':
+      return `Phase 2: fine-tuning ${blocks(training.fine?.unfreeze ?? 0)} with the head${split}…`;
+    case 'evaluating':
+      return 'Evaluating the model on the validation pictures…';
+    case 'done': {
+      const what = state.trained?.fineTuned ? `the head and ${blocks(state.trained.fineTuned)}` : 'the head';
+      return `Done: trained ${what}${split}.`;
+    }
+    case 'stopped': {
+      const last = training.epochs.at(-1);
+      if (!state.trained || !last) return 'Stopped before the first epoch.';
+      return `Stopped after ${last.stage === 'head' ? 'head' : 'fine-tuning'} epoch ${last.epoch}.`;
+    }
     case 'failed':
       return training.error ?? 'Training failed.';
   }

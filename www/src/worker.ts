@@ -7,7 +7,11 @@ import type {
   DatasetSummary,
   Envelope,
   EpochReport,
+  Evaluation,
+  FineTuneResult,
+  FineTuneSettings,
   Prediction,
+  Recommendation,
   ReplyData,
   Request,
   RequestType,
@@ -28,6 +32,8 @@ const scope = self as unknown as WorkerScope;
 
 /** Images per extractFeatures call: small enough for frequent progress, big enough to batch. */
 const FEATURE_CHUNK = 4;
+/** Views per cacheViews call, for the same reason. */
+const CACHE_CHUNK = 4;
 
 let trainer: Trainer | null = null;
 let queue: Promise<void> = Promise.resolve();
@@ -35,6 +41,8 @@ let stopRequested = false;
 let dead = false;
 let lastPanic: string | null = null;
 let simulate: Simulation | null = null;
+/** The page's key of each picture, by the engine's image id (evaluation names pictures by id). */
+const pageKeys = new Map<number, number>();
 
 // A Rust panic is printed by the panic hook through console.error, and then the instance traps.
 // Remember the message so the page can show it, and report the crash at once: after a panic the
@@ -100,7 +108,9 @@ function ownBuffer(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 function summary(): DatasetSummary {
-  return requireTrainer().summary() as DatasetSummary;
+  const t = requireTrainer();
+  const { classes, images, trainable, problem } = t.summary() as Omit<DatasetSummary, 'recommendation'>;
+  return { classes, images, trainable, problem, recommendation: t.recommendation() as Recommendation };
 }
 
 async function start(backend: string, weightsUrl: string): Promise<ReplyData['init']> {
@@ -150,7 +160,7 @@ async function train(settings: TrainSettings, post: (m: WorkerMessage) => void):
   }
   while (pending > 0) {
     if (stopRequested) {
-      return { train: 0, val: 0, last: null, stopped: true, featureMs: performance.now() - featureStart, trainMs: 0 };
+      return { train: 0, val: 0, note: null, last: null, stopped: true, featureMs: performance.now() - featureStart, trainMs: 0 };
     }
     pending = await t.extractFeatures(FEATURE_CHUNK);
     const elapsedMs = performance.now() - featureStart;
@@ -158,8 +168,8 @@ async function train(settings: TrainSettings, post: (m: WorkerMessage) => void):
   }
   const featureMs = performance.now() - featureStart;
 
-  const split = t.startHead(settings) as { train: number; val: number };
-  post({ kind: 'event', type: 'split', train: split.train, val: split.val });
+  const split = t.startHead(settings) as { train: number; val: number; note: string | null };
+  post({ kind: 'event', type: 'split', ...split });
 
   const trainStart = performance.now();
   let last: EpochReport | null = null;
@@ -168,7 +178,7 @@ async function train(settings: TrainSettings, post: (m: WorkerMessage) => void):
     const epochStart = performance.now();
     last = (await t.trainEpoch()) as EpochReport;
     const now = performance.now();
-    post({ kind: 'event', type: 'epoch', report: last, epochMs: now - epochStart, elapsedMs: now - trainStart });
+    post({ kind: 'event', type: 'epoch', stage: 'head', report: last, epochMs: now - epochStart, elapsedMs: now - trainStart });
   }
   return {
     ...split,
@@ -176,6 +186,71 @@ async function train(settings: TrainSettings, post: (m: WorkerMessage) => void):
     stopped: !last?.done,
     featureMs,
     trainMs: performance.now() - trainStart,
+  };
+}
+
+/** What startFineTune and cacheViews return: views cached so far, their memory, and a setting adjusted to the data. */
+interface CacheProgress {
+  done: number;
+  total: number;
+  bytes: number;
+  note: string | null;
+}
+
+/** Phase 2 on the model phase 1 left: cache the frozen prefix's output per view, then train. */
+async function fineTune(settings: FineTuneSettings, seed: number, post: (m: WorkerMessage) => void): Promise<FineTuneResult> {
+  const t = requireTrainer();
+  // Not reset here: a Stop pressed while phase 1 ended still ends the recipe.
+  const { augmentation, viewsPerImage, ...options } = settings;
+  const cacheStart = performance.now();
+  let progress = t.startFineTune({ ...options, seed }, augmentation, viewsPerImage) as CacheProgress;
+  const views = progress.total;
+  post({ kind: 'event', type: 'cache', ...progress, elapsedMs: 0 });
+  const stopped = (cacheMs: number): FineTuneResult => ({
+    views,
+    cacheBytes: progress.bytes,
+    cacheMs,
+    last: null,
+    stopped: true,
+    stoppedEarly: false,
+    fineMs: 0,
+  });
+  while (progress.done < progress.total) {
+    if (stopRequested) return stopped(performance.now() - cacheStart);
+    progress = (await t.cacheViews(CACHE_CHUNK)) as CacheProgress;
+    post({ kind: 'event', type: 'cache', ...progress, elapsedMs: performance.now() - cacheStart });
+  }
+  const cacheMs = performance.now() - cacheStart;
+
+  const fineStart = performance.now();
+  let last: EpochReport | null = null;
+  while (!last?.done) {
+    if (stopRequested) break;
+    const epochStart = performance.now();
+    last = (await t.fineTuneEpoch()) as EpochReport;
+    const now = performance.now();
+    post({ kind: 'event', type: 'epoch', stage: 'fine', report: last, epochMs: now - epochStart, elapsedMs: now - fineStart });
+  }
+  return {
+    views,
+    cacheBytes: progress.bytes,
+    cacheMs,
+    last,
+    stopped: !last?.done,
+    // `done` before the last planned epoch means the validation loss stopped improving.
+    stoppedEarly: last !== null && last.done && last.epoch < last.epochs,
+    fineMs: performance.now() - fineStart,
+  };
+}
+
+/** The engine names misclassified pictures by its image id; the page knows them by its key. */
+async function evaluate(): Promise<Evaluation> {
+  const result = (await requireTrainer().evaluate()) as Omit<Evaluation, 'misclassified'> & {
+    misclassified: (Omit<Evaluation['misclassified'][number], 'key'> & { imageId: number })[];
+  };
+  return {
+    ...result,
+    misclassified: result.misclassified.map(({ imageId, ...rest }) => ({ key: pageKeys.get(imageId) ?? null, ...rest })),
   };
 }
 
@@ -189,7 +264,8 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       return { data: { summary: summary() } };
     case 'addImage': {
       const bytes = await bytesOf(request.file);
-      requireTrainer().addImage(request.label, request.fileName, bytes);
+      const id = requireTrainer().addImage(request.label, request.fileName, bytes);
+      pageKeys.set(id, request.key);
       return { data: { summary: summary() } };
     }
     case 'removeClass':
@@ -197,6 +273,10 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       return { data: { summary: summary() } };
     case 'train':
       return { data: await train(request.settings, (m) => scope.postMessage(m)) };
+    case 'fineTune':
+      return { data: await fineTune(request.settings, request.seed, (m) => scope.postMessage(m)) };
+    case 'evaluate':
+      return { data: await evaluate() };
     case 'stopTraining':
       stopRequested = true;
       return { data: {} };

@@ -1,0 +1,159 @@
+// The final metrics after training, as plain tables: accuracy, per-class precision / recall /
+// support, the confusion matrix (rows = true class, columns = predicted) and the validation
+// pictures the model got wrong, with thumbnails of the files the page holds.
+
+import { formatPercent, h } from './dom';
+import type { Evaluation } from './protocol';
+import type { AppState } from './state';
+
+export function mountEvaluationView(container: HTMLElement) {
+  let shown: Evaluation | null = null;
+  /** Object URLs of the thumbnails shown now, revoked when the table is rebuilt. */
+  let thumbnails: string[] = [];
+
+  return function render(state: AppState): void {
+    const { evaluation } = state.training;
+    container.hidden = evaluation === null;
+    if (evaluation === shown) return;
+    shown = evaluation;
+    for (const url of thumbnails) URL.revokeObjectURL(url);
+    thumbnails = [];
+    if (!evaluation) {
+      container.replaceChildren();
+      return;
+    }
+    const thumbnail = (key: number | null): Node | null => {
+      const file = key === null ? undefined : state.images.get(key)?.file;
+      if (!file) return null;
+      const url = URL.createObjectURL(file);
+      thumbnails.push(url);
+      return h('img', { class: 'thumbnail', src: url, alt: '', loading: 'lazy', width: 48, height: 48 });
+    };
+    const fine = state.trained?.fineTuned ?? 0;
+    const model = fine > 0 ? `head and the last ${fine === 1 ? 'block' : `${fine} blocks`} fine-tuned` : 'head only';
+    container.replaceChildren(
+      h('h3', {}, `Final model on the validation pictures (${model})`),
+      overallTable(evaluation),
+      classTable(evaluation),
+      confusionTable(evaluation),
+      misclassifiedTable(evaluation, thumbnail),
+    );
+  };
+}
+
+function overallTable(e: Evaluation): HTMLTableElement {
+  return h(
+    'table',
+    {
+      class: 'metrics-table',
+      'data-testid': 'eval-overall',
+      'data-images': e.images,
+      'data-accuracy': e.accuracy,
+      'data-loss': e.loss,
+    },
+    h(
+      'tbody',
+      {},
+      h('tr', {}, h('th', { scope: 'row' }, 'validation pictures'), h('td', {}, String(e.images))),
+      h('tr', {}, h('th', { scope: 'row' }, 'accuracy'), h('td', {}, formatPercent(e.accuracy))),
+      h('tr', {}, h('th', { scope: 'row' }, 'loss (cross-entropy)'), h('td', {}, e.loss.toFixed(4))),
+    ),
+  );
+}
+
+function classTable(e: Evaluation): HTMLTableElement {
+  return h(
+    'table',
+    { class: 'metrics-table', 'data-testid': 'eval-classes' },
+    h('caption', {}, 'Per class'),
+    h('thead', {}, h('tr', {}, h('th', {}, 'class'), h('th', {}, 'precision'), h('th', {}, 'recall'), h('th', {}, 'support'))),
+    h(
+      'tbody',
+      {},
+      ...e.classes.map((c) =>
+        h(
+          'tr',
+          {
+            'data-label': c.label,
+            'data-precision': c.precision ?? '',
+            'data-recall': c.recall ?? '',
+            'data-support': c.support,
+          },
+          h('th', { scope: 'row' }, c.label),
+          h('td', {}, formatPercent(c.precision)),
+          h('td', {}, formatPercent(c.recall)),
+          h('td', {}, String(c.support)),
+        ),
+      ),
+    ),
+  );
+}
+
+function confusionTable(e: Evaluation): HTMLTableElement {
+  const labels = e.classes.map((c) => c.label);
+  return h(
+    'table',
+    { class: 'metrics-table confusion', 'data-testid': 'eval-confusion' },
+    h('caption', {}, 'Confusion matrix: rows are the true class, columns the predicted one'),
+    h(
+      'thead',
+      {},
+      h('tr', {}, h('th', {}, 'true ↓ / predicted →'), ...labels.map((label) => h('th', { scope: 'col' }, label))),
+    ),
+    h(
+      'tbody',
+      {},
+      ...e.confusion.map((row, t) =>
+        h(
+          'tr',
+          { 'data-label': labels[t] },
+          h('th', { scope: 'row' }, labels[t]),
+          ...row.map((count, p) =>
+            h('td', { 'data-count': count, class: count === 0 ? 'zero' : t === p ? 'right' : 'wrong' }, String(count)),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function misclassifiedTable(e: Evaluation, thumbnail: (key: number | null) => Node | null): HTMLElement {
+  if (e.misclassified.length === 0) {
+    return h(
+      'p',
+      { class: 'muted', 'data-testid': 'eval-misclassified', 'data-count': 0 },
+      'No validation picture was misclassified.',
+    );
+  }
+  return h(
+    'table',
+    { class: 'metrics-table', 'data-testid': 'eval-misclassified', 'data-count': e.misclassified.length },
+    h('caption', {}, 'Misclassified validation pictures'),
+    h(
+      'thead',
+      {},
+      h('tr', {}, h('th', {}, ''), h('th', {}, 'file'), h('th', {}, 'true'), h('th', {}, 'predicted'), h('th', {}, 'probability')),
+    ),
+    h(
+      'tbody',
+      {},
+      ...e.misclassified.map((m) =>
+        h(
+          'tr',
+          {
+            'data-testid': 'misclassified',
+            'data-file': m.fileName,
+            'data-true': m.trueLabel,
+            'data-predicted': m.predictedLabel,
+            'data-probability': m.probability,
+          },
+          h('td', {}, thumbnail(m.key)),
+          h('td', {}, m.fileName),
+          h('td', {}, m.trueLabel),
+          h('td', {}, m.predictedLabel),
+          h('td', {}, formatPercent(m.probability)),
+        ),
+      ),
+    ),
+  );
+}
