@@ -3,6 +3,7 @@
 
 import './style.css';
 import { App } from './app';
+import { mountAugmentPreview } from './augment-preview';
 import { mountClassList } from './class-list';
 import { byId, h } from './dom';
 import { mountDownload } from './download';
@@ -116,6 +117,15 @@ const renderTraining = mountTrainingView(
 
 const renderEvaluation = mountEvaluationView(byId('evaluation'));
 
+const renderAugmentPreview = mountAugmentPreview(
+  { button: byId<HTMLButtonElement>('preview-augmentation'), note: byId('preview-note'), views: byId('preview-views') },
+  () => ({
+    augmentation: settings.augmentation(),
+    inputSize: app.state.engine.inputSize ?? 224,
+    images: [...app.state.images.values()],
+  }),
+);
+
 const renderDownload = mountDownload(byId<HTMLButtonElement>('download'), byId('download-hint'), () =>
   app.exportModel(),
 );
@@ -148,6 +158,7 @@ app.store.subscribe((state) => {
   renderClasses(state);
   renderTraining(state);
   renderEvaluation(state);
+  renderAugmentPreview(state);
   renderDownload(state);
   renderPredict(state);
 });
