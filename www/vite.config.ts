@@ -16,5 +16,13 @@ export default defineConfig({
     target: 'es2022',
     // The wasm module is several MB by nature; do not warn about it.
     chunkSizeWarningLimit: 2048,
+    rollupOptions: {
+      // The page, and the phase-2 step benchmark that bench/browser-fine-tune.mjs opens
+      // (paths from the project root, www/).
+      input: {
+        main: 'index.html',
+        bench: 'bench.html',
+      },
+    },
   },
 });
