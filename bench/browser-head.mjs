@@ -53,6 +53,8 @@ try {
       }, images, { timeout: 600_000 });
       const loadMs = Date.now() - loadStart;
       await byTestId('epochs').fill(opts.epochs);
+      // Head only: with enough pictures the page would go on to fine-tune (phase 2).
+      await byTestId('fine-tune-blocks').fill('0');
       await byTestId('train-button').click();
       await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 3_600_000 });
       const featureMs = Number(await byTestId('feature-time').getAttribute('data-ms'));
