@@ -7,7 +7,7 @@
 // N is 0, as natively). Progress goes to stderr. Other settings keep the page's defaults, which
 // are the CLI's (validation 15 %, learning rate 1e-3 for both phases, fine-tuning batch 16).
 //
-//   node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head 20] [--epochs-fine 5] [--views 1] [--seed 42]
+//   node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head 20] [--epochs-fine 5] [--views 1] [--seed 42] [--no-flip]
 //
 // Without --unfreeze the page's recommendation is used. Needs www/dist with the weights and /usr/bin/chromium.
 // The page adds pictures in path order as the CLI does, so a seed gives both the same split: on
@@ -30,10 +30,11 @@ const { values: opts, positionals } = parseArgs({
     'epochs-fine': { type: 'string', default: '5' },
     views: { type: 'string', default: '1' },
     seed: { type: 'string', default: '42' },
+    'no-flip': { type: 'boolean', default: false },
   },
 });
 if (positionals.length !== 1) {
-  console.error('usage: node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head 20] [--epochs-fine 5] [--views 1] [--seed 42]');
+  console.error('usage: node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head 20] [--epochs-fine 5] [--views 1] [--seed 42] [--no-flip]');
   process.exit(2);
 }
 const dataDir = resolve(positionals[0]);
@@ -81,6 +82,7 @@ try {
   await page.locator('#advanced > summary').click();
   await byTestId('fine-epochs').fill(opts['epochs-fine']);
   await byTestId('views-per-image').fill(opts.views);
+  if (opts['no-flip']) await byTestId('horizontal-flip').setChecked(false);
   const unfreeze = Number(await byTestId('fine-tune-blocks').inputValue());
   log(`${await byTestId('recommendation').innerText()} Chosen: ${unfreeze}`);
 
