@@ -7,11 +7,11 @@
 //
 // Needs what scripts/test.sh builds: www/dist with the weights, and /usr/bin/chromium.
 
-import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serveStatic } from '../tests/e2e/support/server.mjs';
+import { launchChromium } from '../tests/e2e/support/chromium.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -22,11 +22,9 @@ const { values: opts } = parseArgs({
   },
 });
 // No WebGPU flags: Chromium offers no adapter here, and the page is asked for the CPU anyway.
-const FLAGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--disable-extensions'];
 
-const { chromium } = createRequire(join(ROOT, 'www', 'package.json'))('playwright-core');
 const server = await serveStatic(join(ROOT, 'www', 'dist'));
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: FLAGS });
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   const query = new URLSearchParams({ backend: 'cpu', batch: opts.batch, steps: opts.steps, unfreeze: opts.unfreeze });

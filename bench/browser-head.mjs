@@ -7,13 +7,13 @@
 // Needs what scripts/test.sh builds: www/dist with the weights, and /usr/bin/chromium.
 
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { colourPicture } from '../tests/e2e/support/png.mjs';
 import { serveStatic } from '../tests/e2e/support/server.mjs';
+import { WEBGPU_FLAGS, launchChromium } from '../tests/e2e/support/chromium.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -24,10 +24,8 @@ const { values: opts } = parseArgs({
     backend: { type: 'string', default: 'both' },
   },
 });
-const FLAGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--disable-extensions'];
-const BACKENDS = { cpu: [], webgpu: ['--enable-unsafe-webgpu', '--enable-dawn-features=disable_robustness'] };
+const BACKENDS = { cpu: [], webgpu: WEBGPU_FLAGS };
 
-const { chromium } = createRequire(join(ROOT, 'www', 'package.json'))('playwright-core');
 const server = await serveStatic(join(ROOT, 'www', 'dist'));
 const work = await mkdtemp(join(tmpdir(), 'webtune-bench-'));
 try {
@@ -39,7 +37,7 @@ try {
     }
   }
   for (const backend of opts.backend === 'both' ? ['cpu', 'webgpu'] : [opts.backend]) {
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...FLAGS, ...BACKENDS[backend]] });
+    const browser = await launchChromium(BACKENDS[backend]);
     try {
       const page = await browser.newPage();
       const byTestId = (id) => page.locator(`[data-testid="${id}"]`);

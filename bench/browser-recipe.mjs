@@ -15,11 +15,11 @@
 // fine-tuned accuracies (0.533, 0.367) and cache size here and natively.
 
 import { readdir } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serveStatic } from '../tests/e2e/support/server.mjs';
+import { launchChromium } from '../tests/e2e/support/chromium.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts, positionals } = parseArgs({
@@ -39,7 +39,6 @@ if (positionals.length !== 1) {
 }
 const dataDir = resolve(positionals[0]);
 // No WebGPU flags: the CPU path, as the native build it is compared with.
-const FLAGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--disable-extensions'];
 const log = (line) => console.error(`[browser-recipe] ${line}`);
 
 /** Files the page will read: those directly inside the class folders, minus what it skips as clutter. */
@@ -54,9 +53,8 @@ async function countFiles(dir) {
   return count;
 }
 
-const { chromium } = createRequire(join(ROOT, 'www', 'package.json'))('playwright-core');
 const server = await serveStatic(join(ROOT, 'www', 'dist'));
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: FLAGS });
+const browser = await launchChromium();
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   const byTestId = (id) => page.locator(`[data-testid="${id}"]`);

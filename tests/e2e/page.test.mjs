@@ -17,41 +17,20 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { colourPicture } from './support/png.mjs';
 import { floatValues, isFloat, parseSafetensors } from './support/safetensors.mjs';
 import { serveStatic } from './support/server.mjs';
+import { CHROMIUM, WEBGPU_FLAGS, launchChromium } from './support/chromium.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const WWW = join(ROOT, 'www');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(WWW, 'dist'));
-const CHROMIUM = process.env.WEBTUNE_CHROMIUM ?? '/usr/bin/chromium';
 const LABELS = ['blue', 'red'];
 const BACKBONE = 'efficientnet_lite0';
 
-// Flags from shared/notes/headless-chromium.md; Playwright adds --headless and a fresh
-// --user-data-dir of its own.
-const CHROMIUM_FLAGS = [
-  '--no-sandbox',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--disable-extensions',
-];
-
-function loadPlaywright() {
-  const require = createRequire(join(WWW, 'package.json'));
-  try {
-    return require('playwright-core');
-  } catch (error) {
-    throw new Error(`playwright-core is not installed: run \`npm ci\` in www/ (${error.message})`);
-  }
-}
 
 let server;
 let workDir;
@@ -179,7 +158,7 @@ describe('webtune page in headless Chromium', () => {
 
   test('moves to the CPU when the GPU stops responding during training (?simulate=gpu-loss)', { timeout: 15 * 60_000 }, async () => {
     const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'gpu-loss-')), 2);
-    const flags = ['--enable-unsafe-webgpu', '--enable-dawn-features=disable_robustness'];
+    const flags = WEBGPU_FLAGS;
     await withPage('gpu-loss', flags, async (page, byTestId) => {
       await page.goto(`${server.url}?simulate=gpu-loss`);
       await waitForEngine(page, 'webgpu', 300_000);
@@ -218,7 +197,7 @@ describe('webtune page in headless Chromium', () => {
     // epochs, a larger learning rate so three epochs are enough to separate the colours.
     await scenario({
       name: 'webgpu',
-      extraFlags: ['--enable-unsafe-webgpu', '--enable-dawn-features=disable_robustness'],
+      extraFlags: WEBGPU_FLAGS,
       expectBackend: 'webgpu',
       perClass: 3,
       settings: { epochs: 3, learningRate: 1e-2, validationPercent: 15 },
@@ -253,8 +232,7 @@ async function makeDataset(dir, perClass) {
 
 /** Runs `use(page, byTestId)` in a fresh browser; prints the browser's log when it fails. */
 async function withPage(name, extraFlags, use) {
-  const { chromium } = loadPlaywright();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_FLAGS, ...extraFlags] });
+  const browser = await launchChromium(extraFlags);
   const log = [];
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
@@ -321,12 +299,7 @@ function screenshotPath(name) {
 async function scenario({ name, extraFlags, expectBackend, perClass, settings, recipe = null, minValAccuracy, timeouts }) {
   const dir = await mkdtemp(join(workDir, `${name}-`));
   const { dataset, pictures } = await makeDataset(dir, perClass);
-  const { chromium } = loadPlaywright();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [...CHROMIUM_FLAGS, ...extraFlags],
-  });
+  const browser = await launchChromium(extraFlags);
   const log = [];
   try {
     const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });
