@@ -16,6 +16,7 @@ import type {
   Request,
   RequestType,
   Simulation,
+  Stage,
   TrainResult,
   TrainSettings,
   WorkerMessage,
@@ -171,22 +172,32 @@ async function train(settings: TrainSettings, post: (m: WorkerMessage) => void):
   const split = t.startHead(settings) as { train: number; val: number; note: string | null };
   post({ kind: 'event', type: 'split', ...split });
 
-  const trainStart = performance.now();
-  let last: EpochReport | null = null;
-  while (!last?.done) {
-    if (stopRequested) break;
-    const epochStart = performance.now();
-    last = (await t.trainEpoch()) as EpochReport;
-    const now = performance.now();
-    post({ kind: 'event', type: 'epoch', stage: 'head', report: last, epochMs: now - epochStart, elapsedMs: now - trainStart });
-  }
+  const { last, ms } = await runEpochs('head', () => t.trainEpoch(), post);
   return {
     ...split,
     last,
     stopped: !last?.done,
     featureMs,
-    trainMs: performance.now() - trainStart,
+    trainMs: ms,
   };
+}
+
+/** Runs one phase's epochs until the engine says done or the user stops, posting each. */
+async function runEpochs(
+  stage: Stage,
+  epoch: () => Promise<unknown>,
+  post: (m: WorkerMessage) => void,
+): Promise<{ last: EpochReport | null; ms: number }> {
+  const start = performance.now();
+  let last: EpochReport | null = null;
+  while (!last?.done) {
+    if (stopRequested) break;
+    const epochStart = performance.now();
+    last = (await epoch()) as EpochReport;
+    const now = performance.now();
+    post({ kind: 'event', type: 'epoch', stage, report: last, epochMs: now - epochStart, elapsedMs: now - start });
+  }
+  return { last, ms: performance.now() - start };
 }
 
 /** What startFineTune and cacheViews return: views cached so far, their memory, and a setting adjusted to the data. */
@@ -222,15 +233,7 @@ async function fineTune(settings: FineTuneSettings, seed: number, post: (m: Work
   }
   const cacheMs = performance.now() - cacheStart;
 
-  const fineStart = performance.now();
-  let last: EpochReport | null = null;
-  while (!last?.done) {
-    if (stopRequested) break;
-    const epochStart = performance.now();
-    last = (await t.fineTuneEpoch()) as EpochReport;
-    const now = performance.now();
-    post({ kind: 'event', type: 'epoch', stage: 'fine', report: last, epochMs: now - epochStart, elapsedMs: now - fineStart });
-  }
+  const { last, ms: fineMs } = await runEpochs('fine', () => t.fineTuneEpoch(), post);
   return {
     views,
     cacheBytes: progress.bytes,
@@ -239,7 +242,7 @@ async function fineTune(settings: FineTuneSettings, seed: number, post: (m: Work
     stopped: !last?.done,
     // `done` before the last planned epoch means the validation loss stopped improving.
     stoppedEarly: last !== null && last.done && last.epoch < last.epochs,
-    fineMs: performance.now() - fineStart,
+    fineMs,
   };
 }
 
