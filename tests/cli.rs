@@ -79,6 +79,44 @@ fn train_then_predict_on_a_class_folder() {
 }
 
 #[test]
+fn a_zip_of_class_folders_trains_like_the_folder() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("pets.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for (label, name, bytes) in common::generated_dataset(3, 8) {
+        // Under one root folder, as "compress this folder" makes it, plus macOS clutter.
+        zip.start_file(format!("pets/{label}/{name}"), options).unwrap();
+        zip.write_all(&bytes).unwrap();
+        zip.start_file(format!("__MACOSX/pets/{label}/._{name}"), options).unwrap();
+        zip.write_all(b"resource fork").unwrap();
+    }
+    zip.start_file("pets/.DS_Store", options).unwrap();
+    zip.write_all(b"finder").unwrap();
+    zip.finish().unwrap();
+
+    let model = tmp.path().join("m.safetensors");
+    let weights = common::legacy_weights();
+    let out = webtune(&[
+        "train".as_ref(), archive.as_os_str(), "--weights".as_ref(), weights.as_os_str(), "--out".as_ref(), model.as_os_str(),
+        "--epochs".as_ref(), "2".as_ref(), "--unfreeze".as_ref(), "0".as_ref(), "--json".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["images"], 9, "three classes of three, clutter ignored");
+    let out = webtune(&["eval".as_ref(), model.as_os_str(), archive.as_os_str(), "--json".as_ref()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let evaluation: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evaluation["images"], 9);
+
+    let not_zip = tmp.path().join("notes.txt");
+    std::fs::write(&not_zip, "hello").unwrap();
+    let out = webtune(&["train".as_ref(), not_zip.as_os_str(), "--weights".as_ref(), weights.as_os_str()]);
+    assert!(stderr(&out).contains("notes.txt: not a folder or a readable zip file"), "{}", stderr(&out));
+}
+
+#[test]
 fn bad_input_is_one_line_with_the_file_and_the_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let junk = tmp.path().join("junk.safetensors");

@@ -4,7 +4,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod labelled_files;
+
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use labelled_files::read_labelled_files;
 use serde::Serialize;
 use webtune::backend::cpu_device;
 use webtune::data::{decode_image, resize_and_center_crop, to_input_tensor};
@@ -52,7 +56,7 @@ enum Command {
     /// Train on a folder of class sub-folders with the page's recipe and defaults: the head on
     /// frozen features, then (unless --unfreeze 0) the last backbone blocks.
     Train {
-        /// Folder whose sub-folders are the classes.
+        /// Folder whose sub-folders are the classes, or a zip of such folders.
         data_dir: PathBuf,
         /// Where to write the model (.safetensors).
         #[arg(long, short, default_value = "model.safetensors")]
@@ -96,7 +100,7 @@ enum Command {
     Eval {
         /// The exported model.
         model: PathBuf,
-        /// Folder whose sub-folders are the classes.
+        /// Folder whose sub-folders are the classes, or a zip of such folders.
         data_dir: PathBuf,
         /// Print the evaluation as JSON.
         #[arg(long)]
@@ -228,12 +232,13 @@ fn load_model(path: &Path) -> Result<TrainedModel> {
 fn eval(model_path: &Path, data_dir: &Path, json: bool) -> Result<()> {
     let model = load_model(model_path)?;
     let (mut logits, mut targets, mut names) = (Vec::new(), Vec::new(), Vec::new());
-    for (label, path) in class_files(data_dir)? {
-        let name = path.strip_prefix(data_dir).unwrap_or(&path).display().to_string();
-        let Some(target) = model.labels.iter().position(|l| *l == label) else {
+    for file in read_labelled_files(data_dir)? {
+        let Some(target) = model.labels.iter().position(|l| *l == file.label) else {
+            let label = &file.label;
             return Err(Error::Dataset(format!("{}: class \"{label}\" is not one of the model's ({})", data_dir.display(), model.labels.join(", "))));
         };
-        let image = match decode_image(&name, &read(&path)?) {
+        let name = file.name;
+        let image = match decode_image(&name, &file.bytes) {
             Ok(image) => resize_and_center_crop(&image, &model.spec),
             Err(e) => {
                 eprintln!("skipped {e}");
@@ -286,23 +291,6 @@ fn predict(model_path: &Path, images: &[PathBuf], top: usize, json: bool) -> Res
     Ok(())
 }
 
-/// Class sub-folders of `dir` and their files, sorted, so runs do not depend on directory order.
-fn class_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut files = Vec::new();
-    for class in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
-        let label = class.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        files.extend(sorted_entries(&class)?.into_iter().filter(|p| p.is_file()).map(|p| (label.clone(), p)));
-    }
-    Ok(files)
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io = |source| Error::Io { path: dir.display().to_string(), source };
-    let mut paths = std::fs::read_dir(dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>().map_err(io)?;
-    paths.sort();
-    Ok(paths)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn train(
     data_dir: &Path,
@@ -318,12 +306,15 @@ fn train(
     let started = std::time::Instant::now();
     let mut tuner = Tuner::new(&read(weights)?, cpu_device())?;
     let log = |line: String| if !json { eprintln!("{line}") };
-    for (label, path) in class_files(data_dir)? {
-        let name = path.strip_prefix(data_dir).unwrap_or(&path).display().to_string();
-        if let Err(e) = tuner.add_image(&label, &name, &read(&path)?) {
-            eprintln!("skipped {e}");
+    let files = read_labelled_files(data_dir)?;
+    let bar = progress(json, files.len(), "decoding");
+    for file in files {
+        if let Err(e) = tuner.add_image(&file.label, &file.name, &file.bytes) {
+            bar.suspend(|| eprintln!("skipped {e}"));
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let summary = tuner.summary();
     log(format!("{} images in {} classes", summary.images, summary.classes.len()));
     let recommendation = tuner.recommendation();
@@ -331,41 +322,67 @@ fn train(
     log(format!("recommendation: {}", recommendation.reason));
 
     let phase = std::time::Instant::now();
-    while pollster::block_on(tuner.extract_features(8))? > 0 {}
+    let to_extract = tuner.pending_features();
+    let bar = progress(json, to_extract, "features");
+    loop {
+        let pending = pollster::block_on(tuner.extract_features(8))?;
+        bar.set_position((to_extract - pending) as u64);
+        if pending == 0 {
+            break;
+        }
+    }
+    bar.finish_and_clear();
     let feature_ms = phase.elapsed().as_secs_f64() * 1e3;
+    let head_epochs = head.epochs;
     let split = tuner.start_head(head)?;
     log(format!("features: {:.1} s; split {} train / {} validation", feature_ms / 1e3, split.train, split.val));
+    if let Some(note) = &split.note {
+        log(note.clone());
+    }
     let phase = std::time::Instant::now();
     let mut last = None;
+    let bar = progress(json, head_epochs, "head epochs");
     while last.as_ref().is_none_or(|r: &EpochReport| !r.done) {
         let report = pollster::block_on(tuner.train_epoch())?;
-        log(epoch_line("head", &report));
+        bar.suspend(|| log(epoch_line("head", &report)));
+        bar.inc(1);
         last = Some(report);
     }
+    bar.finish_and_clear();
     let head_ms = phase.elapsed().as_secs_f64() * 1e3;
     let head_val_accuracy = last.and_then(|r| r.val_accuracy);
 
     let (mut cache_ms, mut fine_ms, mut cache_bytes) = (0.0, 0.0, 0);
     if unfreeze > 0 {
         let phase = std::time::Instant::now();
-        tuner.start_fine_tune(FineTuneOptions { unfreeze, ..fine }, augmentation, views)?;
+        let fine_epochs = fine.epochs;
+        let start = tuner.start_fine_tune(FineTuneOptions { unfreeze, ..fine }, augmentation, views)?;
+        if let Some(note) = start.note {
+            log(note);
+        }
+        let bar = progress(json, start.total, "caching views");
         loop {
-            let progress = pollster::block_on(tuner.cache_views(8))?;
-            cache_bytes = progress.bytes;
-            if progress.done == progress.total {
+            let cached = pollster::block_on(tuner.cache_views(8))?;
+            cache_bytes = cached.bytes;
+            bar.set_position(cached.done as u64);
+            if cached.done == cached.total {
                 break;
             }
         }
+        bar.finish_and_clear();
         cache_ms = phase.elapsed().as_secs_f64() * 1e3;
         log(format!("cached views in {:.1} s ({:.1} MB)", cache_ms / 1e3, cache_bytes as f64 / 1e6));
         let phase = std::time::Instant::now();
+        let bar = progress(json, fine_epochs, "fine-tune epochs");
         loop {
             let report = pollster::block_on(tuner.fine_tune_epoch())?;
-            log(epoch_line("fine-tune", &report));
+            bar.suspend(|| log(epoch_line("fine-tune", &report)));
+            bar.inc(1);
             if report.done {
                 break;
             }
         }
+        bar.finish_and_clear();
         fine_ms = phase.elapsed().as_secs_f64() * 1e3;
     }
     let evaluation = pollster::block_on(tuner.evaluate())?;
@@ -387,6 +404,22 @@ fn train(
         println!("validation accuracy {:.3} on {} images; wrote {}", evaluation.accuracy, evaluation.images, out.display());
     }
     Ok(())
+}
+
+/// A progress bar with ETA on stderr; hidden with `--json` or when stderr is not a terminal
+/// (indicatif draws nothing then), so logs and pipes stay clean.
+fn progress(hidden: bool, total: usize, what: &str) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} ({elapsed} elapsed, ETA {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
 }
 
 fn epoch_line(phase: &str, r: &EpochReport) -> String {
