@@ -458,6 +458,7 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
         const onPage = pageResults.find((r) => r.file === file).probability;
         assert.ok(Math.abs(probability - onPage) < 0.02, `${file}: top-1 probability ${onPage} on the page, ${probability} from the CLI`);
       }
+      if (recipe) await cliTrainsTheSameModel(dataset, settings, recipe, modelPath, Object.values(pictures), dir);
     } else {
       console.log('# WEBTUNE_BIN not set: the native CLI comparison did not run');
     }
@@ -475,7 +476,16 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
         (count) => {
           const label = document.querySelector('[data-testid="backend-label"]');
           const counts = [...document.querySelectorAll('[data-testid="class-row"] [data-count]')].map((c) => c.getAttribute('data-count'));
-          return label?.getAttribute('data-status') === 'ready' && counts.length === 2 && counts.every((c) => c === String(count));
+          // The old engine was "auto" fallen back to the CPU, with its note shown: the new one,
+          // asked for the CPU, has none. Without that the old ready state could pass this check.
+          const note = document.querySelector('[data-testid="backend-note"]');
+          return (
+            label?.getAttribute('data-status') === 'ready' &&
+            label.getAttribute('data-backend') === 'cpu' &&
+            !note?.checkVisibility() &&
+            counts.length === 2 &&
+            counts.every((c) => c === String(count))
+          );
         },
         perClass,
         { timeout: timeouts.engine },
@@ -492,6 +502,40 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
     throw error;
   } finally {
     await browser.close();
+  }
+}
+
+/**
+ * `webtune train` on the same folder with the same settings and seed gives a model that predicts
+ * what the page's download predicts: same classes, probabilities equal up to float noise between
+ * the wasm and native CPU kernels.
+ */
+async function cliTrainsTheSameModel(dataset, settings, recipe, pageModel, pictures, dir) {
+  const cliModel = join(dir, 'cli.safetensors');
+  const args = [
+    'train', dataset, '--out', cliModel, '--json',
+    '--epochs', String(settings.epochs), '--lr', String(settings.learningRate),
+    '--val-fraction', String(settings.validationPercent / 100), '--seed', '42',
+    '--unfreeze', String(recipe.unfreeze), '--fine-epochs', String(recipe.epochs), '--views', String(recipe.views),
+  ];
+  const weights = join(DIST, 'weights', `${BACKBONE}.safetensors`);
+  const train = spawnSync(process.env.WEBTUNE_BIN, args, { encoding: 'utf8', timeout: 600_000, env: { ...process.env, WEBTUNE_WEIGHTS: weights } });
+  assert.equal(train.status, 0, `webtune train failed (${train.status}): ${train.stderr}`);
+  const predict = (model) => {
+    const out = spawnSync(process.env.WEBTUNE_BIN, ['predict', model, ...pictures, '--json'], { encoding: 'utf8', timeout: 300_000 });
+    assert.equal(out.status, 0, `webtune predict failed: ${out.stderr}`);
+    return JSON.parse(out.stdout).map((r) => ({ file: basename(r.file), predictions: r.predictions }));
+  };
+  const fromPage = predict(pageModel);
+  const fromCli = predict(cliModel);
+  console.log(`# cli train: page model ${JSON.stringify(fromPage.map((r) => r.predictions[0]))}; CLI model ${JSON.stringify(fromCli.map((r) => r.predictions[0]))}`);
+  for (const [i, page] of fromPage.entries()) {
+    const cli = fromCli[i];
+    assert.equal(cli.predictions[0].label, page.predictions[0].label, `${page.file}: the CLI-trained model must predict what the page's does`);
+    for (const p of page.predictions) {
+      const q = cli.predictions.find((c) => c.label === p.label).probability;
+      assert.ok(Math.abs(q - p.probability) < 1e-3, `${page.file}: ${p.label} ${p.probability} (page) vs ${q} (CLI)`);
+    }
   }
 }
 
