@@ -29,6 +29,7 @@ fn train_then_predict_on_a_class_folder() {
     let data = tmp.path().join("data");
     write_dataset(&data, 6);
     let model = tmp.path().join("model.safetensors");
+    let record = tmp.path().join("model.bpk");
     let out = webtune(&[
         "train".as_ref(),
         data.as_os_str(),
@@ -47,6 +48,8 @@ fn train_then_predict_on_a_class_folder() {
         "--views".as_ref(),
         "1".as_ref(),
         "--json".as_ref(),
+        "--record".as_ref(),
+        record.as_os_str(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("skipped disc/broken.png: "), "the broken file is named: {}", stderr(&out));
@@ -64,6 +67,18 @@ fn train_then_predict_on_a_class_folder() {
     let out = webtune(&["eval".as_ref(), model.as_os_str(), data.as_os_str()]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("accuracy ") && table.contains("confusion matrix (rows: true class"), "{table}");
+
+    // The burn record loads as README's snippet shows and predicts exactly what the .safetensors does.
+    let from_safetensors = webtune::TrainedModel::from_safetensors(&std::fs::read(&model).unwrap(), &burn::tensor::Device::flex()).unwrap();
+    let from_record = {
+        use burn::module::Module;
+        use webtune::model::{Classifier, FEATURES, HeadConfig};
+        let device = burn::tensor::Device::flex();
+        Classifier::new(&HeadConfig::new(FEATURES, 3), &device).load_file(&record)
+    };
+    let picture = webtune::data::resize_and_center_crop(&common::generated_image("stripes", &mut rand::SeedableRng::seed_from_u64(4)), &from_safetensors.spec);
+    let input = webtune::data::to_input_tensor(&[&picture], &from_safetensors.spec, &burn::tensor::Device::flex());
+    assert_eq!(from_record.forward(input.clone()).into_data(), from_safetensors.classifier.forward(input).into_data());
 
     let fresh = tmp.path().join("fresh.png");
     let (label, _, bytes) = &common::generated_dataset(1, 50)[1];

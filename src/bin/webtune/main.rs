@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod labelled_files;
 
+use burn::module::Module;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use labelled_files::read_labelled_files;
@@ -61,6 +62,9 @@ enum Command {
         /// Where to write the model (.safetensors).
         #[arg(long, short, default_value = "model.safetensors")]
         out: PathBuf,
+        /// Also write the model in burn's own record format (burnpack), for Rust users.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
         /// Backbone weights (as written by `webtune convert`).
         #[arg(long, env = "WEBTUNE_WEIGHTS", default_value = DEFAULT_WEIGHTS)]
         weights: PathBuf,
@@ -149,11 +153,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Imagenet { images, weights, json, save_input } => imagenet(&images, &weights, json, save_input.as_deref()),
         Command::Predict { model, images, top, json } => predict(&model, &images, top, json),
         Command::Eval { model, data_dir, json } => eval(&model, &data_dir, json),
-        Command::Train { data_dir, out, weights, epochs, lr, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
+        Command::Train { data_dir, out, record, weights, epochs, lr, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
             let head = HeadOptions { epochs, learning_rate: lr, val_fraction, seed, ..HeadOptions::default() };
             let fine = FineTuneOptions { epochs: fine_epochs, learning_rate: lr, seed, ..FineTuneOptions::default() };
             let augmentation = Augmentation { enabled: !no_augment, horizontal_flip: !no_flip, ..Augmentation::default() };
-            train(&data_dir, &out, &weights, head, unfreeze, fine, augmentation, views, json)
+            train(&data_dir, &out, record.as_deref(), &weights, head, unfreeze, fine, augmentation, views, json)
         }
     }
 }
@@ -295,6 +299,7 @@ fn predict(model_path: &Path, images: &[PathBuf], top: usize, json: bool) -> Res
 fn train(
     data_dir: &Path,
     out: &Path,
+    record: Option<&Path>,
     weights: &Path,
     head: HeadOptions,
     unfreeze: Option<usize>,
@@ -388,6 +393,11 @@ fn train(
     let evaluation = pollster::block_on(tuner.evaluate())?;
     let model = tuner.trained_model()?;
     write(out, &pollster::block_on(model.to_safetensors())?)?;
+    if let Some(path) = record {
+        // The CPU backend reads tensors synchronously, which a burn record needs.
+        let bytes = model.classifier.clone().into_record().into_bytes().map_err(|e| Error::Weights(format!("burn record: {e}")))?;
+        write(path, &bytes)?;
+    }
     if json {
         let summary = serde_json::json!({
             "images": summary.images,
