@@ -35,6 +35,11 @@ struct Run {
     fine: Option<FineRun>,
 }
 
+/// The phase-1 model: the frozen backbone with the head as trained so far.
+fn head_model(trainer: &HeadTrainer, backbone: &EfficientNetLite) -> Classifier {
+    Classifier { backbone: backbone.clone(), head: trainer.head() }
+}
+
 /// Phase 2: views still to cache, then the fine-tuner.
 struct FineRun {
     options: FineTuneOptions,
@@ -113,7 +118,7 @@ impl Tuner {
     pub fn remove_class(&mut self, label: &str) {
         self.images.remove_class(label);
         let images = &self.images;
-        self.features.retain(|id| images.images().iter().any(|i| i.id == id));
+        self.features.retain(|id| images.get(id).is_some());
     }
 
     pub fn summary(&self) -> DatasetSummary {
@@ -215,8 +220,7 @@ impl Tuner {
         let batch: Vec<_> = (0..take).filter_map(|_| fine.queue.pop()).collect();
         let mut views = Vec::new();
         for &(id, class, seed, split) in &batch {
-            let image = self.images.images().iter().find(|i| i.id == id)
-                .ok_or_else(|| Error::Training("an image was removed during training: start again".into()))?;
+            let image = self.images.get(id).ok_or_else(|| Error::Training("an image was removed during training: start again".into()))?;
             let view = match seed {
                 Some(seed) => fine.augmentation.view(&image.pixels, spec.input_size, &mut ChaCha8Rng::seed_from_u64(seed)),
                 None => image.center_view(&spec),
@@ -235,7 +239,7 @@ impl Tuner {
             note: fine.note.clone(),
         };
         if fine.queue.is_empty() && fine.tuner.is_none() {
-            let classifier = Classifier { backbone: self.backbone.clone(), head: run.trainer.head() };
+            let classifier = head_model(&run.trainer, &self.backbone);
             let train = std::mem::replace(&mut fine.train_cache, PrefixCache::new(CacheStorage::F16));
             let val = std::mem::replace(&mut fine.val_cache, PrefixCache::new(CacheStorage::F16));
             fine.tuner = Some(FineTuner::new(classifier, run.labels.len(), fine.options.clone(), train, val, &self.device)?);
@@ -265,8 +269,7 @@ impl Tuner {
             let views: Vec<_> = chunk
                 .iter()
                 .map(|(id, _)| {
-                    let image = self.images.images().iter().find(|i| i.id == *id)
-                        .ok_or_else(|| Error::Training("an image was removed after training".into()))?;
+                    let image = self.images.get(*id).ok_or_else(|| Error::Training("an image was removed after training".into()))?;
                     names.push((image.id, image.file_name.clone()));
                     Ok(image.center_view(&self.spec))
                 })
@@ -297,7 +300,7 @@ impl Tuner {
                 });
                 tuner.model()
             }
-            None => Classifier { backbone: self.backbone.clone(), head: run.trainer.head() },
+            None => head_model(&run.trainer, &self.backbone),
         };
         Ok(TrainedModel {
             classifier,

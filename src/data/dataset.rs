@@ -98,6 +98,10 @@ impl ImageSet {
         &self.images
     }
 
+    pub fn get(&self, id: u32) -> Option<&LabelledImage> {
+        self.images.iter().find(|i| i.id == id)
+    }
+
     pub fn class_index(&self, label: &str) -> Option<usize> {
         self.classes.iter().position(|l| l == label)
     }
