@@ -376,6 +376,9 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
     });
     const started = Date.now();
     await byTestId('train-button').click();
+    // After the refused phase-2 run the status still says "failed" until the page re-renders:
+    // wait for the new run to show before waiting for its end (seen racing once in CI).
+    await page.waitForSelector('[data-testid="train-status"]:not([data-phase="failed"])', { timeout: 60_000 });
     await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"], [data-phase="stopped"])', {
       timeout: timeouts.training,
     });
