@@ -4,10 +4,12 @@ mod blocks;
 mod classifier;
 mod efficientnet_lite;
 mod head;
+mod kind;
 
 pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNames};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames, FEATURES};
 pub use head::{Head, HeadConfig};
+pub use kind::{BackboneKind, IMAGENET_MEAN, IMAGENET_STD};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,12 +30,6 @@ pub struct BackboneSpec {
 impl BackboneSpec {
     /// EfficientNet-Lite0 uses the TensorFlow convention `(x - 127) / 128`.
     pub fn efficientnet_lite0() -> Self {
-        Self {
-            name: "efficientnet_lite0".into(),
-            input_size: 224,
-            resize_size: 256,
-            mean: [127.0; 3],
-            std: [128.0; 3],
-        }
+        BackboneKind::EfficientNetLite0.spec()
     }
 }
