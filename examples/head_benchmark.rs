@@ -18,7 +18,7 @@ fn main() {
     let images = args.next().unwrap_or(100);
     let epochs = args.next().unwrap_or(20);
     let weights = std::fs::read(common::legacy_weights()).unwrap();
-    let mut tuner = Tuner::new(&weights, Device::flex()).unwrap();
+    let mut tuner = Tuner::new(webtune::model::BackboneKind::EfficientNetLite0, &weights, Device::flex()).unwrap();
     let files: Vec<_> = common::generated_dataset(images.div_ceil(common::CLASSES.len()), 1).into_iter().take(images).collect();
     let start = Instant::now();
     for (label, name, bytes) in files {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::data::{decode_image, resize_and_center_crop, to_input_tensor};
 use crate::error::{Error, Result};
-use crate::model::{BackboneSpec, Classifier, ClassifierNames, FEATURES, HeadConfig};
+use crate::model::{BackboneKind, BackboneSpec, Classifier, ClassifierNames, HeadConfig};
 use crate::train::softmax;
 use crate::weights::{collect_params, load_params, read_safetensors, write_safetensors};
 
@@ -42,7 +42,7 @@ pub struct TrainedModel {
 impl TrainedModel {
     /// Row-major `[images, classes]` logits for images already cropped to the input size.
     pub async fn logits(&self, images: &[&RgbImage]) -> Result<Vec<f32>> {
-        let device = self.classifier.head.output.weight.val().device();
+        let device = self.classifier.backbone.device();
         let logits = self.classifier.forward(to_input_tensor(images, &self.spec, &device));
         let data = logits.into_data_async().await.map_err(|e| Error::Backend(format!("reading logits: {e:?}")))?;
         data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
@@ -71,9 +71,14 @@ impl TrainedModel {
         ranked
     }
 
-    /// The whole classifier as safetensors with PyTorch (lukemelas) tensor names.
+    pub fn kind(&self) -> BackboneKind {
+        self.classifier.backbone.kind()
+    }
+
+    /// The whole classifier as safetensors with the original PyTorch definition's tensor names
+    /// (lukemelas for EfficientNet-Lite0, torchvision for the others).
     pub async fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let names = ClassifierNames { hidden: self.hidden_units > 0 };
+        let names = ClassifierNames { kind: self.kind(), hidden: self.hidden_units > 0 };
         let tensors = collect_params(&self.classifier, &names).await?;
         let json = |v: serde_json::Value| v.to_string();
         let metadata = HashMap::from([
@@ -101,17 +106,15 @@ impl TrainedModel {
         };
         let labels: Vec<String> = serde_json::from_str(field(meta::LABELS)?)
             .map_err(|e| Error::weights(format!("metadata \"labels\" is not a list of names: {e}")))?;
-        let backbone = field(meta::BACKBONE)?;
-        let spec = BackboneSpec::efficientnet_lite0();
-        if *backbone != spec.name {
-            return Err(Error::weights(format!("unsupported backbone \"{backbone}\" (supported: {})", spec.name)));
-        }
+        let kind = BackboneKind::from_name(field(meta::BACKBONE)?)?;
+        let spec = kind.spec();
         let hidden_units: usize = field(meta::HIDDEN_UNITS)?
             .parse()
             .map_err(|_| Error::weights("metadata \"head_hidden_units\" is not a number"))?;
         let training = metadata.get(meta::TRAINING).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-        let config = HeadConfig::new(FEATURES, labels.len()).with_hidden(hidden_units);
-        let classifier = load_params(Classifier::new(&config, device), &tensors, &ClassifierNames { hidden: hidden_units > 0 })?;
+        let config = HeadConfig::new(kind.features(), labels.len()).with_hidden(hidden_units);
+        let names = ClassifierNames { kind, hidden: hidden_units > 0 };
+        let classifier = load_params(Classifier::new(kind, &config, device), &tensors, &names)?;
         Ok(Self { classifier, labels, spec, hidden_units, training })
     }
 }

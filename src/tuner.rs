@@ -10,12 +10,12 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Augmentation, DatasetSummary, ImageSet, stratified_split};
 use crate::error::{Error, Result};
 use crate::inference::{Prediction, TrainedModel};
-use crate::model::{BackboneSpec, Classifier, HeadConfig, EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames, FEATURES};
+use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, HeadConfig};
 use crate::train::{
     CacheStorage, EpochReport, Evaluation, FeatureCache, FineTuneOptions, FineTuner, HeadOptions, HeadTrainer,
     LabelledFeatures, PrefixCache, Recommendation, StepTiming, UnfreezePlan, evaluate, recommend, time_fine_tune_steps,
 };
-use crate::weights::{load_params, read_weights_file};
+use crate::weights::read_weights_file;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SplitSummary {
@@ -36,7 +36,7 @@ struct Run {
 }
 
 /// The phase-1 model: the frozen backbone with the head as trained so far.
-fn head_model(trainer: &HeadTrainer, backbone: &EfficientNetLite) -> Classifier {
+fn head_model(trainer: &HeadTrainer, backbone: &Backbone) -> Classifier {
     Classifier { backbone: backbone.clone(), head: trainer.head() }
 }
 
@@ -75,7 +75,7 @@ pub struct CacheProgress {
 
 pub struct Tuner {
     spec: BackboneSpec,
-    backbone: EfficientNetLite,
+    backbone: Backbone,
     images: ImageSet,
     features: FeatureCache,
     run: Option<Run>,
@@ -83,17 +83,21 @@ pub struct Tuner {
 }
 
 impl Tuner {
-    /// Loads the EfficientNet-Lite0 backbone from a weights file (safetensors or legacy `.pth`)
-    /// onto `device`. A file that does not fit is refused naming the first tensor that differs.
-    pub fn new(weights: &[u8], device: Device) -> Result<Self> {
+    /// Loads a `kind` backbone from a weights file (safetensors or PyTorch `.pth`/`.pt`) onto
+    /// `device`. A file that does not fit is refused naming the first tensor that differs.
+    pub fn new(kind: BackboneKind, weights: &[u8], device: Device) -> Result<Self> {
         let tensors = read_weights_file(weights)?;
-        let backbone = load_params(EfficientNetLiteConfig::new().init(&device), &tensors, &EfficientNetLiteNames)?;
-        let spec = BackboneSpec::efficientnet_lite0();
+        let backbone = Backbone::import(kind, &tensors, &device)?;
+        let spec = kind.spec();
         Ok(Self { images: ImageSet::new(spec.clone()), spec, backbone, features: FeatureCache::default(), run: None, device })
     }
 
     pub fn spec(&self) -> &BackboneSpec {
         &self.spec
+    }
+
+    pub fn backbone_kind(&self) -> BackboneKind {
+        self.backbone.kind()
     }
 
     pub fn images(&self) -> &ImageSet {
@@ -158,7 +162,7 @@ impl Tuner {
         };
         let (train, val) = (gather(&split.train), gather(&split.val));
         let summary = SplitSummary { train: train.len(), val: val.len(), note: options.batch_note(train.len()) };
-        let trainer = HeadTrainer::new(options, labels.len(), FEATURES, train, val, &self.device)?;
+        let trainer = HeadTrainer::new(options, labels.len(), self.backbone.kind().features(), train, val, &self.device)?;
         let members = |indices: &[usize]| indices.iter().map(|&i| (images[i].id, classes[i])).collect();
         self.run = Some(Run { trainer, labels, train: members(&split.train), val: members(&split.val), fine: None });
         Ok(summary)
@@ -171,7 +175,7 @@ impl Tuner {
 
     /// Which recipe fits the current images, and why.
     pub fn recommendation(&self) -> Recommendation {
-        recommend(&self.summary().classes.iter().map(|c| c.count).collect::<Vec<_>>())
+        recommend(self.backbone.kind(), &self.summary().classes.iter().map(|c| c.count).collect::<Vec<_>>())
     }
 
     /// Starts phase 2 on the phase-1 model and split: queues `views_per_image` augmented views
@@ -183,7 +187,7 @@ impl Tuner {
             return Err(Error::Training(format!("views per image must be between 1 and 32, got {views_per_image}")));
         }
         let views = if augmentation.enabled { views_per_image } else { 1 };
-        options.validate(run.train.len() * views)?;
+        options.validate(self.backbone.kind(), run.train.len() * views)?;
         let note = options.batch_note(run.train.len() * views);
         let mut queue = Vec::new();
         for (n, &(id, class)) in run.train.iter().enumerate() {
@@ -215,7 +219,7 @@ impl Tuner {
         let spec = self.spec.clone();
         let run = self.run.as_mut().ok_or_else(|| Error::Training("start fine-tuning first".into()))?;
         let fine = run.fine.as_mut().ok_or_else(|| Error::Training("start fine-tuning first".into()))?;
-        let first = UnfreezePlan::new(fine.options.unfreeze)?.first_tail_unit();
+        let first = UnfreezePlan::new(self.backbone.kind(), fine.options.unfreeze)?.first_tail_unit();
         let take = max_views.max(1).min(fine.queue.len());
         let batch: Vec<_> = (0..take).filter_map(|_| fine.queue.pop()).collect();
         let mut views = Vec::new();
@@ -313,9 +317,10 @@ impl Tuner {
 
     /// Phase-2 step timing on this backbone and device (a benchmark; see [`time_fine_tune_steps`]).
     pub async fn time_fine_tune_steps(&self, unfreeze: usize, cached: bool, batch: usize, steps: usize, now_ms: &dyn Fn() -> f64) -> Result<StepTiming> {
-        let classifier = Classifier { backbone: self.backbone.clone(), head: HeadConfig::new(FEATURES, 2).init_seeded(&self.device, 1) };
+        let kind = self.backbone.kind();
+        let classifier = Classifier { backbone: self.backbone.clone(), head: HeadConfig::new(kind.features(), 2).init_seeded(&self.device, 1) };
         let size = self.spec.input_size as usize;
-        time_fine_tune_steps(&classifier, UnfreezePlan::new(unfreeze)?, cached, batch, size, steps.max(1), &self.device, now_ms).await
+        time_fine_tune_steps(&classifier, UnfreezePlan::new(kind, unfreeze)?, cached, batch, size, steps.max(1), &self.device, now_ms).await
     }
 
     pub async fn predict(&self, file_name: &str, bytes: &[u8]) -> Result<Vec<Prediction>> {

@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 use crate::backend::{BackendKind, cpu_device, webgpu_device};
 use crate::error::Error;
 use crate::data::Augmentation;
+use crate::model::BackboneKind;
 use crate::train::{FineTuneOptions, HeadOptions};
 use crate::tuner::Tuner;
 
@@ -41,8 +42,11 @@ pub struct Trainer {
 
 #[wasm_bindgen]
 impl Trainer {
+    /// `backbone`: an architecture name (`efficientnet_lite0`, `mobilenet_v2`, `resnet18`,
+    /// `resnet50`) whose weights `backbone_bytes` holds (safetensors or PyTorch `.pth`/`.pt`).
     /// `backend`: "auto" (WebGPU if the browser gives an adapter, else CPU), "webgpu" or "cpu".
-    pub async fn create(backbone_bytes: Vec<u8>, backend: String) -> Result<Trainer, JsError> {
+    pub async fn create(backbone: String, backbone_bytes: Vec<u8>, backend: String) -> Result<Trainer, JsError> {
+        let backbone = BackboneKind::from_name(&backbone).map_err(js_error)?;
         let (device, kind, note) = match backend.as_str() {
             "cpu" => (cpu_device(), BackendKind::Cpu, None),
             "webgpu" => (webgpu_device().await.map_err(js_error)?, BackendKind::WebGpu, None),
@@ -52,7 +56,7 @@ impl Trainer {
             },
             other => return Err(JsError::new(&format!("unknown backend \"{other}\" (auto, webgpu or cpu)"))),
         };
-        let tuner = Tuner::new(&backbone_bytes, device).map_err(js_error)?;
+        let tuner = Tuner::new(backbone, &backbone_bytes, device).map_err(js_error)?;
         Ok(Trainer { tuner, backend: kind, backend_note: note })
     }
 
@@ -70,6 +74,17 @@ impl Trainer {
     #[wasm_bindgen(js_name = backboneName)]
     pub fn backbone_name(&self) -> String {
         self.tuner.spec().name.clone()
+    }
+
+    /// How many units phase 2 can unfreeze on this backbone, and what a unit is.
+    #[wasm_bindgen(js_name = maxUnfreeze)]
+    pub fn max_unfreeze(&self) -> usize {
+        self.tuner.backbone_kind().units()
+    }
+
+    #[wasm_bindgen(js_name = unitsDescription)]
+    pub fn units_description(&self) -> String {
+        self.tuner.backbone_kind().units_description().to_string()
     }
 
     #[wasm_bindgen(js_name = inputSize)]

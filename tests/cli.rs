@@ -72,9 +72,10 @@ fn train_then_predict_on_a_class_folder() {
     let from_safetensors = webtune::TrainedModel::from_safetensors(&std::fs::read(&model).unwrap(), &burn::tensor::Device::flex()).unwrap();
     let from_record = {
         use burn::module::Module;
-        use webtune::model::{Classifier, FEATURES, HeadConfig};
+        use webtune::model::{BackboneKind, Classifier, HeadConfig};
         let device = burn::tensor::Device::flex();
-        Classifier::new(&HeadConfig::new(FEATURES, 3), &device).load_file(&record)
+        let kind = BackboneKind::EfficientNetLite0;
+        Classifier::new(kind, &HeadConfig::new(kind.features(), 3), &device).load_file(&record)
     };
     let picture = webtune::data::resize_and_center_crop(&common::generated_image("stripes", &mut rand::SeedableRng::seed_from_u64(4)), &from_safetensors.spec);
     let input = webtune::data::to_input_tensor(&[&picture], &from_safetensors.spec, &burn::tensor::Device::flex());

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use burn::tensor::Device;
 use webtune::data::Augmentation;
 use webtune::model::Classifier;
+use webtune::model::BackboneKind;
 use webtune::train::{FineTuneOptions, HeadOptions, UnfreezePlan};
 use webtune::weights::{NameMap, ParamLayout, TensorMap, collect_params};
 use webtune::{TrainedModel, Tuner};
@@ -60,11 +61,11 @@ fn freezing_does_not_leak() {
     let after = snapshot(&tuner.trained_model().unwrap().classifier);
     assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
 
-    let plan = UnfreezePlan::new(2).unwrap();
+    let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 2).unwrap();
     let unfrozen = |path: &str| {
         path.starts_with("head.")
-            || path.starts_with("backbone.top.")
-            || (plan.first_tail_unit()..16).any(|b| path.starts_with(&format!("backbone.blocks.{b}.")))
+            || path.starts_with("backbone.EfficientNetLite.top.")
+            || (plan.first_tail_unit()..16).any(|b| path.starts_with(&format!("backbone.EfficientNetLite.blocks.{b}.")))
     };
     let mut changed = BTreeMap::new();
     for (path, old) in &before {

@@ -7,6 +7,8 @@ use burn::tensor::Device;
 use webtune::train::HeadOptions;
 use webtune::{TrainedModel, Tuner};
 
+const LITE: webtune::model::BackboneKind = webtune::model::BackboneKind::EfficientNetLite0;
+
 #[test]
 fn head_learns_generated_classes_and_export_reloads_exactly() {
     let mut tuner = common::tuner_with_generated(10, 5);
@@ -76,16 +78,16 @@ fn export_metadata_names_labels_backbone_and_preprocessing() {
 
 #[test]
 fn wrong_weights_files_are_refused_with_the_tensor_named() {
-    let err = Tuner::new(b"not weights at all", Device::flex()).err().unwrap().to_string();
+    let err = Tuner::new(LITE, b"not weights at all", Device::flex()).err().unwrap().to_string();
     assert!(err.contains("not a weights file"), "{err}");
     // A safetensors file whose stem has the wrong shape.
     let mut tensors = webtune::weights::read_weights_file(&std::fs::read(common::legacy_weights()).unwrap()).unwrap();
     tensors.insert("_conv_stem.weight".into(), webtune::weights::TensorEntry::f32(vec![16, 3, 3, 3], vec![0.0; 432]));
     let bytes = webtune::weights::write_safetensors(&tensors, Default::default()).unwrap();
-    let err = Tuner::new(&bytes, Device::flex()).err().unwrap().to_string();
+    let err = Tuner::new(LITE, &bytes, Device::flex()).err().unwrap().to_string();
     assert!(err.contains("_conv_stem.weight") && err.contains("[16, 3, 3, 3]"), "{err}");
     tensors.remove("_conv_stem.weight");
     let bytes = webtune::weights::write_safetensors(&tensors, Default::default()).unwrap();
-    let err = Tuner::new(&bytes, Device::flex()).err().unwrap().to_string();
+    let err = Tuner::new(LITE, &bytes, Device::flex()).err().unwrap().to_string();
     assert!(err.contains("missing tensor _conv_stem.weight"), "{err}");
 }

@@ -7,13 +7,14 @@ use std::process::Command;
 
 use burn::tensor::Device;
 use webtune::data::{decode_image, resize_and_center_crop, to_input_tensor};
-use webtune::model::{BackboneSpec, ImageNetClassifier, ImageNetNames};
+use webtune::model::{BackboneKind, ImageNetClassifier, ImageNetNames};
 use webtune::weights::{load_params, read_safetensors, read_weights_file};
 
 fn logits_of(weights: &[u8], photos: &[&str]) -> Vec<Vec<f32>> {
     let device = Device::flex();
-    let model = load_params(ImageNetClassifier::new(&device), &read_weights_file(weights).unwrap(), &ImageNetNames).unwrap();
-    let spec = BackboneSpec::efficientnet_lite0();
+    let kind = BackboneKind::EfficientNetLite0;
+    let model = load_params(ImageNetClassifier::new(kind, &device), &read_weights_file(weights).unwrap(), &ImageNetNames { kind }).unwrap();
+    let spec = kind.spec();
     let crops: Vec<_> = photos
         .iter()
         .map(|p| resize_and_center_crop(&decode_image(p, &std::fs::read(common::photo(p)).unwrap()).unwrap(), &spec))

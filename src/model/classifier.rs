@@ -4,20 +4,23 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use super::efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames, FEATURES};
+use super::backbone::{Backbone, BackboneNames};
 use super::head::{Head, HeadConfig};
+use super::kind::BackboneKind;
 use crate::weights::{NameMap, ParamLayout};
 
 /// The fine-tuned model: backbone features → trained head.
 #[derive(Module, Debug)]
 pub struct Classifier {
-    pub backbone: EfficientNetLite,
+    pub backbone: Backbone,
     pub head: Head,
 }
 
 impl Classifier {
-    pub fn new(head: &HeadConfig, device: &Device) -> Self {
-        Self { backbone: EfficientNetLiteConfig::new().init(device), head: head.init(device) }
+    /// A freshly initialised backbone of `kind` with a new head (`head.features` must be the
+    /// kind's feature width).
+    pub fn new(kind: BackboneKind, head: &HeadConfig, device: &Device) -> Self {
+        Self { backbone: Backbone::init(kind, device), head: head.init(device) }
     }
 
     /// # Shapes
@@ -32,13 +35,13 @@ impl Classifier {
 /// weights work (`webtune imagenet`).
 #[derive(Module, Debug)]
 pub struct ImageNetClassifier {
-    pub backbone: EfficientNetLite,
+    pub backbone: Backbone,
     pub fc: Linear,
 }
 
 impl ImageNetClassifier {
-    pub fn new(device: &Device) -> Self {
-        Self { backbone: EfficientNetLiteConfig::new().init(device), fc: LinearConfig::new(FEATURES, 1000).init(device) }
+    pub fn new(kind: BackboneKind, device: &Device) -> Self {
+        Self { backbone: Backbone::init(kind, device), fc: LinearConfig::new(kind.features(), 1000).init(device) }
     }
 
     /// # Shapes
@@ -49,28 +52,32 @@ impl ImageNetClassifier {
     }
 }
 
-/// Maps `backbone.*` to the lukemelas names and the classifier to `_fc`, so an exported file
-/// loads into the PyTorch definition. With a hidden layer the head is written as
-/// `_fc = nn.Sequential(nn.Dropout, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear)`.
+/// A `Linear`'s parameters under a PyTorch module prefix (weights stored `[out, in]`).
+fn linear_name(prefix: &str, param: &str) -> Option<(String, ParamLayout)> {
+    match param {
+        "weight" => Some((format!("{prefix}.weight"), ParamLayout::Transposed)),
+        "bias" => Some((format!("{prefix}.bias"), ParamLayout::AsIs)),
+        _ => None,
+    }
+}
+
+/// Maps `backbone.*` to the original definition's names and the head to its classifier
+/// (see [`BackboneKind::head_names`]), so an exported file loads into the PyTorch model.
 pub struct ClassifierNames {
+    pub kind: BackboneKind,
     pub hidden: bool,
 }
 
 impl NameMap for ClassifierNames {
     fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
         if let Some(rest) = module_path.strip_prefix("backbone.") {
-            return EfficientNetLiteNames::file_name(rest);
+            return BackboneNames { kind: self.kind }.file_name(rest);
         }
         let (layer, param) = module_path.strip_prefix("head.")?.split_once('.')?;
-        let prefix = match (layer, self.hidden) {
-            ("output", false) => "_fc".to_string(),
-            ("output", true) => "_fc.4".to_string(),
-            ("hidden", true) => "_fc.1".to_string(),
-            _ => return None,
-        };
-        match param {
-            "weight" => Some((format!("{prefix}.weight"), ParamLayout::Transposed)),
-            "bias" => Some((format!("{prefix}.bias"), ParamLayout::AsIs)),
+        let (hidden, output) = self.kind.head_names(self.hidden);
+        match (layer, self.hidden) {
+            ("output", _) => linear_name(&output, param),
+            ("hidden", true) => linear_name(&hidden, param),
             _ => None,
         }
     }
@@ -79,15 +86,17 @@ impl NameMap for ClassifierNames {
     }
 }
 
-/// Backbone plus the ImageNet `_fc`, as in the published file.
-pub struct ImageNetNames;
+/// Backbone plus the original ImageNet classifier, as in a published file.
+pub struct ImageNetNames {
+    pub kind: BackboneKind,
+}
 
 impl NameMap for ImageNetNames {
     fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
-        match module_path {
-            "fc.weight" => Some(("_fc.weight".into(), ParamLayout::Transposed)),
-            "fc.bias" => Some(("_fc.bias".into(), ParamLayout::AsIs)),
-            path => EfficientNetLiteNames::file_name(path.strip_prefix("backbone.")?),
+        match module_path.split_once('.')? {
+            ("fc", param) => linear_name(&self.kind.head_names(false).1, param),
+            ("backbone", rest) => BackboneNames { kind: self.kind }.file_name(rest),
+            _ => None,
         }
     }
     fn ignorable(&self, file_name: &str) -> bool {

@@ -1,13 +1,15 @@
 //! Model definitions: backbones, the classifier head, and the two together.
 
+mod backbone;
 mod blocks;
 mod classifier;
 mod efficientnet_lite;
 mod head;
 mod kind;
 
+pub use backbone::{Backbone, BackboneNames};
 pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNames};
-pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames, FEATURES};
+pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames};
 pub use head::{Head, HeadConfig};
 pub use kind::{BackboneKind, IMAGENET_MEAN, IMAGENET_STD};
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::data::{LabelledImage, to_input_tensor};
 use crate::error::{Error, Result};
-use crate::model::{BackboneSpec, EfficientNetLite};
+use crate::model::{Backbone, BackboneSpec};
 
 #[derive(Debug, Default)]
 pub struct FeatureCache {
@@ -28,13 +28,13 @@ impl FeatureCache {
 
     /// Runs the backbone (inference mode: BatchNorm uses its running statistics) on one batch
     /// and caches each image's feature vector.
-    pub async fn extract(&mut self, backbone: &EfficientNetLite, spec: &BackboneSpec, batch: &[&LabelledImage]) -> Result<()> {
+    pub async fn extract(&mut self, backbone: &Backbone, spec: &BackboneSpec, batch: &[&LabelledImage]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let device = backbone.stem.conv.weight.val().device();
+        let device = backbone.device();
         let views: Vec<_> = batch.iter().map(|i| i.center_view(spec)).collect();
-        let features = backbone.forward(to_input_tensor(&views.iter().collect::<Vec<_>>(), spec, &device)); // [batch, 1280]
+        let features = backbone.forward(to_input_tensor(&views.iter().collect::<Vec<_>>(), spec, &device)); // [batch, features]
         let [_, dim] = features.dims();
         let data = features.into_data_async().await.map_err(|e| Error::Backend(format!("reading features: {e:?}")))?;
         let values = data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;

@@ -4,7 +4,7 @@
 //!
 //! The frozen prefix runs once per cached view ([`PrefixCache`]); each step runs only the tail.
 
-use burn::module::{Module, ParamGroup};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -16,24 +16,26 @@ use serde::{Deserialize, Serialize};
 use super::metrics::{EpochReport, EpochSums, diverged, loss_and_accuracy};
 use super::prefix_cache::PrefixCache;
 use crate::error::{Error, Result};
-use crate::model::{Classifier, EfficientNetLite};
+use crate::model::{BackboneKind, Classifier};
 
 /// How many backbone units (from the end) phase 2 trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnfreezePlan {
+    kind: BackboneKind,
     units: usize,
 }
 
 impl UnfreezePlan {
-    /// `units` in `1..=17`: the last MBConv blocks and the final 1×1 convolution, counted from the end.
-    pub fn new(units: usize) -> Result<Self> {
-        if units == 0 || units > EfficientNetLite::UNITS {
+    /// `units` in `1..=kind.units()`, counted from the end (see [`BackboneKind::units_description`]).
+    pub fn new(kind: BackboneKind, units: usize) -> Result<Self> {
+        if units == 0 || units > kind.units() {
             return Err(Error::Training(format!(
-                "blocks to unfreeze must be between 1 and {} (EfficientNet-Lite0 has 16 MBConv blocks and a final 1×1 convolution), got {units}",
-                EfficientNetLite::UNITS
+                "blocks to unfreeze must be between 1 and {} ({kind} has {}), got {units}",
+                kind.units(),
+                kind.units_description()
             )));
         }
-        Ok(Self { units })
+        Ok(Self { kind, units })
     }
 
     pub fn units(&self) -> usize {
@@ -42,7 +44,7 @@ impl UnfreezePlan {
 
     /// Index of the first unit that trains; everything before it is the cached prefix.
     pub fn first_tail_unit(&self) -> usize {
-        EfficientNetLite::UNITS - self.units
+        self.kind.units() - self.units
     }
 
     /// The classifier on `device`'s autodiff twin with only this plan's tail and the head
@@ -52,14 +54,8 @@ impl UnfreezePlan {
     /// recipe asks.
     pub fn trainable(&self, classifier: Classifier, device: &Device) -> Classifier {
         let model = classifier.fork(&device.clone().autodiff()).train();
-        let tail = self.tail_group(&model.backbone);
+        let tail = model.backbone.tail_group(self.first_tail_unit());
         Classifier { backbone: model.backbone.freeze().set_require_grad_group(tail, true), head: model.head }
-    }
-
-    /// The parameters this plan trains in `backbone`.
-    pub fn tail_group(&self, backbone: &EfficientNetLite) -> ParamGroup {
-        let blocks: Vec<_> = backbone.blocks[self.first_tail_unit().min(backbone.blocks.len())..].to_vec();
-        ParamGroup::ids_from_module(blocks).fuse(&ParamGroup::ids_from_module(backbone.top.clone()))
     }
 }
 
@@ -105,9 +101,9 @@ impl Default for FineTuneOptions {
 }
 
 impl FineTuneOptions {
-    pub fn validate(&self, train_views: usize) -> Result<()> {
+    pub fn validate(&self, kind: BackboneKind, train_views: usize) -> Result<()> {
         let bad = |m: String| Err(Error::Training(m));
-        UnfreezePlan::new(self.unfreeze)?;
+        UnfreezePlan::new(kind, self.unfreeze)?;
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
             return bad(format!("learning rate must be a number in (0, 1], got {}", self.learning_rate));
         }
@@ -174,9 +170,10 @@ impl FineTuner {
     /// prefix activations for `options.unfreeze`.
     /// A batch larger than the training views is clamped to them (see [`FineTuneOptions::batch_note`]).
     pub fn new(classifier: Classifier, classes: usize, mut options: FineTuneOptions, train: PrefixCache, val: PrefixCache, device: &Device) -> Result<Self> {
-        options.validate(train.len())?;
+        let kind = classifier.backbone.kind();
+        options.validate(kind, train.len())?;
         options.batch_size = options.batch_size.min(train.len());
-        let plan = UnfreezePlan::new(options.unfreeze)?;
+        let plan = UnfreezePlan::new(kind, options.unfreeze)?;
         let model = plan.trainable(classifier, device);
         Ok(Self {
             rng: ChaCha8Rng::seed_from_u64(options.seed),
@@ -325,14 +322,23 @@ mod tests {
     use crate::model::{Classifier, HeadConfig};
     use crate::train::CacheStorage;
     use burn::tensor::Distribution;
+    use crate::model::{Backbone, EfficientNetLite};
+
+    fn lite(backbone: &Backbone) -> &EfficientNetLite {
+        match backbone {
+            Backbone::EfficientNetLite(m) => m,
+            #[allow(unreachable_patterns)]
+            _ => panic!("these tests use EfficientNet-Lite0"),
+        }
+    }
 
     /// The cached-prefix step and the plain full forward give the same loss and gradients.
     #[test]
     fn cached_prefix_path_equals_full_forward() {
         let device = Device::flex();
         device.seed(11);
-        let classifier = Classifier::new(&HeadConfig::new(1280, 3).with_dropout(0.0), &device);
-        let plan = UnfreezePlan::new(2).unwrap();
+        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 3).with_dropout(0.0), &device);
+        let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 2).unwrap();
         let input = Tensor::<4>::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
         let targets = [0usize, 2, 1, 2];
 
@@ -367,28 +373,28 @@ mod tests {
             assert!(diff / scale < 1e-4, "gradient differs by {diff} (scale {scale})");
         };
         let flat4 = |t: Tensor<4>| t.flatten::<1>(0, 3);
-        let top = model.backbone.top.conv.weight.id;
+        let top = lite(&model.backbone).top.conv.weight.id;
         close(flat4(full_grads.get::<4>(top).unwrap()), flat4(cached_grads.get::<4>(top).unwrap()));
-        let dw = model.backbone.blocks[15].depthwise.conv.weight.id;
+        let dw = lite(&model.backbone).blocks[15].depthwise.conv.weight.id;
         close(flat4(full_grads.get::<4>(dw).unwrap()), flat4(cached_grads.get::<4>(dw).unwrap()));
-        let gamma = model.backbone.blocks[15].project.bn.gamma.id;
+        let gamma = lite(&model.backbone).blocks[15].project.bn.gamma.id;
         close(full_grads.get::<1>(gamma).unwrap(), cached_grads.get::<1>(gamma).unwrap());
         let head = model.head.output.weight.id;
         close(full_grads.get::<2>(head).unwrap().flatten(0, 1), cached_grads.get::<2>(head).unwrap().flatten(0, 1));
         // The frozen prefix gets no gradient on either path.
-        assert!(full_grads.get::<4>(model.backbone.blocks[14].depthwise.conv.weight.id).is_none());
-        assert!(full_grads.get::<4>(model.backbone.stem.conv.weight.id).is_none());
+        assert!(full_grads.get::<4>(lite(&model.backbone).blocks[14].depthwise.conv.weight.id).is_none());
+        assert!(full_grads.get::<4>(lite(&model.backbone).stem.conv.weight.id).is_none());
         // And every BatchNorm is in inference mode.
-        assert!(!model.backbone.blocks[15].project.bn.training.is_enabled());
-        assert!(!model.backbone.top.bn.training.is_enabled());
+        assert!(!lite(&model.backbone).blocks[15].project.bn.training.is_enabled());
+        assert!(!lite(&model.backbone).top.bn.training.is_enabled());
     }
 
     #[test]
     fn optimizer_holds_state_only_for_unfrozen_parameters() {
         let device = Device::flex();
         device.seed(5);
-        let classifier = Classifier::new(&HeadConfig::new(1280, 2), &device);
-        let plan = UnfreezePlan::new(3).unwrap();
+        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), &device);
+        let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 3).unwrap();
         let prefix = classifier.backbone.forward_prefix(
             Tensor::<4>::random([6, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device),
             plan.first_tail_unit(),
@@ -418,8 +424,8 @@ mod tests {
     #[test]
     fn a_diverged_epoch_rolls_back_and_stops() {
         let device = Device::flex();
-        let classifier = Classifier::new(&HeadConfig::new(1280, 2), &device);
-        let plan = UnfreezePlan::new(1).unwrap();
+        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), &device);
+        let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 1).unwrap();
         let prefix = classifier.backbone.forward_prefix(Tensor::<4>::ones([2, 3, 32, 32], &device), plan.first_tail_unit());
         let [_, c, h, w] = prefix.dims();
         let mut rows = prefix.into_data().try_to_vec::<f32>().unwrap();
@@ -428,11 +434,11 @@ mod tests {
         train.push_rows_for_test([c, h, w], &rows, &[0, 1]);
         let options = FineTuneOptions { unfreeze: 1, epochs: 3, batch_size: 2, ..Default::default() };
         let mut tuner = FineTuner::new(classifier, 2, options, train, PrefixCache::new(CacheStorage::F32), &device).unwrap();
-        let before = tuner.model().backbone.top.conv.weight.val().into_data();
+        let before = lite(&tuner.model().backbone).top.conv.weight.val().into_data();
         let err = pollster::block_on(tuner.train_epoch()).unwrap_err().to_string();
         assert!(err.contains("loss became NaN") && err.contains("were kept"), "{err}");
         assert!(tuner.is_done());
-        assert_eq!(tuner.model().backbone.top.conv.weight.val().into_data(), before);
+        assert_eq!(lite(&tuner.model().backbone).top.conv.weight.val().into_data(), before);
     }
 
     #[test]
@@ -447,21 +453,21 @@ mod tests {
 
     #[test]
     fn plans_outside_the_backbone_are_refused() {
-        assert!(UnfreezePlan::new(0).is_err());
-        let err = UnfreezePlan::new(18).unwrap_err().to_string();
-        assert!(err.contains("between 1 and 17"), "{err}");
-        assert_eq!(UnfreezePlan::new(2).unwrap().first_tail_unit(), 15);
-        assert_eq!(UnfreezePlan::new(17).unwrap().first_tail_unit(), 0);
+        assert!(UnfreezePlan::new(BackboneKind::EfficientNetLite0, 0).is_err());
+        let err = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 18).unwrap_err().to_string();
+        assert!(err.contains("between 1 and 17") && err.contains("MBConv"), "{err}");
+        assert_eq!(UnfreezePlan::new(BackboneKind::EfficientNetLite0, 2).unwrap().first_tail_unit(), 15);
+        assert_eq!(UnfreezePlan::new(BackboneKind::EfficientNetLite0, 17).unwrap().first_tail_unit(), 0);
     }
 
     #[test]
     fn bad_options_name_the_setting() {
-        let check = |o: FineTuneOptions| o.validate(10).unwrap_err().to_string();
+        let check = |o: FineTuneOptions| o.validate(BackboneKind::EfficientNetLite0, 10).unwrap_err().to_string();
         assert!(check(FineTuneOptions { learning_rate: f64::NAN, ..Default::default() }).contains("learning rate"));
         assert!(check(FineTuneOptions { learning_rate: 0.0, ..Default::default() }).contains("learning rate"));
         assert!(check(FineTuneOptions { unfreeze: 40, ..Default::default() }).contains("blocks to unfreeze"));
-        let none = FineTuneOptions::default().validate(0).unwrap_err().to_string();
+        let none = FineTuneOptions::default().validate(BackboneKind::EfficientNetLite0, 0).unwrap_err().to_string();
         assert!(none.contains("no training views"), "{none}");
-        assert!(FineTuneOptions { batch_size: 11, ..Default::default() }.validate(10).is_ok(), "clamped, not refused");
+        assert!(FineTuneOptions { batch_size: 11, ..Default::default() }.validate(BackboneKind::EfficientNetLite0, 10).is_ok(), "clamped, not refused");
     }
 }

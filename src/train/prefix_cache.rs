@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::to_input_tensor;
 use crate::error::{Error, Result};
-use crate::model::{BackboneSpec, EfficientNetLite};
+use crate::model::{Backbone, BackboneSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -73,7 +73,7 @@ impl PrefixCache {
     /// and appends their activations.
     pub async fn extend(
         &mut self,
-        backbone: &EfficientNetLite,
+        backbone: &Backbone,
         spec: &BackboneSpec,
         first_tail_unit: usize,
         views: &[(&RgbImage, usize)],

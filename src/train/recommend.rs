@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::model::BackboneKind;
+
 /// Fewest images per class for fine-tuning backbone blocks to pay off rather than memorise.
 pub const FINE_TUNE_MIN_PER_CLASS: usize = 30;
 /// From this many images per class, unfreezing more blocks is worth it.
@@ -16,7 +18,14 @@ pub struct Recommendation {
     pub reason: String,
 }
 
-pub fn recommend(images_per_class: &[usize]) -> Recommendation {
+/// What to do with `images_per_class` on `kind` (whose units differ: blocks, or ResNet stages).
+pub fn recommend(kind: BackboneKind, images_per_class: &[usize]) -> Recommendation {
+    let (medium, large) = kind.recommended_units();
+    let units = |n: usize| match kind {
+        BackboneKind::ResNet18 | BackboneKind::ResNet50 if n == 1 => "the last stage (layer4)".to_string(),
+        BackboneKind::ResNet18 | BackboneKind::ResNet50 => format!("the last {n} stages"),
+        _ => format!("the last {n} blocks"),
+    };
     let fewest = images_per_class.iter().copied().min().unwrap_or(0);
     let total: usize = images_per_class.iter().sum();
     if fewest < FINE_TUNE_MIN_PER_CLASS {
@@ -29,16 +38,18 @@ pub fn recommend(images_per_class: &[usize]) -> Recommendation {
         }
     } else if fewest < DEEPER_MIN_PER_CLASS {
         Recommendation {
-            unfreeze: 2,
+            unfreeze: medium,
             reason: format!(
-                "Medium dataset ({total} images, at least {fewest} per class): after the head, fine-tune the last 2 blocks at a 10× lower learning rate."
+                "Medium dataset ({total} images, at least {fewest} per class): after the head, fine-tune {} at a 10× lower learning rate.",
+                units(medium)
             ),
         }
     } else {
         Recommendation {
-            unfreeze: 4,
+            unfreeze: large,
             reason: format!(
-                "Larger dataset ({total} images, at least {fewest} per class): after the head, fine-tune the last 4 blocks at a 10× lower learning rate."
+                "Larger dataset ({total} images, at least {fewest} per class): after the head, fine-tune {} at a 10× lower learning rate.",
+                units(large)
             ),
         }
     }
@@ -50,10 +61,19 @@ mod tests {
 
     #[test]
     fn small_medium_large() {
-        assert_eq!(recommend(&[12, 40]).unfreeze, 0);
-        assert!(recommend(&[12, 40]).reason.contains("smallest class"));
-        assert_eq!(recommend(&[30, 31]).unfreeze, 2);
-        assert_eq!(recommend(&[150, 400]).unfreeze, 4);
-        assert_eq!(recommend(&[]).unfreeze, 0);
+        let lite = BackboneKind::EfficientNetLite0;
+        assert_eq!(recommend(lite, &[12, 40]).unfreeze, 0);
+        assert!(recommend(lite, &[12, 40]).reason.contains("smallest class"));
+        assert_eq!(recommend(lite, &[30, 31]).unfreeze, 2);
+        assert_eq!(recommend(lite, &[150, 400]).unfreeze, 4);
+        assert_eq!(recommend(lite, &[]).unfreeze, 0);
+    }
+
+    #[test]
+    fn resnets_count_stages() {
+        let medium = recommend(BackboneKind::ResNet18, &[40, 40]);
+        assert_eq!(medium.unfreeze, 1);
+        assert!(medium.reason.contains("layer4"), "{}", medium.reason);
+        assert_eq!(recommend(BackboneKind::ResNet50, &[200, 200]).unfreeze, 2);
     }
 }

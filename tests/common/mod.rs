@@ -74,7 +74,7 @@ pub fn generated_dataset(per_class: usize, seed: u64) -> Vec<(String, String, Ve
 /// A tuner on the real backbone (CPU) holding `per_class` generated pictures of each class.
 pub fn tuner_with_generated(per_class: usize, seed: u64) -> webtune::Tuner {
     let weights = std::fs::read(legacy_weights()).unwrap();
-    let mut tuner = webtune::Tuner::new(&weights, burn::tensor::Device::flex()).unwrap();
+    let mut tuner = webtune::Tuner::new(webtune::model::BackboneKind::EfficientNetLite0, &weights, burn::tensor::Device::flex()).unwrap();
     for (label, name, bytes) in generated_dataset(per_class, seed) {
         tuner.add_image(&label, &name, &bytes).unwrap();
     }

@@ -35,7 +35,7 @@ async function run(config: BenchConfig): Promise<void> {
   initPanicHook();
   const response = await fetch(config.weightsUrl);
   if (!response.ok) throw new Error(`could not download the backbone weights: HTTP ${response.status}`);
-  const trainer = await Trainer.create(new Uint8Array(await response.arrayBuffer()), config.backend);
+  const trainer = await Trainer.create('efficientnet_lite0', new Uint8Array(await response.arrayBuffer()), config.backend);
   const backend = trainer.backend();
   post({ kind: 'ready', backend });
   for (const unfreeze of config.unfreeze) {

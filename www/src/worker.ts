@@ -130,7 +130,7 @@ async function start(backend: string, weightsUrl: string): Promise<ReplyData['in
     );
   }
   const weights = new Uint8Array(await response.arrayBuffer());
-  trainer = await Trainer.create(weights, backend);
+  trainer = await Trainer.create('efficientnet_lite0', weights, backend);
   const inUse = trainer.backend() as 'webgpu' | 'cpu';
   // Set when "auto" fell back to the CPU, saying why.
   const noteDetail = trainer.backendNote() ?? null;

@@ -13,13 +13,29 @@ use labelled_files::read_labelled_files;
 use serde::Serialize;
 use webtune::backend::cpu_device;
 use webtune::data::{decode_image, resize_and_center_crop, to_input_tensor};
-use webtune::model::{BackboneSpec, ImageNetClassifier, ImageNetNames};
+use webtune::model::{Backbone, BackboneKind, ImageNetClassifier, ImageNetNames};
 use webtune::data::Augmentation;
 use webtune::train::{EpochReport, FineTuneOptions, HeadOptions, evaluate, softmax};
 use webtune::weights::{load_params, read_weights_file, write_safetensors};
 use webtune::{Error, Result, TrainedModel, Tuner};
 
-const DEFAULT_WEIGHTS: &str = "www/public/weights/efficientnet_lite0.safetensors";
+/// Which backbone, and where its pretrained weights are.
+#[derive(clap::Args)]
+struct BackboneArgs {
+    /// Backbone architecture: efficientnet_lite0, mobilenet_v2, resnet18 or resnet50.
+    #[arg(long, default_value = "efficientnet_lite0", value_parser = BackboneKind::from_name)]
+    backbone: BackboneKind,
+    /// Backbone weights: safetensors (torchvision/timm/lukemelas names) or a PyTorch .pth/.pt
+    /// state dict [default: www/public/weights/<backbone>.safetensors, as the setup writes it].
+    #[arg(long, env = "WEBTUNE_WEIGHTS")]
+    weights: Option<PathBuf>,
+}
+
+impl BackboneArgs {
+    fn weights_path(&self) -> PathBuf {
+        self.weights.clone().unwrap_or_else(|| format!("www/public/weights/{}.safetensors", self.backbone.name()).into())
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "webtune", version, about = "Fine-tune image classifiers on your own pictures")]
@@ -30,9 +46,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert backbone weights (legacy PyTorch .pth or safetensors) into the safetensors file
-    /// the page loads, checking that every tensor fits EfficientNet-Lite0.
+    /// Convert backbone weights (PyTorch .pth/.pt or safetensors) into the safetensors file
+    /// the page loads, checking that every tensor fits the architecture.
     Convert {
+        /// Backbone architecture the file is for.
+        #[arg(long, default_value = "efficientnet_lite0", value_parser = BackboneKind::from_name)]
+        backbone: BackboneKind,
         /// Input weights file.
         input: PathBuf,
         /// Output .safetensors file.
@@ -44,9 +63,8 @@ enum Command {
         /// Images to classify.
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// Backbone weights (as written by `webtune convert`).
-        #[arg(long, env = "WEBTUNE_WEIGHTS", default_value = DEFAULT_WEIGHTS)]
-        weights: PathBuf,
+        #[command(flatten)]
+        backbone: BackboneArgs,
         /// Print JSON with all 1000 logits per image instead of a table.
         #[arg(long)]
         json: bool,
@@ -65,9 +83,8 @@ enum Command {
         /// Also write the model in burn's own record format (burnpack), for Rust users.
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
-        /// Backbone weights (as written by `webtune convert`).
-        #[arg(long, env = "WEBTUNE_WEIGHTS", default_value = DEFAULT_WEIGHTS)]
-        weights: PathBuf,
+        #[command(flatten)]
+        backbone: BackboneArgs,
         /// Head epochs.
         #[arg(long, default_value_t = HeadOptions::default().epochs)]
         epochs: usize,
@@ -149,24 +166,24 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Convert { input, output } => convert(&input, &output),
-        Command::Imagenet { images, weights, json, save_input } => imagenet(&images, &weights, json, save_input.as_deref()),
+        Command::Convert { backbone, input, output } => convert(backbone, &input, &output),
+        Command::Imagenet { images, backbone, json, save_input } => imagenet(&images, &backbone, json, save_input.as_deref()),
         Command::Predict { model, images, top, json } => predict(&model, &images, top, json),
         Command::Eval { model, data_dir, json } => eval(&model, &data_dir, json),
-        Command::Train { data_dir, out, record, weights, epochs, lr, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
+        Command::Train { data_dir, out, record, backbone, epochs, lr, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
             let head = HeadOptions { epochs, learning_rate: lr, val_fraction, seed, ..HeadOptions::default() };
             let fine = FineTuneOptions { epochs: fine_epochs, learning_rate: lr, seed, ..FineTuneOptions::default() };
             let augmentation = Augmentation { enabled: !no_augment, horizontal_flip: !no_flip, ..Augmentation::default() };
-            train(&data_dir, &out, record.as_deref(), &weights, head, unfreeze, fine, augmentation, views, json)
+            train(&data_dir, &out, record.as_deref(), &backbone, head, unfreeze, fine, augmentation, views, json)
         }
     }
 }
 
-fn convert(input: &Path, output: &Path) -> Result<()> {
-    let tensors = read_weights_file(&read(input)?)?;
+fn convert(kind: BackboneKind, input: &Path, output: &Path) -> Result<()> {
+    let tensors = read_weights_file(&read(input)?).map_err(|e| Error::Weights(format!("{}: {e}", input.display())))?;
     // Loading proves the file fits the architecture before anything is written.
-    load_params(ImageNetClassifier::new(&cpu_device()), &tensors, &ImageNetNames)?;
-    let spec = BackboneSpec::efficientnet_lite0();
+    Backbone::import(kind, &tensors, &cpu_device()).map_err(|e| Error::Weights(format!("{}: {e}", input.display())))?;
+    let spec = kind.spec();
     let metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("backbone".to_string(), spec.name.clone()),
@@ -185,11 +202,14 @@ struct ImageNetResult {
     logits: Vec<f32>,
 }
 
-fn imagenet(images: &[PathBuf], weights: &Path, json: bool, save_input: Option<&Path>) -> Result<()> {
+fn imagenet(images: &[PathBuf], backbone: &BackboneArgs, json: bool, save_input: Option<&Path>) -> Result<()> {
     let device = cpu_device();
-    let tensors = read_weights_file(&read(weights)?)?;
-    let model = load_params(ImageNetClassifier::new(&device), &tensors, &ImageNetNames)?;
-    let spec = BackboneSpec::efficientnet_lite0();
+    let kind = backbone.backbone;
+    let path = backbone.weights_path();
+    let in_file = |e: Error| Error::Weights(format!("{}: {e}", path.display()));
+    let tensors = read_weights_file(&read(&path)?).map_err(in_file)?;
+    let model = load_params(ImageNetClassifier::new(kind, &device), &tensors, &ImageNetNames { kind }).map_err(in_file)?;
+    let spec = kind.spec();
     let crops = images
         .iter()
         .map(|path| Ok(resize_and_center_crop(&decode_image(&path.display().to_string(), &read(path)?)?, &spec)))
@@ -300,7 +320,7 @@ fn train(
     data_dir: &Path,
     out: &Path,
     record: Option<&Path>,
-    weights: &Path,
+    backbone: &BackboneArgs,
     head: HeadOptions,
     unfreeze: Option<usize>,
     fine: FineTuneOptions,
@@ -309,9 +329,12 @@ fn train(
     json: bool,
 ) -> Result<()> {
     let started = std::time::Instant::now();
-    let mut tuner = Tuner::new(&read(weights)?, cpu_device())?;
+    let weights = backbone.weights_path();
+    let mut tuner = Tuner::new(backbone.backbone, &read(&weights)?, cpu_device())
+        .map_err(|e| Error::Weights(format!("{}: {e}", weights.display())))?;
     let log = |line: String| if !json { eprintln!("{line}") };
     let files = read_labelled_files(data_dir)?;
+    log(format!("backbone {} ({}), backend cpu", backbone.backbone, weights.display()));
     let bar = progress(json, files.len(), "decoding");
     for file in files {
         if let Err(e) = tuner.add_image(&file.label, &file.name, &file.bytes) {
