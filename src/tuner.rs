@@ -10,12 +10,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Augmentation, DatasetSummary, ImageSet, stratified_split};
 use crate::error::{Error, Result};
 use crate::inference::{Prediction, TrainedModel};
-use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, HeadConfig};
+use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, Head, HeadConfig};
 use crate::train::{
     CacheStorage, EpochReport, Evaluation, FeatureCache, FineTuneOptions, FineTuner, HeadOptions, HeadTrainer,
     LabelledFeatures, PrefixCache, Recommendation, StepTiming, UnfreezePlan, evaluate, recommend, time_fine_tune_steps,
 };
-use crate::weights::read_weights_file;
+use crate::inference::meta;
+use crate::weights::{read_safetensors, read_weights_file};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SplitSummary {
@@ -73,9 +74,16 @@ pub struct CacheProgress {
     pub note: Option<String>,
 }
 
+/// The head of a re-imported webtune export, which phase 1 continues from when the classes match.
+struct Resume {
+    labels: Vec<String>,
+    head: Head,
+}
+
 pub struct Tuner {
     spec: BackboneSpec,
     backbone: Backbone,
+    resume: Option<Resume>,
     images: ImageSet,
     features: FeatureCache,
     run: Option<Run>,
@@ -85,11 +93,31 @@ pub struct Tuner {
 impl Tuner {
     /// Loads a `kind` backbone from a weights file (safetensors or PyTorch `.pth`/`.pt`) onto
     /// `device`. A file that does not fit is refused naming the first tensor that differs.
+    ///
+    /// A model exported by webtune is accepted too: its (fine-tuned) backbone is used, and phase 1
+    /// continues from its head when the classes are the same, so training picks up where it left off.
     pub fn new(kind: BackboneKind, weights: &[u8], device: Device) -> Result<Self> {
-        let tensors = read_weights_file(weights)?;
-        let backbone = Backbone::import(kind, &tensors, &device)?;
+        let is_export = read_safetensors(weights).is_ok_and(|(_, metadata)| metadata.contains_key(meta::LABELS));
+        let (backbone, resume) = if is_export {
+            let model = TrainedModel::from_safetensors(weights, &device)?;
+            if model.kind() != kind {
+                return Err(Error::weights(format!(
+                    "this file is a webtune export whose backbone is {}, not {kind}: choose {} to continue training it",
+                    model.kind(),
+                    model.kind()
+                )));
+            }
+            (model.classifier.backbone, Some(Resume { labels: model.labels, head: model.classifier.head }))
+        } else {
+            (Backbone::import(kind, &read_weights_file(weights)?, &device)?, None)
+        };
         let spec = kind.spec();
-        Ok(Self { images: ImageSet::new(spec.clone()), spec, backbone, features: FeatureCache::default(), run: None, device })
+        Ok(Self { images: ImageSet::new(spec.clone()), spec, backbone, resume, features: FeatureCache::default(), run: None, device })
+    }
+
+    /// The classes of the exported model this tuner was created from, if it was.
+    pub fn continues_from(&self) -> Option<&[String]> {
+        self.resume.as_ref().map(|r| r.labels.as_slice())
     }
 
     pub fn spec(&self) -> &BackboneSpec {
@@ -161,8 +189,21 @@ impl Tuner {
             set
         };
         let (train, val) = (gather(&split.train), gather(&split.val));
-        let summary = SplitSummary { train: train.len(), val: val.len(), note: options.batch_note(train.len()) };
-        let trainer = HeadTrainer::new(options, labels.len(), self.backbone.kind().features(), train, val, &self.device)?;
+        let mut notes: Vec<String> = options.batch_note(train.len()).into_iter().collect();
+        let (train_len, val_len) = (train.len(), val.len());
+        let mut trainer = HeadTrainer::new(options, labels.len(), self.backbone.kind().features(), train, val, &self.device)?;
+        match &self.resume {
+            Some(resume) if resume.labels == labels => {
+                trainer.start_from(resume.head.clone())?;
+                notes.push("continuing from the imported model's head".into());
+            }
+            Some(resume) => notes.push(format!(
+                "the imported model's classes ({}) differ from these, so the head starts fresh",
+                resume.labels.join(", ")
+            )),
+            None => {}
+        }
+        let summary = SplitSummary { train: train_len, val: val_len, note: (!notes.is_empty()).then(|| notes.join("; ")) };
         let members = |indices: &[usize]| indices.iter().map(|&i| (images[i].id, classes[i])).collect();
         self.run = Some(Run { trainer, labels, train: members(&split.train), val: members(&split.val), fine: None });
         Ok(summary)

@@ -109,7 +109,9 @@ impl NameMap for BackboneNames {
         BackboneNames::file_name(self, module_path)
     }
     fn ignorable(&self, file_name: &str) -> bool {
-        let classifier = self.kind.head_names(false).1;
-        file_name.ends_with("num_batches_tracked") || file_name.strip_prefix(classifier.as_str()).is_some_and(|r| r.starts_with('.'))
+        // The original classifier, or a webtune head (a `Sequential` under the same root).
+        let root = self.kind.head_names(true).1;
+        let root = root.rsplit_once('.').map_or(root.as_str(), |(r, _)| r);
+        file_name.ends_with("num_batches_tracked") || file_name.strip_prefix(root).is_some_and(|r| r.starts_with('.'))
     }
 }

@@ -146,6 +146,27 @@ impl HeadTrainer {
         self.head.valid()
     }
 
+    /// Continues from an already trained head (from a re-imported export) instead of the fresh
+    /// one: same layer sizes required. Dropout stays as this run's options say.
+    pub fn start_from(&mut self, head: Head) -> Result<()> {
+        let dims = |h: &Head| {
+            let out = h.output.weight.dims();
+            let hidden = h.hidden.as_ref().map(|l| l.weight.dims());
+            (hidden.map_or(out[0], |d| d[0]), hidden.map_or(0, |d| d[1]), out[1])
+        };
+        let (features, hidden, classes) = dims(&head);
+        if (features, hidden, classes) != (self.dim, self.options.hidden_units, self.classes) {
+            return Err(Error::Training(format!(
+                "the imported head has {features} inputs, {hidden} hidden units and {classes} classes; \
+                 this run needs {}, {} and {}",
+                self.dim, self.options.hidden_units, self.classes
+            )));
+        }
+        let training_device = self.device.clone().autodiff();
+        self.head = self.head.clone().load_record(head.fork(&training_device).into_record());
+        Ok(())
+    }
+
     pub fn options(&self) -> &HeadOptions {
         &self.options
     }
