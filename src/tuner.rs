@@ -1,6 +1,7 @@
 //! The public core API: one object that holds a backbone, the user's images, their cached
 //! features and a training run. The page (through `web.rs`) and the CLI drive the same calls.
 
+use burn::module::Module;
 use burn::tensor::Device;
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ use crate::inference::{Prediction, TrainedModel};
 use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, Head, HeadConfig};
 use crate::train::{
     CacheStorage, EpochReport, Evaluation, FeatureCache, FineTuneOptions, FineTuner, HeadOptions, HeadTrainer,
-    LabelledFeatures, PrefixCache, Recommendation, StepTiming, UnfreezePlan, evaluate, recommend, time_fine_tune_steps,
+    LabelledFeatures, PrefixCache, Recommendation, StepTiming, UnfreezePlan, evaluate, recommend, time_fine_tune_steps, time_forward,
 };
 use crate::inference::meta;
 use crate::weights::{read_safetensors, read_weights_file};
@@ -354,6 +355,16 @@ impl Tuner {
             hidden_units: options.hidden_units,
             training,
         })
+    }
+
+    /// Backbone forward timing at the input size (a benchmark; see [`time_forward`]).
+    pub async fn time_forward(&self, batch: usize, steps: usize, now_ms: &dyn Fn() -> f64) -> Result<f64> {
+        time_forward(&self.backbone, batch.max(1), self.spec.input_size as usize, steps, now_ms).await
+    }
+
+    /// Parameters of the backbone, BatchNorm running statistics included (burn counts them).
+    pub fn backbone_parameters(&self) -> usize {
+        self.backbone.num_params()
     }
 
     /// Phase-2 step timing on this backbone and device (a benchmark; see [`time_fine_tune_steps`]).

@@ -187,6 +187,20 @@ impl Trainer {
         to_js(&self.tuner.time_fine_tune_steps(unfreeze, cached, batch, steps, &now).await.map_err(js_error)?)
     }
 
+    /// Benchmark: median milliseconds of a backbone forward (features read back) on random
+    /// input at the input size.
+    #[wasm_bindgen(js_name = timeForward)]
+    pub async fn time_forward(&self, batch: usize, steps: usize) -> Result<f64, JsError> {
+        let now = || js_sys::Date::now();
+        self.tuner.time_forward(batch, steps, &now).await.map_err(js_error)
+    }
+
+    /// Parameters of the backbone (BatchNorm running statistics included, as burn counts them).
+    #[wasm_bindgen(js_name = backboneParameters)]
+    pub fn backbone_parameters(&self) -> usize {
+        self.tuner.backbone_parameters()
+    }
+
     /// The trained classifier as `.safetensors` bytes.
     #[wasm_bindgen(js_name = exportSafetensors)]
     pub async fn export_safetensors(&self) -> Result<Vec<u8>, JsError> {

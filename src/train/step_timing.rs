@@ -1,6 +1,7 @@
 //! Timing of phase-2 training steps, cached prefix against the plain full forward. Shared by
 //! the native benchmark (`examples/fine_tune_benchmark.rs`) and the page's bench entry, so both
-//! measure the same work. Measurement only: nothing here is used by training.
+//! measure the same work, and of backbone forwards (`examples/backbone_benchmark.rs`, the bench
+//! page). Measurement only: nothing here is used by training.
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -9,7 +10,7 @@ use serde::Serialize;
 
 use super::finetune::UnfreezePlan;
 use crate::error::{Error, Result};
-use crate::model::Classifier;
+use crate::model::{Backbone, Classifier};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -69,4 +70,20 @@ pub async fn time_fine_tune_steps(
     times.sort_by(f64::total_cmp);
     let median_ms = times[times.len() / 2];
     Ok(StepTiming { unfreeze: plan.units(), cached, batch, steps, median_ms, images_per_second: batch as f64 * 1000.0 / median_ms })
+}
+
+/// Median milliseconds of `steps` inference forwards of `backbone` (after one warm-up) on a
+/// random batch of `batch` images at `size` px, including the read-back of the features.
+pub async fn time_forward(backbone: &Backbone, batch: usize, size: usize, steps: usize, now_ms: &dyn Fn() -> f64) -> Result<f64> {
+    let input = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &backbone.device());
+    let mut times = Vec::new();
+    for step in 0..=steps.max(1) {
+        let start = now_ms();
+        backbone.forward(input.clone()).into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+        if step > 0 {
+            times.push(now_ms() - start);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
