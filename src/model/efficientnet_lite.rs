@@ -175,6 +175,7 @@ impl NameMap for EfficientNetLiteNames {
 
 #[cfg(test)]
 mod tests {
+    use super::super::blocks::testing::params_in_group;
     use super::*;
 
     #[test]
@@ -213,15 +214,13 @@ mod tests {
     #[test]
     fn tail_group_holds_exactly_the_units_from_the_split_on() {
         let model = EfficientNetLiteConfig::new().init(&Device::flex());
-        let size = |k| -> usize {
-            super::super::blocks::testing::params_in_group(&model, &model.tail_group(k)).iter().map(|(_, n)| n).sum()
-        };
+        let size = |k| -> usize { params_in_group(&model, &model.tail_group(k)).iter().map(|(_, n)| n).sum() };
         let top = model.top.num_params();
         assert_eq!(size(16), top);
         assert_eq!(size(17), top);
         assert_eq!(size(15), top + model.blocks[15].num_params());
         assert_eq!(size(0), model.num_params() - model.stem.num_params());
-        let paths: Vec<_> = super::super::blocks::testing::params_in_group(&model, &model.tail_group(16)).into_iter().map(|(p, _)| p).collect();
+        let paths: Vec<_> = params_in_group(&model, &model.tail_group(16)).into_iter().map(|(p, _)| p).collect();
         assert!(paths.iter().all(|p| p.starts_with("top.")), "{paths:?}");
     }
 
