@@ -12,22 +12,39 @@ pub struct ConvBn {
     pub bn: BatchNorm,
 }
 
-/// How to build a [`ConvBn`]. Padding is TensorFlow's "SAME" (burn's `Same`): for stride 2 the
-/// extra pixel goes bottom/right, which is what the EfficientNet-Lite weights were trained with.
+/// Where a convolution's zero padding goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// TensorFlow's "SAME" (burn's `Same`): for stride 2 the extra pixel goes bottom/right,
+    /// which is what the EfficientNet-Lite weights were trained with.
+    TfSame,
+    /// PyTorch's `padding = (kernel - 1) / 2` on every side, as torchvision's models use.
+    Symmetric,
+}
+
+/// How to build a [`ConvBn`].
 pub struct ConvBnSpec {
     pub channels: [usize; 2],
     pub kernel: usize,
     pub stride: usize,
     pub groups: usize,
+    pub padding: Padding,
     pub bn_epsilon: f64,
 }
 
 impl ConvBnSpec {
     pub fn init(&self, device: &Device) -> ConvBn {
+        let padding = match self.padding {
+            Padding::TfSame => PaddingConfig2d::Same,
+            Padding::Symmetric => {
+                let p = (self.kernel - 1) / 2;
+                PaddingConfig2d::Explicit(p, p, p, p)
+            }
+        };
         let conv = Conv2dConfig::new(self.channels, [self.kernel, self.kernel])
             .with_stride([self.stride, self.stride])
             .with_groups(self.groups)
-            .with_padding(PaddingConfig2d::Same)
+            .with_padding(padding)
             .with_bias(false)
             .init(device);
         let bn = BatchNormConfig::new(self.channels[1]).with_epsilon(self.bn_epsilon).init(device);
@@ -47,8 +64,107 @@ impl ConvBn {
     pub fn forward_relu6(&self, input: Tensor<4>) -> Tensor<4> {
         relu6(self.forward(input))
     }
+
+    /// [`forward`](Self::forward) followed by ReLU, the activation of ResNets.
+    pub fn forward_relu(&self, input: Tensor<4>) -> Tensor<4> {
+        burn::tensor::activation::relu(self.forward(input))
+    }
 }
 
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.clamp(0.0, 6.0)
+}
+
+/// Inverted residual block (MobileNetV2's, and EfficientNet-Lite's MBConv): 1×1 expand →
+/// depthwise k×k → 1×1 project, residual when shapes allow.
+#[derive(Module, Debug)]
+pub struct MbConv {
+    /// Absent when the expand ratio is 1 (the first block).
+    pub expand: Option<ConvBn>,
+    pub depthwise: ConvBn,
+    pub project: ConvBn,
+    pub residual: bool,
+}
+
+/// How to build an [`MbConv`].
+pub struct MbConvSpec {
+    pub channels: [usize; 2],
+    pub kernel: usize,
+    pub stride: usize,
+    pub expand_ratio: usize,
+    pub padding: Padding,
+    pub bn_epsilon: f64,
+}
+
+impl MbConvSpec {
+    pub fn init(&self, device: &Device) -> MbConv {
+        let [in_ch, out_ch] = self.channels;
+        let mid = in_ch * self.expand_ratio;
+        let spec = |channels, kernel, stride, groups| ConvBnSpec {
+            channels,
+            kernel,
+            stride,
+            groups,
+            padding: self.padding,
+            bn_epsilon: self.bn_epsilon,
+        };
+        MbConv {
+            expand: (self.expand_ratio != 1).then(|| spec([in_ch, mid], 1, 1, 1).init(device)),
+            depthwise: spec([mid, mid], self.kernel, self.stride, mid).init(device),
+            project: spec([mid, out_ch], 1, 1, 1).init(device),
+            residual: self.stride == 1 && in_ch == out_ch,
+        }
+    }
+}
+
+impl MbConv {
+    /// # Shapes
+    /// - input: `[batch, in_channels, h, w]`
+    /// - output: `[batch, out_channels, h / stride, w / stride]`
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let x = match &self.expand {
+            Some(expand) => expand.forward_relu6(input.clone()),
+            None => input.clone(),
+        };
+        let x = self.depthwise.forward_relu6(x);
+        let x = self.project.forward(x); // linear bottleneck: no activation
+        if self.residual { x + input } else { x }
+    }
+}
+
+/// Test helpers shared by the backbones' unit tests.
+#[cfg(test)]
+pub mod testing {
+    use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+    use burn::tensor::Tensor;
+
+    /// `(module path, element count)` of every float parameter in `module` that `group` holds.
+    pub fn params_in_group<M: Module>(module: &M, group: &ParamGroup) -> Vec<(String, usize)> {
+        struct Visitor<'a> {
+            group: &'a ParamGroup,
+            path: Vec<String>,
+            found: Vec<(String, usize)>,
+        }
+        impl ModuleVisitor for Visitor<'_> {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if self.group.matches(&param.id, None) {
+                    self.found.push((self.path.join("."), param.shape().num_elements()));
+                }
+            }
+        }
+        let mut visitor = Visitor { group, path: Vec::new(), found: Vec::new() };
+        module.visit(&mut visitor);
+        visitor.found
+    }
+
+    /// Module paths of every float parameter in `module`.
+    pub fn param_paths<M: Module>(module: &M) -> Vec<String> {
+        params_in_group(module, &ParamGroup::all()).into_iter().map(|(path, _)| path).collect()
+    }
 }

@@ -2,14 +2,14 @@
 //! head, as published for TFLite. The default backbone.
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{ConvBn, ConvBnSpec};
+use super::blocks::{ConvBn, ConvBnSpec, MbConv, MbConvSpec, Padding};
 use crate::weights::{NameMap, ParamLayout};
 
 /// One stage of MBConv blocks: `(kernel, stride of its first block, repeats, out channels, expand ratio)`.
-const STAGES: [(usize, usize, usize, usize, usize); 7] = [
+pub(crate) const STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (3, 1, 1, 16, 1),
     (3, 2, 2, 24, 6),
     (5, 2, 2, 40, 6),
@@ -30,31 +30,6 @@ pub struct EfficientNetLiteConfig {
     pub bn_epsilon: f64,
 }
 
-/// Inverted residual block: 1×1 expand → depthwise k×k → 1×1 project, residual when shapes allow.
-#[derive(Module, Debug)]
-pub struct MbConv {
-    /// Absent when the expand ratio is 1 (the first block).
-    pub expand: Option<ConvBn>,
-    pub depthwise: ConvBn,
-    pub project: ConvBn,
-    pub residual: bool,
-}
-
-impl MbConv {
-    /// # Shapes
-    /// - input: `[batch, in_channels, h, w]`
-    /// - output: `[batch, out_channels, h / stride, w / stride]`
-    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = match &self.expand {
-            Some(expand) => expand.forward_relu6(input.clone()),
-            None => input.clone(),
-        };
-        let x = self.depthwise.forward_relu6(x);
-        let x = self.project.forward(x); // linear bottleneck: no activation
-        if self.residual { x + input } else { x }
-    }
-}
-
 #[derive(Module, Debug)]
 pub struct EfficientNetLite {
     pub stem: ConvBn,
@@ -66,24 +41,26 @@ pub struct EfficientNetLite {
 impl EfficientNetLiteConfig {
     pub fn init(&self, device: &Device) -> EfficientNetLite {
         let eps = self.bn_epsilon;
-        let spec = |channels, kernel, stride, groups| ConvBnSpec { channels, kernel, stride, groups, bn_epsilon: eps };
-        let stem = spec([3, STEM_CHANNELS], 3, 2, 1).init(device);
+        let spec = |channels, kernel, stride| ConvBnSpec {
+            channels,
+            kernel,
+            stride,
+            groups: 1,
+            padding: Padding::TfSame,
+            bn_epsilon: eps,
+        };
+        let stem = spec([3, STEM_CHANNELS], 3, 2).init(device);
         let mut blocks = Vec::new();
         let mut in_ch = STEM_CHANNELS;
         for (kernel, first_stride, repeats, out_ch, expand_ratio) in STAGES {
             for r in 0..repeats {
                 let stride = if r == 0 { first_stride } else { 1 };
-                let mid = in_ch * expand_ratio;
-                blocks.push(MbConv {
-                    expand: (expand_ratio != 1).then(|| spec([in_ch, mid], 1, 1, 1).init(device)),
-                    depthwise: spec([mid, mid], kernel, stride, mid).init(device),
-                    project: spec([mid, out_ch], 1, 1, 1).init(device),
-                    residual: stride == 1 && in_ch == out_ch,
-                });
+                let block = MbConvSpec { channels: [in_ch, out_ch], kernel, stride, expand_ratio, padding: Padding::TfSame, bn_epsilon: eps };
+                blocks.push(block.init(device));
                 in_ch = out_ch;
             }
         }
-        let top = spec([in_ch, FEATURES], 1, 1, 1).init(device);
+        let top = spec([in_ch, FEATURES], 1, 1).init(device);
         EfficientNetLite { stem, blocks, top }
     }
 }
@@ -130,6 +107,18 @@ impl EfficientNetLite {
         let x = self.top.forward_relu6(x); // [batch, 1280, h/32, w/32]
         let [batch, channels, _, _] = x.dims();
         x.mean_dim(3).mean_dim(2).reshape([batch, channels])
+    }
+
+    /// The parameters of the units from `first_tail_unit` on: what phase 2 trains when the
+    /// last `17 - first_tail_unit` units are unfrozen. `top` is always included.
+    pub fn tail_group(&self, first_tail_unit: usize) -> ParamGroup {
+        let blocks = self.blocks[first_tail_unit.min(self.blocks.len())..].to_vec();
+        ParamGroup::ids_from_module(blocks).fuse(&ParamGroup::ids_from_module(self.top.clone()))
+    }
+
+    /// Width of the pooled features, [`FEATURES`].
+    pub fn features(&self) -> usize {
+        FEATURES
     }
 }
 
@@ -186,6 +175,7 @@ impl NameMap for EfficientNetLiteNames {
 
 #[cfg(test)]
 mod tests {
+    use super::super::blocks::testing::params_in_group;
     use super::*;
 
     #[test]
@@ -219,6 +209,19 @@ mod tests {
             let parts = model.forward_tail(model.forward_prefix(input.clone(), split), split).into_data();
             assert_eq!(parts, whole, "split at unit {split}");
         }
+    }
+
+    #[test]
+    fn tail_group_holds_exactly_the_units_from_the_split_on() {
+        let model = EfficientNetLiteConfig::new().init(&Device::flex());
+        let size = |k| -> usize { params_in_group(&model, &model.tail_group(k)).iter().map(|(_, n)| n).sum() };
+        let top = model.top.num_params();
+        assert_eq!(size(16), top);
+        assert_eq!(size(17), top);
+        assert_eq!(size(15), top + model.blocks[15].num_params());
+        assert_eq!(size(0), model.num_params() - model.stem.num_params());
+        let paths: Vec<_> = params_in_group(&model, &model.tail_group(16)).into_iter().map(|(p, _)| p).collect();
+        assert!(paths.iter().all(|p| p.starts_with("top.")), "{paths:?}");
     }
 
     #[test]
