@@ -1,7 +1,7 @@
 //! Per-backbone numbers on the native CPU backend: parameter count, import time of a weights
 //! file, and forward time at 224 px. A benchmark, not a test: it asserts nothing.
 //!
-//! `cargo run --release --example backbone_benchmark -- [--batch N] [--steps N] [--write-weights DIR]`
+//! `cargo run --example backbone_benchmark -- [--batch N] [--steps N] [--write-weights DIR]`
 //!
 //! EfficientNet-Lite0 uses the downloaded pretrained file when it is there; the others (and
 //! Lite0 otherwise) get randomly initialised weights with their original PyTorch names, which
@@ -44,7 +44,7 @@ fn main() {
         let (bytes, source) = match &pretrained {
             Some(path) => (std::fs::read(path).unwrap(), "pretrained .pth"),
             None => {
-                let names = BackboneNames { kind };
+                let names = BackboneNames::original(kind);
                 let tensors = pollster::block_on(collect_params(&Backbone::init(kind, &device), &names)).unwrap();
                 (write_safetensors(&tensors, Default::default()).unwrap(), "random .safetensors")
             }

@@ -10,9 +10,9 @@ use std::process::Command;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use webtune::model::{BackboneKind, MobileNetV2Config, MobileNetV2Names, ResNetConfig, ResNetNames, TimmNames, timm_name};
+use webtune::model::{Backbone, BackboneKind, BackboneNames, timm_name};
 use webtune::weights::{
-    NameMap, TensorEntry, TensorMap, TensorValues, collect_params, load_params, read_weights_file, write_safetensors,
+    TensorEntry, TensorMap, TensorValues, collect_params, read_weights_file, write_safetensors,
 };
 
 /// Small enough that ResNet-50 runs in seconds on two cores, large enough that every stage
@@ -43,35 +43,18 @@ impl Arch {
         }
     }
 
-    fn names(self) -> &'static dyn NameMap {
-        match self {
-            Arch::MobileNetV2 => &MobileNetV2Names,
-            Arch::ResNet18 | Arch::ResNet50 => &ResNetNames,
-        }
-    }
-
     /// Names and shapes of every backbone tensor in the torchvision file, from our own model.
     fn file_layout(self) -> TensorMap {
-        let device = Device::flex();
-        let names = self.names();
-        let map = match self {
-            Arch::MobileNetV2 => pollster::block_on(collect_params(&MobileNetV2Config::new().init(&device), names)),
-            Arch::ResNet18 => pollster::block_on(collect_params(&ResNetConfig::new().with_depth(18).init(&device), names)),
-            Arch::ResNet50 => pollster::block_on(collect_params(&ResNetConfig::new().with_depth(50).init(&device), names)),
-        };
-        map.unwrap()
+        let backbone = Backbone::init(self.kind(), &Device::flex());
+        pollster::block_on(collect_params(&backbone, &BackboneNames::original(self.kind()))).unwrap()
     }
 
-    /// Our pooled features from `tensors` loaded with `names`.
-    fn features(self, tensors: &TensorMap, names: &dyn NameMap, input: &[f32]) -> webtune::Result<Vec<f32>> {
+    /// Our pooled features from `tensors`, imported as the page and the CLI import a file.
+    fn features(self, tensors: &TensorMap, input: &[f32]) -> webtune::Result<Vec<f32>> {
         let device = Device::flex();
         let batch = input.len() / (3 * SIZE * SIZE);
         let x = Tensor::<4>::from_data(TensorData::new(input.to_vec(), [batch, 3, SIZE, SIZE]), &device);
-        let out = match self {
-            Arch::MobileNetV2 => load_params(MobileNetV2Config::new().init(&device), tensors, names)?.forward(x),
-            Arch::ResNet18 => load_params(ResNetConfig::new().with_depth(18).init(&device), tensors, names)?.forward(x),
-            Arch::ResNet50 => load_params(ResNetConfig::new().with_depth(50).init(&device), tensors, names)?.forward(x),
-        };
+        let out = Backbone::import(self.kind(), tensors, &device)?.forward(x);
         Ok(out.into_data().try_to_vec::<f32>().unwrap())
     }
 }
@@ -169,7 +152,7 @@ fn matches_the_reference(arch: Arch) {
     let check = reference().args(["--self-check", arch.name()]).arg(&weights).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 
-    let ours = arch.features(&read_weights_file(&std::fs::read(&weights).unwrap()).unwrap(), arch.names(), &input).unwrap();
+    let ours = arch.features(&read_weights_file(&std::fs::read(&weights).unwrap()).unwrap(), &input).unwrap();
     let theirs = reference_features(arch, &weights, &input);
     assert_eq!(ours.len(), theirs.len());
     assert_eq!(ours.len(), 2 * arch.kind().features());
@@ -201,7 +184,7 @@ fn resnet50_matches_an_independent_numpy_implementation() {
 
 /// Loading `tensors` as `arch` fails with a message that contains every string in `expected`.
 fn refused(arch: Arch, tensors: &TensorMap, expected: &[&str]) {
-    let err = arch.features(tensors, arch.names(), &random_input(1, 1)).unwrap_err().to_string();
+    let err = arch.features(tensors, &random_input(1, 1)).unwrap_err().to_string();
     for part in expected {
         assert!(err.contains(part), "{}: expected {part:?} in {err:?}", arch.name());
     }
@@ -214,7 +197,7 @@ fn files_that_do_not_match_are_refused_naming_the_tensor() {
         (Arch::MobileNetV2, "features.5.conv.1.0.weight", "features.18.0.weight"),
     ] {
         let good = random_state_dict(arch, 3);
-        assert!(arch.features(&good, arch.names(), &random_input(1, 1)).is_ok());
+        assert!(arch.features(&good, &random_input(1, 1)).is_ok());
 
         let mut missing = good.clone();
         missing.remove(name);
@@ -246,7 +229,7 @@ fn a_file_with_timm_names_loads_the_same_backbone() {
             .collect();
         assert_eq!(timm.len(), torchvision.len(), "{}: timm names collide", arch.name());
         let input = random_input(1, 2);
-        let expected = arch.features(&torchvision, arch.names(), &input).unwrap();
-        assert_eq!(arch.features(&timm, &TimmNames(arch.kind()), &input).unwrap(), expected, "{}", arch.name());
+        let expected = arch.features(&torchvision, &input).unwrap();
+        assert_eq!(arch.features(&timm, &input).unwrap(), expected, "{}", arch.name());
     }
 }

@@ -30,7 +30,11 @@ fn snapshot(model: &Classifier) -> TensorMap {
 }
 
 fn trained_tuner(options: FineTuneOptions) -> Tuner {
-    let mut tuner = common::tuner_with_generated(6, 21);
+    trained_on(common::tuner_with_generated(6, 21), options)
+}
+
+/// Phase 1 on the tuner's pictures (6 per class), then phase 2's views cached.
+fn trained_on(mut tuner: Tuner, options: FineTuneOptions) -> Tuner {
     while pollster::block_on(tuner.extract_features(16)).unwrap() > 0 {}
     tuner.start_head(HeadOptions { epochs: 5, val_fraction: 0.34, learning_rate: 3e-3, batch_size: 8, ..Default::default() }).unwrap();
     for _ in 0..5 {
@@ -59,18 +63,25 @@ fn freezing_does_not_leak() {
     }
     assert!(reports[1].done && reports.iter().all(|r| r.train_loss.is_finite()), "{reports:?}");
     let after = snapshot(&tuner.trained_model().unwrap().classifier);
-    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
 
     let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 2).unwrap();
     let unfrozen = |path: &str| {
-        path.starts_with("head.")
-            || path.starts_with("backbone.EfficientNetLite.top.")
+        path.starts_with("backbone.EfficientNetLite.top.")
             || (plan.first_tail_unit()..16).any(|b| path.starts_with(&format!("backbone.EfficientNetLite.blocks.{b}.")))
     };
+    // The last MBConv block (3 convolutions, 3 BatchNorm scale/shift pairs), `top` (a convolution
+    // and its scale/shift) and the head's weight and bias.
+    assert_only_tail_changed(&before, &after, unfrozen, 3 + 6 + 3 + 2);
+}
+
+/// Every tensor outside the unfrozen tail and the head, and every BatchNorm running statistic,
+/// is bit-identical; each of the `trained` tail and head tensors changed.
+fn assert_only_tail_changed(before: &TensorMap, after: &TensorMap, in_tail: impl Fn(&str) -> bool, trained: usize) {
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
     let mut changed = BTreeMap::new();
-    for (path, old) in &before {
+    for (path, old) in before {
         let same = old == &after[path];
-        if path.ends_with("running_mean") || path.ends_with("running_var") || !unfrozen(path) {
+        if path.ends_with("running_mean") || path.ends_with("running_var") || !(path.starts_with("head.") || in_tail(path)) {
             assert!(same, "{path} must be bit-identical after fine-tuning");
         } else {
             changed.insert(path.clone(), !same);
@@ -79,9 +90,38 @@ fn freezing_does_not_leak() {
     for (path, did_change) in &changed {
         assert!(did_change, "{path} is unfrozen and must have been trained");
     }
-    // The last MBConv block (3 convolutions, 3 BatchNorm scale/shift pairs), `top` (a convolution
-    // and its scale/shift) and the head's weight and bias.
-    assert_eq!(changed.len(), 3 + 6 + 3 + 2, "{:?}", changed.keys());
+    assert_eq!(changed.len(), trained, "{:?}", changed.keys());
+}
+
+/// The torchvision backbones (randomly initialised, imported from a file with their own names)
+/// go through the same recipe, and phase 2 trains exactly their declared tail.
+#[test]
+fn torchvision_backbones_fine_tune_only_their_tail() {
+    // (kind, units to unfreeze, module path prefixes of those units, tensors that train)
+    let cases: [(BackboneKind, usize, &[&str], usize); 2] = [
+        // layer4: two BasicBlocks (2 convolutions, 2 scale/shift pairs each) and the downsample
+        // (a convolution and a scale/shift pair), plus the head's weight and bias.
+        (BackboneKind::ResNet18, 1, &["backbone.ResNet.layer4."], 2 * (2 + 4) + 3 + 2),
+        // The last inverted-residual block (3 convolutions, 3 pairs) and the final 1×1 convolution.
+        (BackboneKind::MobileNetV2, 2, &["backbone.MobileNetV2.blocks.16.", "backbone.MobileNetV2.top."], 3 + 6 + 3 + 2),
+    ];
+    for (kind, unfreeze, tail, trained) in cases {
+        let device = Device::flex();
+        let random = webtune::model::Backbone::init(kind, &device);
+        let tensors = pollster::block_on(collect_params(&random, &webtune::model::BackboneNames::original(kind))).unwrap();
+        let weights = webtune::weights::write_safetensors(&tensors, Default::default()).unwrap();
+        let mut tuner = Tuner::new(kind, &weights, device).unwrap();
+        for (label, name, bytes) in common::generated_dataset(6, 21) {
+            tuner.add_image(&label, &name, &bytes).unwrap();
+        }
+        let options = FineTuneOptions { unfreeze, epochs: 1, batch_size: 8, learning_rate: 1e-2, ..Default::default() };
+        let mut tuner = trained_on(tuner, options);
+        let before = snapshot(&tuner.trained_model().unwrap().classifier);
+        let report = pollster::block_on(tuner.fine_tune_epoch()).unwrap();
+        assert!(report.train_loss.is_finite(), "{kind}: {report:?}");
+        let after = snapshot(&tuner.trained_model().unwrap().classifier);
+        assert_only_tail_changed(&before, &after, |path| tail.iter().any(|t| path.starts_with(t)), trained);
+    }
 }
 
 #[test]

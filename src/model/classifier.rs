@@ -71,7 +71,7 @@ pub struct ClassifierNames {
 impl NameMap for ClassifierNames {
     fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
         if let Some(rest) = module_path.strip_prefix("backbone.") {
-            return BackboneNames { kind: self.kind }.file_name(rest);
+            return BackboneNames::original(self.kind).file_name(rest);
         }
         let (layer, param) = module_path.strip_prefix("head.")?.split_once('.')?;
         let (hidden, output) = self.kind.head_names(self.hidden);
@@ -95,7 +95,7 @@ impl NameMap for ImageNetNames {
     fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
         match module_path.split_once('.')? {
             ("fc", param) => linear_name(&self.kind.head_names(false).1, param),
-            ("backbone", rest) => BackboneNames { kind: self.kind }.file_name(rest),
+            ("backbone", rest) => BackboneNames::original(self.kind).file_name(rest),
             _ => None,
         }
     }

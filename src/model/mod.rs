@@ -10,14 +10,14 @@ mod mobilenet_v2;
 mod resnet;
 mod timm;
 
-pub use backbone::{Backbone, BackboneNames};
+pub use backbone::{Backbone, BackboneNames, Convention};
 pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNames};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames};
 pub use head::{Head, HeadConfig};
 pub use kind::{BackboneKind, IMAGENET_MEAN, IMAGENET_STD};
 pub use mobilenet_v2::{MOBILENET_V2_FEATURES, MobileNetV2, MobileNetV2Config, MobileNetV2Names};
 pub use resnet::{ResNet, ResNetConfig, ResNetNames, ResidualBlock};
-pub use timm::{TimmNames, timm_name};
+pub use timm::timm_name;
 
 use serde::{Deserialize, Serialize};
 

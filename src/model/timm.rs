@@ -6,8 +6,7 @@
 //! of both is a depthwise-separable block (`conv_dw`, `bn1`, `conv_pw`, `bn2`), every other an
 //! inverted residual (`conv_pw`, `bn1`, `conv_dw`, `bn2`, `conv_pwl`, `bn3`).
 
-use super::{BackboneKind, EfficientNetLiteNames, MobileNetV2Names, ResNetNames, efficientnet_lite, mobilenet_v2};
-use crate::weights::{NameMap, ParamLayout};
+use super::{BackboneKind, efficientnet_lite, mobilenet_v2};
 
 /// The timm name of a tensor given its canonical name: torchvision's for MobileNetV2 and the
 /// ResNets, lukemelas/EfficientNet-Lite's for EfficientNet-Lite0. The ImageNet classifier is
@@ -99,34 +98,13 @@ fn efficientnet_lite0_timm_name(canonical: &str) -> Option<String> {
     Some(format!("{name}.{param}"))
 }
 
-/// A backbone's parameters under timm's names: the backbone's own name map followed by
-/// [`timm_name`]. The ImageNet classifier and `num_batches_tracked` are ignorable.
-pub struct TimmNames(pub BackboneKind);
-
-impl NameMap for TimmNames {
-    fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
-        let (canonical, layout) = match self.0 {
-            BackboneKind::EfficientNetLite0 => EfficientNetLiteNames::file_name(module_path),
-            BackboneKind::MobileNetV2 => MobileNetV2Names::file_name(module_path),
-            BackboneKind::ResNet18 | BackboneKind::ResNet50 => ResNetNames::file_name(module_path),
-        }?;
-        Some((timm_name(self.0, &canonical)?, layout))
-    }
-    fn ignorable(&self, file_name: &str) -> bool {
-        let classifier = match self.0 {
-            BackboneKind::ResNet18 | BackboneKind::ResNet50 => "fc.",
-            _ => "classifier.",
-        };
-        file_name.ends_with("num_batches_tracked") || file_name.starts_with(classifier)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::Device;
 
     use super::super::blocks::testing::param_paths;
-    use super::super::{EfficientNetLiteConfig, MobileNetV2Config, ResNetConfig};
+    use super::super::{Backbone, BackboneNames, Convention};
+    use crate::weights::NameMap;
     use super::*;
 
     #[test]
@@ -190,13 +168,15 @@ mod tests {
     fn every_parameter_has_its_own_timm_name() {
         let device = Device::flex();
         let cases = [
-            (BackboneKind::EfficientNetLite0, param_paths(&EfficientNetLiteConfig::new().init(&device)), 49),
-            (BackboneKind::MobileNetV2, param_paths(&MobileNetV2Config::new().init(&device)), 52),
-            (BackboneKind::ResNet18, param_paths(&ResNetConfig::new().with_depth(18).init(&device)), 20),
+            (BackboneKind::EfficientNetLite0, 49),
+            (BackboneKind::MobileNetV2, 52),
+            (BackboneKind::ResNet18, 20),
         ];
-        for (kind, paths, convs) in cases {
+        for (kind, convs) in cases {
+            let timm = BackboneNames { kind, convention: Convention::Timm };
+            let paths = param_paths(&Backbone::init(kind, &device));
             let mut names: Vec<String> =
-                paths.iter().map(|p| TimmNames(kind).file_name(p).unwrap_or_else(|| panic!("{kind}: {p}")).0).collect();
+                paths.iter().map(|p| timm.file_name(p).unwrap_or_else(|| panic!("{kind}: {p}")).0).collect();
             assert_eq!(names.len(), convs * 5, "{kind}");
             names.sort();
             names.dedup();
@@ -217,8 +197,9 @@ mod tests {
                 assert!(names.iter().all(|n| !n.starts_with("blocks.7.")), "{kind}");
             }
         }
-        assert!(TimmNames(BackboneKind::MobileNetV2).ignorable("classifier.weight"));
-        assert!(TimmNames(BackboneKind::ResNet50).ignorable("fc.weight"));
-        assert!(!TimmNames(BackboneKind::ResNet50).ignorable("conv1.weight"));
+        let timm = |kind| BackboneNames { kind, convention: Convention::Timm };
+        assert!(timm(BackboneKind::MobileNetV2).ignorable("classifier.weight"));
+        assert!(timm(BackboneKind::ResNet50).ignorable("fc.weight"));
+        assert!(!timm(BackboneKind::ResNet50).ignorable("conv1.weight"));
     }
 }
