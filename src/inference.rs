@@ -11,7 +11,7 @@ use crate::data::{decode_image, resize_and_center_crop, to_input_tensor};
 use crate::error::{Error, Result};
 use crate::model::{BackboneKind, BackboneSpec, Classifier, ClassifierNames, HeadConfig};
 use crate::train::softmax;
-use crate::weights::{collect_params, load_params, read_safetensors, write_safetensors};
+use crate::weights::{TensorEntry, TensorMap, TensorValues, collect_params, load_params, read_safetensors, write_safetensors};
 
 /// Metadata keys written into exports.
 pub mod meta {
@@ -79,7 +79,8 @@ impl TrainedModel {
     /// (lukemelas for EfficientNet-Lite0, torchvision for the others).
     pub async fn to_safetensors(&self) -> Result<Vec<u8>> {
         let names = ClassifierNames { kind: self.kind(), hidden: self.hidden_units > 0 };
-        let tensors = collect_params(&self.classifier, &names).await?;
+        let mut tensors = collect_params(&self.classifier, &names).await?;
+        add_batch_norm_counters(&mut tensors);
         let json = |v: serde_json::Value| v.to_string();
         let metadata = HashMap::from([
             ("format".to_string(), "pt".to_string()),
@@ -118,3 +119,16 @@ impl TrainedModel {
         Ok(Self { classifier, labels, spec, hidden_units, training })
     }
 }
+
+/// PyTorch's `BatchNorm2d` has an int64 `num_batches_tracked` buffer beside its running
+/// statistics, and `load_state_dict(strict=True)` wants it. webtune never updates BatchNorm
+/// statistics (they stay in inference mode), so the counter is written as 0; it only matters
+/// to PyTorch when `momentum=None`.
+fn add_batch_norm_counters(tensors: &mut TensorMap) {
+    let prefixes: Vec<String> =
+        tensors.keys().filter_map(|name| name.strip_suffix(".running_mean").map(str::to_string)).collect();
+    for prefix in prefixes {
+        tensors.insert(format!("{prefix}.num_batches_tracked"), TensorEntry { shape: vec![], values: TensorValues::I64(vec![0]) });
+    }
+}
+

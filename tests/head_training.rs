@@ -5,6 +5,7 @@ mod common;
 
 use burn::tensor::Device;
 use webtune::train::HeadOptions;
+use webtune::weights::{TensorEntry, TensorValues};
 use webtune::{TrainedModel, Tuner};
 
 const LITE: webtune::model::BackboneKind = webtune::model::BackboneKind::EfficientNetLite0;
@@ -73,7 +74,10 @@ fn export_metadata_names_labels_backbone_and_preprocessing() {
     assert_eq!(tensors["_fc.4.weight"].shape, vec![3, 16]);
     assert_eq!(tensors["_conv_stem.weight"].shape, vec![32, 3, 3, 3]);
     assert_eq!(tensors["_blocks.15._project_conv.weight"].shape, vec![320, 1152, 1, 1]);
-    assert!(tensors.values().all(|t| t.as_f32().unwrap().iter().all(|v| v.is_finite())));
+    assert!(tensors.values().filter_map(|t| t.as_f32()).flatten().all(|v| v.is_finite()));
+    // PyTorch's BatchNorm counters, so `load_state_dict(strict=True)` finds every buffer.
+    assert_eq!(tensors["_bn1.num_batches_tracked"], TensorEntry { shape: vec![], values: TensorValues::I64(vec![0]) });
+    assert_eq!(tensors.keys().filter(|n| n.ends_with("num_batches_tracked")).count(), 49);
 }
 
 #[test]
