@@ -83,8 +83,8 @@ pub struct Tuner {
 }
 
 impl Tuner {
-    /// Loads the EfficientNet-Lite0 backbone from a weights file (safetensors or legacy `.pth`)
-    /// onto `device`. A file that does not fit is refused naming the first tensor that differs.
+    /// Loads the EfficientNet-Lite0 backbone from a weights file (safetensors, or a PyTorch `.pth`
+    /// in either `torch.save` format) onto `device`. A file that does not fit is refused naming the first tensor that differs.
     pub fn new(weights: &[u8], device: Device) -> Result<Self> {
         let tensors = read_weights_file(weights)?;
         let backbone = load_params(EfficientNetLiteConfig::new().init(&device), &tensors, &EfficientNetLiteNames)?;

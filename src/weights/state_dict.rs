@@ -358,6 +358,17 @@ mod tests {
     }
 
     #[test]
+    fn parameters_are_read_as_their_tensor() {
+        let parameter = Value::Call {
+            callable: Box::new(global("torch._utils", "_rebuild_parameter")),
+            args: vec![tensor(global("torch", "FloatStorage"), "0", 1, &[2], &[2]), Value::Bool(true), Value::Dict(vec![])],
+            items: vec![],
+        };
+        let map = materialize(&find_state_dict(&dict(vec![("p", parameter)])).unwrap(), &storages()).unwrap();
+        assert_eq!(map["p"].as_f32().unwrap(), &[1., 3.]);
+    }
+
+    #[test]
     fn dicts_without_tensors_are_described() {
         let root = dict(vec![("epoch", Value::Int(3)), ("optimizer", dict(vec![]))]);
         let err = find_state_dict(&root).unwrap_err().to_string();

@@ -30,8 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert backbone weights (legacy PyTorch .pth or safetensors) into the safetensors file
-    /// the page loads, checking that every tensor fits EfficientNet-Lite0.
+    /// Convert backbone weights (a PyTorch .pth in either torch.save format, or safetensors) into
+    /// the safetensors file the page loads, checking that every tensor fits EfficientNet-Lite0.
     Convert {
         /// Input weights file.
         input: PathBuf,
