@@ -46,7 +46,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert backbone weights (PyTorch .pth/.pt or safetensors) into the safetensors file
+    /// Convert backbone weights (a PyTorch .pth/.pt in either torch.save format, or safetensors,
+    /// with torchvision, timm or lukemelas names) into the safetensors file
     /// the page loads, checking that every tensor fits the architecture.
     Convert {
         /// Backbone architecture the file is for.
