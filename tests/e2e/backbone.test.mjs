@@ -2,7 +2,8 @@
 // does not fit is refused with the engine's reason while the running backbone and the pictures
 // stay; the published EfficientNet-Lite0 `.pth` (legacy PyTorch format) picked as the user's
 // file replaces the bundled weights with every picture kept; a reload starts on it again, and
-// "Use the bundled" goes back to the default for good.
+// "Use the bundled" goes back to the default for good. A file the browser will not store is
+// used all the same, and said.
 //
 //   cd www && npm run build && cd .. && node --test tests/e2e/backbone.test.mjs
 //
@@ -118,6 +119,31 @@ describe('bringing your own backbone', () => {
         await waitForClassCounts(page, { blue: 2, red: 2 });
         assert.equal(await page.locator('[data-testid="error"]').count(), 0, await errorsOn(page));
       });
+    });
+  });
+
+  test('says so when the browser will not keep the weights file, and a reload starts on the default', { timeout: 5 * 60_000 }, async () => {
+    await withPage('backbone-quota', [], async (page, byTestId) => {
+      // Storing the backbone fails as it does when the origin's quota is used up.
+      await page.addInitScript(() => {
+        const put = IDBObjectStore.prototype.put;
+        IDBObjectStore.prototype.put = function (value, key) {
+          if (key === 'choice') throw new DOMException('quota used up (simulated by the test)', 'QuotaExceededError');
+          return put.call(this, value, key);
+        };
+      });
+      await page.goto(`${server.url}?backend=cpu`);
+      await waitForEngine(page, 'cpu');
+      await byTestId('backbone-input').setInputFiles(LEGACY_PTH);
+      await page.waitForSelector('[data-testid="backbone-storage"]:not([hidden])', { timeout: 120_000 });
+      assert.equal(await byTestId('backbone-status').getAttribute('data-file'), basename(LEGACY_PTH), 'the file is used all the same');
+      assert.match(
+        await byTestId('backbone-storage').innerText(),
+        /^efficientnet-lite0-57934424\.pth \(\d+\.\d MB\) could not be kept in this browser: the browser's storage for this page is full\. .*after a reload the page starts on the default EfficientNet-Lite0\.$/,
+      );
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
     });
   });
 });
