@@ -3,7 +3,7 @@
 // stay; the published EfficientNet-Lite0 `.pth` (legacy PyTorch format) picked as the user's
 // file replaces the bundled weights with every picture kept; a reload starts on it again, and
 // "Use the bundled" goes back to the default for good. A file the browser will not store is
-// used all the same, and said.
+// used all the same, and said; a saved file that no longer loads gives way to the default.
 //
 //   cd www && npm run build && cd .. && node --test tests/e2e/backbone.test.mjs
 //
@@ -144,6 +144,53 @@ describe('bringing your own backbone', () => {
       await page.reload();
       await waitForEngine(page, 'cpu');
       await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
+    });
+  });
+
+  test('a saved weights file that no longer loads gives way to the default, once', { timeout: 5 * 60_000 }, async () => {
+    await withPage('backbone-stale', [], async (page, byTestId) => {
+      await page.goto(`${server.url}?backend=cpu`);
+      await waitForEngine(page, 'cpu');
+      // What an older visit might have left: a file the engine refuses.
+      await page.evaluate(
+        () =>
+          new Promise((resolve, reject) => {
+            const open = indexedDB.open('webtune-backbone');
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+              const tx = open.result.transaction('backbone', 'readwrite');
+              const stale = { name: 'efficientnet_lite0', fileName: 'stale.pth', type: '', lastModified: 0, bytes: new Blob(['not weights']) };
+              tx.objectStore('backbone').put(stale, 'choice');
+              tx.oncomplete = () => resolve(open.result.close());
+              tx.onerror = () => reject(tx.error);
+            };
+          }),
+      );
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await page.waitForSelector('[data-testid="backbone-error"]:not([hidden])', { timeout: 60_000 });
+      assert.match(
+        await byTestId('backbone-error').innerText(),
+        /^stale\.pth could not be loaded as EfficientNet-Lite0: not a weights file.*Using the default EfficientNet-Lite0 instead\.$/,
+      );
+      assert.equal(await byTestId('backbone-status').getAttribute('data-file'), '');
+      // The default replaced it in the storage too: the next visit starts without a word.
+      await page.waitForFunction(
+        () =>
+          new Promise((resolve) => {
+            const open = indexedDB.open('webtune-backbone');
+            open.onsuccess = () => {
+              const get = open.result.transaction('backbone').objectStore('backbone').get('choice');
+              get.onsuccess = () => resolve(open.result.close() ?? get.result === undefined);
+            };
+          }),
+        null,
+        { timeout: 10_000 },
+      );
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
+      assert.equal(await byTestId('backbone-error').isVisible(), false);
     });
   });
 });
