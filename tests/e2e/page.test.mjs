@@ -16,21 +16,19 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { colourPicture } from './support/png.mjs';
 import { floatValues, isFloat, parseSafetensors } from './support/safetensors.mjs';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM, WEBGPU_FLAGS, launchChromium } from './support/chromium.mjs';
+import { LABELS, classesOn, errorsOn, makeDataset, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const WWW = join(ROOT, 'www');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(WWW, 'dist'));
-const LABELS = ['blue', 'red'];
 const BACKBONE = 'efficientnet_lite0';
-
 
 let server;
 let workDir;
@@ -206,87 +204,6 @@ describe('webtune page in headless Chromium', () => {
     });
   });
 });
-
-/** Writes red/ and blue/ class folders (plus two bad files) and two held-out pictures. */
-async function makeDataset(dir, perClass) {
-  const dataset = join(dir, 'pictures');
-  let seed = 1;
-  for (const label of LABELS) {
-    await mkdir(join(dataset, label), { recursive: true });
-    for (let i = 0; i < perClass; i++) {
-      await writeFile(join(dataset, label, `${label}-${i}.png`), colourPicture(label, seed++));
-    }
-  }
-  await writeFile(join(dataset, 'blue', 'broken.png'), Buffer.from('this is not a PNG file, just garbage bytes \x00\x01\x02'));
-  await writeFile(join(dataset, 'red', 'notes.txt'), 'photos taken in the garden\n');
-
-  const heldOut = join(dir, 'held-out');
-  await mkdir(heldOut, { recursive: true });
-  const pictures = {};
-  for (const label of LABELS) {
-    pictures[label] = join(heldOut, `test-${label}.png`);
-    await writeFile(pictures[label], colourPicture(label, 1000 + seed++));
-  }
-  return { dataset, pictures };
-}
-
-/** Runs `use(page, byTestId)` in a fresh browser; prints the browser's log when it fails. */
-async function withPage(name, extraFlags, use) {
-  const browser = await launchChromium(extraFlags);
-  const log = [];
-  try {
-    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-    page.on('console', (message) => log.push(`[console.${message.type()}] ${message.text()}`));
-    page.on('pageerror', (error) => log.push(`[pageerror] ${error.message}`));
-    page.on('crash', () => log.push('[page crashed]'));
-    await use(page, (id) => page.locator(`[data-testid="${id}"]`));
-  } catch (error) {
-    console.log(`# ${name}: browser log (last 60 lines):\n${log.slice(-60).join('\n')}`);
-    throw error;
-  } finally {
-    await browser.close();
-  }
-}
-
-/** Waits for the engine to be ready on `backend`. */
-async function waitForEngine(page, backend, timeout = 180_000) {
-  await page
-    .waitForFunction(
-      (backend) => {
-        const label = document.querySelector('[data-testid="backend-label"]');
-        if (label?.dataset.status === 'failed') return true;
-        return label?.dataset.status === 'ready' && label.dataset.backend === backend;
-      },
-      backend,
-      { timeout },
-    )
-    .catch(async (error) => {
-      throw new Error(`the engine never got ready on ${backend}: ${await errorsOn(page)}\n${error.message}`);
-    });
-  assert.equal(await page.locator('[data-testid="backend-label"]').getAttribute('data-status'), 'ready', await errorsOn(page));
-}
-
-/** Waits until the class rows show exactly `counts` ({label: count}) and nothing is being read. */
-async function waitForClassCounts(page, counts, timeout = 120_000) {
-  await page
-    .waitForFunction(
-      (counts) => {
-        const adding = document.querySelector('[data-testid="add-status"]')?.getAttribute('data-adding');
-        const shown = Object.fromEntries(
-          [...document.querySelectorAll('[data-testid="class-row"]')].map((row) => [
-            row.getAttribute('data-label'),
-            Number(row.querySelector('[data-count]')?.getAttribute('data-count')),
-          ]),
-        );
-        return adding === '0' && JSON.stringify(shown, Object.keys(shown).sort()) === JSON.stringify(counts, Object.keys(counts).sort());
-      },
-      counts,
-      { timeout },
-    )
-    .catch(async (error) => {
-      throw new Error(`class counts never became ${JSON.stringify(counts)}: ${await classesOn(page)}; ${await errorsOn(page)}\n${error.message}`);
-    });
-}
 
 function screenshotPath(name) {
   const chosen = process.env.WEBTUNE_SCREENSHOT;
@@ -651,13 +568,4 @@ function checkModelFile(bytes, recipe = null) {
   }
   // EfficientNet-Lite0 without its ImageNet classifier: 3.37 M parameters plus BatchNorm statistics.
   assert.ok(floats > 3_000_000, `the backbone is expected in the file too (${floats} float values)`);
-}
-
-async function errorsOn(page) {
-  const errors = await page.$$eval('[data-testid="error"]', (items) => items.map((item) => item.textContent));
-  return errors.length ? `page errors: ${errors.join(' | ')}` : 'no page errors shown';
-}
-
-async function classesOn(page) {
-  return page.$$eval('[data-testid="class-row"]', (rows) => rows.map((row) => row.textContent).join(', '));
 }

@@ -1,27 +1,34 @@
 // The app's actions: everything that changes state goes through here. It owns the trainer
-// client, restarts it after a crash or a backend change (on the CPU when the GPU stopped
-// responding), gives a new worker the images the page still holds, and keeps those images in
-// the browser's storage so that a reload brings them back.
+// client, restarts it after a crash, a backend change (on the CPU when the GPU stopped
+// responding) or a backbone change, gives a new worker the images the page still holds, and keeps
+// those images and the chosen backbone in the browser's storage so that a reload brings them back.
 
-import type {
-  Backend,
-  BackendChoice,
-  FineTuneSettings,
-  Request,
-  Simulation,
-  TrainSettings,
-  WorkerEvent,
+import {
+  DEFAULT_BACKBONE,
+  type Backend,
+  type BackendChoice,
+  type FineTuneSettings,
+  type Request,
+  type Simulation,
+  type TrainSettings,
+  type WeightsSource,
+  type WorkerEvent,
 } from './protocol';
+import { backboneInfo } from './backbones';
+import { BackboneStore } from './backbone-store';
 import { EngineGone, TrainerClient } from './trainer-client';
 import type { Picked, PickedFile } from './drop-zone';
 import { LibraryStore, storageProblem } from './library-store';
+import { formatBytes } from './dom';
 import {
+  DEFAULT_BACKBONE_CHOICE,
   EMPTY_SUMMARY,
   Store,
   idleFineTune,
   idleTraining,
   isTraining,
   type AppState,
+  type BackboneChoice,
   type EpochRecord,
   type FileProblem,
   type HeldImage,
@@ -57,9 +64,13 @@ export class App {
   private addQueue: AddJob[] = [];
   private addLoopRunning = false;
   private readonly library = new LibraryStore();
+  private readonly backbones = new BackboneStore();
+  /** The backbone choice the browser holds (what a reload starts on). */
+  private savedBackbone: BackboneChoice = DEFAULT_BACKBONE_CHOICE;
 
   constructor(
     initial: AppState,
+    /** The bundled default backbone's weights, served by the page. */
     private readonly weightsUrl: string,
     /** From the `?simulate=` URL parameter: a failure the worker acts out (see protocol.ts). */
     private readonly simulate: Simulation | null = null,
@@ -71,39 +82,68 @@ export class App {
     return this.store.get();
   }
 
-  /** Brings back the pictures of the last visit, then starts the engine, which is given them. */
+  /**
+   * Brings back the pictures and the backbone of the last visit, then starts the engine on that
+   * backbone, which is given the pictures.
+   */
   start(): void {
-    void this.restoreLibrary().then(() => this.restart());
+    void Promise.all([this.restoreLibrary(), this.restoreBackbone()]).then(() => this.restart());
   }
 
   // ---- engine lifecycle -------------------------------------------------------------------
 
-  /** Starts a worker for the chosen backend and re-adds every held image to it. */
-  private async startEngine(): Promise<void> {
+  /**
+   * Starts a worker for the chosen backend and backbone and re-adds every held image to it.
+   * `beside`: the running engine keeps working until the new one is up, and stays if the new
+   * backbone is refused (a backbone change); otherwise (a crash, a backend change) it is stopped
+   * first.
+   */
+  private async startEngine(beside = false): Promise<void> {
     const generation = ++this.generation;
-    this.client?.shutdown();
+    // Only the current client's events count; a client started beside becomes current once up.
     const client = new TrainerClient({
       onEvent: (event) => {
-        if (generation === this.generation) this.onWorkerEvent(event);
+        if (client === this.client) this.onWorkerEvent(event);
       },
       onCrash: (message, backend) => {
-        if (generation === this.generation) this.onCrash(message, backend);
+        if (client === this.client) this.onCrash(message, backend);
       },
     });
-    this.client = client;
     const choice = this.state.engine.choice;
-    this.store.update((s) => {
-      s.engine = { ...s.engine, status: 'starting', backend: null, note: null, noteDetail: null };
-      s.summary = EMPTY_SUMMARY;
-      s.trained = null;
-    });
+    const backbone = this.state.backbone.wanted;
+    if (beside) {
+      this.store.update((s) => {
+        s.backbone = { ...s.backbone, loading: true };
+      });
+    } else {
+      this.client?.shutdown();
+      this.client = client;
+      this.store.update((s) => {
+        s.engine = { ...s.engine, status: 'starting', backend: null, note: null, noteDetail: null };
+        s.backbone = { ...s.backbone, loading: false };
+        s.summary = EMPTY_SUMMARY;
+        s.trained = null;
+      });
+    }
 
     let info;
     try {
-      info = await client.init(choice, this.weightsUrl, this.simulate);
+      info = await client.init(choice, backbone.name, this.weightsOf(backbone), this.simulate);
     } catch (error) {
-      if (generation !== this.generation) return;
+      if (generation !== this.generation) {
+        client.shutdown();
+        return;
+      }
+      if (beside) {
+        client.shutdown();
+        this.backboneRefused(error);
+        return;
+      }
       if (error instanceof EngineGone && error.crashed) return; // onCrash handles it
+      if (backbone.file) {
+        this.backboneFailedAtStart(messageOf(error));
+        return;
+      }
       const hint = choice === 'webgpu' ? ' Choose "Auto" or "CPU" as the backend to train without WebGPU.' : '';
       this.store.update((s) => {
         s.engine = { ...s.engine, status: 'failed' };
@@ -111,7 +151,14 @@ export class App {
       this.reportError(`The training engine could not start: ${messageOf(error)}.${hint}`);
       throw error;
     }
-    if (generation !== this.generation) return;
+    if (generation !== this.generation) {
+      client.shutdown();
+      return;
+    }
+    if (beside) {
+      this.client?.shutdown();
+      this.client = client;
+    }
     this.store.update((s) => {
       s.engine = {
         ...s.engine,
@@ -119,11 +166,27 @@ export class App {
         backend: info.backend,
         backboneName: info.backboneName,
         inputSize: info.inputSize,
+        maxUnfreeze: info.maxUnfreeze,
+        unitsDescription: info.unitsDescription,
         note: info.note,
         noteDetail: info.noteDetail,
       };
+      s.backbone = {
+        ...s.backbone,
+        running: backbone,
+        loading: false,
+        weightsBytes: info.weightsBytes,
+        importMs: info.importMs,
+      };
       s.summary = info.summary;
+      if (beside) {
+        // The old engine's model and its results went with it.
+        s.trained = null;
+        s.training = idleTraining();
+        s.predictions = [];
+      }
     });
+    if (backbone !== this.savedBackbone) this.keepBackbone(backbone);
 
     // Give the new worker what the old one had.
     for (const label of this.state.classes) {
@@ -165,6 +228,11 @@ export class App {
 
   /** Tells the user (in the training panel too when training was cut short) and restarts. */
   private onCrash(message: string, backend: Backend | null): void {
+    // A user's backbone that kills the engine while it loads would do so on every restart.
+    if (this.state.engine.status === 'starting' && this.state.backbone.wanted.file) {
+      this.backboneFailedAtStart(`the engine crashed: ${message}`);
+      return;
+    }
     const training = isTraining(this.state);
     if (backend === 'webgpu') {
       this.onGpuLost(message, training);
@@ -213,24 +281,29 @@ export class App {
     this.restart();
   }
 
-  private restart(): void {
-    this.ready = this.startEngine();
+  private restart(beside = false): void {
+    this.ready = this.startEngine(beside);
     // Files picked while no engine could start have waited in the queue.
     this.ready.then(() => this.runAddLoop(), () => {});
   }
 
   /** Waits for the engine and sends one request to it. */
   private async call<T extends Request['type']>(request: Extract<Request, { type: T }>) {
-    try {
-      await this.ready;
-    } catch {
-      throw new EngineUnavailable();
+    // A start that hands over to another (a refused saved backbone) replaces `ready` meanwhile.
+    for (let ready = this.ready; ; ready = this.ready) {
+      try {
+        await ready;
+      } catch {
+        throw new EngineUnavailable();
+      }
+      if (ready === this.ready) break;
     }
     if (!this.client) throw new EngineUnavailable();
     return this.client.call<T>(request);
   }
 
   setBackend(choice: BackendChoice): void {
+    if (this.state.backbone.loading) return;
     if (choice === this.state.engine.choice && this.state.engine.status !== 'failed') return;
     this.store.update((s) => {
       s.engine = { ...s.engine, choice, lostGpu: null };
@@ -238,6 +311,105 @@ export class App {
     });
     this.crashStreak = 0;
     this.restart();
+  }
+
+  // ---- backbone ---------------------------------------------------------------------------
+
+  /**
+   * Restarts the engine on another backbone with every picture. The running engine stays until
+   * the new one is up: weights the engine refuses leave it, its model and the pictures as they
+   * were, and the page says why.
+   */
+  loadBackbone(choice: BackboneChoice): void {
+    if (isTraining(this.state) || this.state.backbone.loading) return;
+    if (!choice.file && !backboneInfo(choice.name).bundled) {
+      this.store.update((s) => {
+        s.backbone = { ...s.backbone, error: `${backboneInfo(choice.name).label} needs a weights file.` };
+      });
+      return;
+    }
+    this.store.update((s) => {
+      s.backbone = { ...s.backbone, wanted: choice, error: null, restored: false };
+    });
+    this.restart(this.state.engine.status === 'ready');
+  }
+
+  private weightsOf({ file }: BackboneChoice): WeightsSource {
+    return file ? { kind: 'file', fileName: file.name, file } : { kind: 'bundled', url: this.weightsUrl };
+  }
+
+  /** A backbone loaded beside the running engine was refused: keep the running one. */
+  private backboneRefused(error: unknown): void {
+    const { wanted } = this.state.backbone;
+    const reason = error instanceof EngineGone ? `the engine crashed: ${error.message}` : messageOf(error);
+    const source = wanted.file ? wanted.file.name : 'the bundled weights';
+    this.store.update((s) => {
+      s.backbone = {
+        ...s.backbone,
+        wanted: s.backbone.running ?? DEFAULT_BACKBONE_CHOICE,
+        loading: false,
+        error:
+          `${source} could not be loaded as ${backboneInfo(wanted.name).label}: ${reason}. ` +
+          'The backbone in use and your pictures are unchanged.',
+      };
+    });
+  }
+
+  /** The backbone an engine start was given (one saved from the last visit) failed: use the default. */
+  private backboneFailedAtStart(reason: string): void {
+    const { wanted } = this.state.backbone;
+    this.store.update((s) => {
+      s.backbone = {
+        ...s.backbone,
+        wanted: DEFAULT_BACKBONE_CHOICE,
+        restored: false,
+        loading: false,
+        error:
+          `${wanted.file?.name ?? 'The weights'} could not be loaded as ${backboneInfo(wanted.name).label}: ${reason}. ` +
+          `Using the default ${backboneInfo(DEFAULT_BACKBONE).label} instead.`,
+      };
+    });
+    this.restart();
+  }
+
+  /** Brings back the backbone chosen on the last visit; without storage, the default it is. */
+  private async restoreBackbone(): Promise<void> {
+    let stored: BackboneChoice | null;
+    try {
+      stored = await this.backbones.load();
+    } catch {
+      return; // The pictures' status line says why the browser keeps nothing.
+    }
+    if (!stored) return;
+    const restored = stored;
+    this.savedBackbone = restored;
+    this.store.update((s) => {
+      s.backbone = { ...s.backbone, wanted: restored, restored: true };
+    });
+  }
+
+  /** Keeps the running backbone for the next visit; a file the browser will not keep is said. */
+  private keepBackbone(choice: BackboneChoice): void {
+    this.savedBackbone = choice;
+    this.backbones.save(choice).then(
+      () => {
+        if (this.state.backbone.running !== choice) return;
+        this.store.update((s) => {
+          s.backbone = { ...s.backbone, storageProblem: null };
+        });
+      },
+      (error: unknown) => {
+        // Whatever was stored before would come back on reload instead: forget it too.
+        this.backbones.forget().catch(() => {});
+        if (!choice.file || this.state.backbone.running !== choice) return;
+        const problem =
+          `${choice.file.name} (${formatBytes(choice.file.size)}) could not be kept in this browser: ${storageProblem(error)}. ` +
+          `It is used until you leave the page; after a reload the page starts on the default ${backboneInfo(DEFAULT_BACKBONE).label}.`;
+        this.store.update((s) => {
+          s.backbone = { ...s.backbone, storageProblem: problem };
+        });
+      },
+    );
   }
 
   // ---- dataset ----------------------------------------------------------------------------

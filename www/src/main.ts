@@ -4,6 +4,7 @@
 import './style.css';
 import { App } from './app';
 import { mountAugmentPreview } from './augment-preview';
+import { mountBackbone } from './backbone-view';
 import { mountClassList } from './class-list';
 import { byId, h } from './dom';
 import { mountDownload } from './download';
@@ -52,6 +53,20 @@ const renderClasses = mountClassList(
   },
 );
 
+const renderBackbone = mountBackbone(
+  {
+    select: byId<HTMLSelectElement>('backbone-select'),
+    zone: byId('backbone-zone'),
+    input: byId<HTMLInputElement>('backbone-input'),
+    hint: byId('backbone-hint'),
+    useDefault: byId<HTMLButtonElement>('backbone-default'),
+    status: byId('backbone-status'),
+    error: byId('backbone-error'),
+    storage: byId('backbone-storage'),
+  },
+  (choice) => app.loadBackbone(choice),
+);
+
 const settings = mountSettings(
   {
     form: byId<HTMLFormElement>('settings'),
@@ -69,6 +84,7 @@ const settings = mountSettings(
     backendDetail: byId('backend-detail'),
     recommendation: byId('recommendation'),
     blocks: byId<HTMLInputElement>('fine-tune-blocks'),
+    blocksRange: byId('fine-tune-blocks-range'),
     recipeChoice: byId('recipe-choice'),
     useRecommendation: byId<HTMLButtonElement>('use-recommendation'),
     advanced: byId<HTMLDetailsElement>('advanced'),
@@ -154,6 +170,7 @@ function renderErrors(state: AppState): void {
 
 app.store.subscribe((state) => {
   renderErrors(state);
+  renderBackbone(state);
   settings.render(state);
   renderClasses(state);
   renderTraining(state);

@@ -13,6 +13,17 @@ export type Backend = 'webgpu' | 'cpu';
  */
 export type Simulation = 'gpu-loss';
 
+/** The architectures the engine can build (`Trainer.create`'s first argument). */
+export type BackboneName = 'efficientnet_lite0' | 'mobilenet_v2' | 'resnet18' | 'resnet50';
+
+export const DEFAULT_BACKBONE: BackboneName = 'efficientnet_lite0';
+
+/** Where the backbone's weights come from: the file the page serves, or one the user brought. */
+export type WeightsSource =
+  | { kind: 'bundled'; url: string }
+  /** `.pth`/`.pt` (PyTorch state dict) or `.safetensors`; the engine tells the format by its bytes. */
+  | { kind: 'file'; fileName: string; file: Blob };
+
 export interface ClassSummary {
   label: string;
   count: number;
@@ -52,9 +63,6 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   valFraction: 0.15,
   seed: 42,
 };
-
-/** Backbone units phase 2 can unfreeze: 16 MBConv blocks and the final 1×1 convolution. */
-export const MAX_UNFREEZE = 17;
 
 /** Phase 2 (fine-tuning the last backbone blocks with the head); `unfreeze` 0 skips it. */
 export interface FineTuneSettings {
@@ -129,7 +137,8 @@ export interface Prediction {
 
 /** Requests, told apart by `type`. */
 export type Request =
-  | { type: 'init'; backend: BackendChoice; weightsUrl: string; simulate: Simulation | null }
+  /** Starts the engine on `backbone` with `weights`; a file that does not fit is refused, naming the tensor. */
+  | { type: 'init'; backend: BackendChoice; backbone: BackboneName; weights: WeightsSource; simulate: Simulation | null }
   | { type: 'addClass'; label: string }
   /** `key` is the page's own id of the picture, given back in evaluation results. */
   | { type: 'addImage'; key: number; label: string; fileName: string; file: Blob }
@@ -146,8 +155,14 @@ export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
 
 export interface EngineInfo {
   backend: Backend;
-  backboneName: string;
+  backboneName: BackboneName;
   inputSize: number;
+  /** Backbone units phase 2 can unfreeze, counted from the end, and what one unit is. */
+  maxUnfreeze: number;
+  unitsDescription: string;
+  /** Size of the weights file, and how long building the backbone from it took (`Trainer.create`). */
+  weightsBytes: number;
+  importMs: number;
   /** Set when the backend in use is not the one asked for (auto fell back to CPU). */
   note: string | null;
   /** Why, in the engine's words (long: adapter errors). */

@@ -5,7 +5,6 @@
 import {
   DEFAULT_FINE_TUNE,
   DEFAULT_SETTINGS,
-  MAX_UNFREEZE,
   type BackendChoice,
   type FineTuneSettings,
   type Recommendation,
@@ -30,6 +29,8 @@ export interface SettingsElements {
   backendDetail: HTMLElement;
   recommendation: HTMLElement;
   blocks: HTMLInputElement;
+  /** Says the blocks field's range and what a unit is on the running backbone. */
+  blocksRange: HTMLElement;
   recipeChoice: HTMLElement;
   useRecommendation: HTMLButtonElement;
   advanced: HTMLDetailsElement;
@@ -71,7 +72,8 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   elements.validationPercent.value = String(d.valFraction * 100);
   elements.seed.value = String(d.seed);
   const f = DEFAULT_FINE_TUNE;
-  elements.blocks.max = String(MAX_UNFREEZE);
+  // The engine says how many units its backbone has; until it runs, the field has no upper bound.
+  let maxUnfreeze: number | null = null;
   elements.fineEpochs.value = String(f.epochs);
   elements.fineLearningRate.value = String(f.learningRate);
   elements.backboneLrFactor.value = String(f.backboneLrFactor);
@@ -111,7 +113,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
 
   function showRecipe(): void {
     const blocks = elements.blocks.valueAsNumber;
-    const valid = Number.isInteger(blocks) && blocks >= 0 && blocks <= MAX_UNFREEZE;
+    const valid = Number.isInteger(blocks) && blocks >= 0 && (maxUnfreeze === null || blocks <= maxUnfreeze);
     elements.recipeChoice.textContent = valid ? `Recipe: ${recipeName(blocks)}` : '';
     elements.recipeChoice.dataset.unfreeze = valid ? String(blocks) : '';
     elements.useRecommendation.hidden = !overridden || recommended === null;
@@ -183,7 +185,16 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   function render(state: AppState): void {
     const { engine } = state;
     elements.backend.value = engine.choice;
-    elements.backend.disabled = isTraining(state) || engine.status === 'starting';
+    elements.backend.disabled = isTraining(state) || engine.status === 'starting' || state.backbone.loading;
+    if (engine.maxUnfreeze !== null && engine.maxUnfreeze !== maxUnfreeze) {
+      maxUnfreeze = engine.maxUnfreeze;
+      elements.blocks.max = String(maxUnfreeze);
+      elements.blocksRange.textContent =
+        `0 = head only; up to ${maxUnfreeze} (${engine.unitsDescription ?? 'backbone units'}, counted from the end)`;
+      // A number the new backbone does not have becomes its largest.
+      if (elements.blocks.valueAsNumber > maxUnfreeze) elements.blocks.value = String(maxUnfreeze);
+      showRecipe();
+    }
     const label = elements.backendLabel;
     label.dataset.status = engine.status;
     label.dataset.backend = engine.backend ?? '';

@@ -1,7 +1,17 @@
 // The one place the page's state lives. Views read it and re-render on change; only the app
 // (app.ts) writes it.
 
-import type { Backend, BackendChoice, DatasetSummary, EpochReport, Evaluation, Prediction, Stage } from './protocol';
+import {
+  DEFAULT_BACKBONE,
+  type Backend,
+  type BackendChoice,
+  type BackboneName,
+  type DatasetSummary,
+  type EpochReport,
+  type Evaluation,
+  type Prediction,
+  type Stage,
+} from './protocol';
 
 /** A picture the page holds, so it can be given to a restarted worker. */
 export interface HeldImage {
@@ -24,12 +34,46 @@ export interface EngineState {
   status: EngineStatus;
   choice: BackendChoice;
   backend: Backend | null;
-  backboneName: string | null;
+  backboneName: BackboneName | null;
   inputSize: number | null;
+  /** Backbone units phase 2 can unfreeze, and what one is; from the running engine. */
+  maxUnfreeze: number | null;
+  unitsDescription: string | null;
   note: string | null;
   noteDetail: string | null;
   /** Set when the GPU stopped responding and the page moved to the CPU: what the engine said. */
   lostGpu: string | null;
+}
+
+/** A backbone architecture with its weights: the user's file, or null for the bundled default. */
+export interface BackboneChoice {
+  name: BackboneName;
+  file: File | null;
+}
+
+export const DEFAULT_BACKBONE_CHOICE: BackboneChoice = { name: DEFAULT_BACKBONE, file: null };
+
+/**
+ * The backbone: the one the running engine has, and the one being loaded. A new backbone is
+ * started beside the running engine, which is only replaced once the new one is up; a file the
+ * engine refuses leaves everything as it was and `error` says why.
+ */
+export interface BackboneState {
+  /** What the next (or current) engine start uses. */
+  wanted: BackboneChoice;
+  /** What the running engine has; null until one is running. */
+  running: BackboneChoice | null;
+  /** A new backbone is being loaded beside the running engine. */
+  loading: boolean;
+  /** The running backbone's weights file size and import time (`Trainer.create`). */
+  weightsBytes: number | null;
+  importMs: number | null;
+  /** Why the last weights file was refused; cleared by the next load. */
+  error: string | null;
+  /** Whether the running backbone came back from the last visit. */
+  restored: boolean;
+  /** Why the browser would not keep the weights file (a reload then uses the default). */
+  storageProblem: string | null;
 }
 
 /**
@@ -115,6 +159,7 @@ export interface PredictionResult {
 
 export interface AppState {
   engine: EngineState;
+  backbone: BackboneState;
   /** Class labels the user has brought, in order (a class may have no images yet). */
   classes: string[];
   images: Map<number, HeldImage>;
@@ -176,9 +221,21 @@ export function initialState(choice: BackendChoice): AppState {
       backend: null,
       backboneName: null,
       inputSize: null,
+      maxUnfreeze: null,
+      unitsDescription: null,
       note: null,
       noteDetail: null,
       lostGpu: null,
+    },
+    backbone: {
+      wanted: DEFAULT_BACKBONE_CHOICE,
+      running: null,
+      loading: false,
+      weightsBytes: null,
+      importMs: null,
+      error: null,
+      restored: false,
+      storageProblem: null,
     },
     classes: [],
     images: new Map(),

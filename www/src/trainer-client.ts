@@ -7,12 +7,14 @@
 import type {
   Backend,
   BackendChoice,
+  BackboneName,
   EngineInfo,
   Envelope,
   ReplyData,
   RequestOf,
   RequestType,
   Simulation,
+  WeightsSource,
   WorkerEvent,
   WorkerMessage,
 } from './protocol';
@@ -59,8 +61,13 @@ export class TrainerClient {
   }
 
   /** Loads the wasm module and the backbone; call once, first. */
-  async init(backend: BackendChoice, weightsUrl: string, simulate: Simulation | null = null): Promise<EngineInfo> {
-    const info = await this.call({ type: 'init', backend, weightsUrl, simulate });
+  async init(
+    backend: BackendChoice,
+    backbone: BackboneName,
+    weights: WeightsSource,
+    simulate: Simulation | null = null,
+  ): Promise<EngineInfo> {
+    const info = await this.call({ type: 'init', backend, backbone, weights, simulate });
     this.backend = info.backend;
     return info;
   }

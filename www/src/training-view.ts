@@ -3,7 +3,7 @@
 // as curves; the final evaluation has its own view).
 
 import { MetricsChart } from './chart';
-import { formatPercent, formatSeconds, h } from './dom';
+import { formatBytes, formatPercent, formatSeconds, h } from './dom';
 import { isTraining, type AppState, type EpochRecord, type TrainingState } from './state';
 
 export interface TrainingElements {
@@ -35,13 +35,17 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
   return function render(state: AppState): void {
     const { training, summary, engine } = state;
     const busy = isTraining(state);
-    elements.train.disabled = busy || !summary.trainable || engine.status !== 'ready' || state.adding > 0;
+    const loadingBackbone = state.backbone.loading;
+    elements.train.disabled =
+      busy || !summary.trainable || engine.status !== 'ready' || loadingBackbone || state.adding > 0;
     elements.stop.hidden = !busy;
 
     const problem =
       engine.status !== 'ready'
         ? 'the training engine is not ready'
-        : state.adding > 0
+        : loadingBackbone
+          ? 'the new backbone is still loading'
+          : state.adding > 0
           ? 'pictures are still being read'
           : summary.problem;
     elements.problem.textContent = problem && !busy ? `Train is disabled: ${problem}.` : '';
@@ -170,13 +174,6 @@ function renderEarlyStop(note: HTMLElement, training: TrainingState): void {
   note.textContent =
     `Early stopping ended fine-tuning after epoch ${ran}: the validation loss had not improved for ${ran - (fine.bestEpoch ?? ran)} epochs. ` +
     `The weights of fine-tuning epoch ${fine.bestEpoch ?? '?'} (the best validation loss) were kept.`;
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1e3) return `${bytes} B`;
-  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
-  if (bytes < 1e9) return `${(bytes / 1e6).toFixed(1)} MB`;
-  return `${(bytes / 1e9).toFixed(2)} GB`;
 }
 
 function statusText(state: AppState): string {

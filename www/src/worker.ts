@@ -4,6 +4,7 @@
 import init, { Trainer, initPanicHook } from '../pkg/webtune.js';
 import wasmUrl from '../pkg/webtune_bg.wasm?url';
 import type {
+  BackboneName,
   DatasetSummary,
   Envelope,
   EpochReport,
@@ -19,6 +20,7 @@ import type {
   Stage,
   TrainResult,
   TrainSettings,
+  WeightsSource,
   WorkerMessage,
 } from './protocol';
 
@@ -114,23 +116,37 @@ function summary(): DatasetSummary {
   return { classes, images, trainable, problem, recommendation: t.recommendation() as Recommendation };
 }
 
-async function start(backend: string, weightsUrl: string): Promise<ReplyData['init']> {
-  if (trainer) throw new Error('the training engine is already initialised');
-  await init({ module_or_path: wasmUrl });
-  initPanicHook();
+/** The weights file's bytes: downloaded from the page's origin, or read from the user's file. */
+async function weightsBytes(weights: WeightsSource): Promise<Uint8Array> {
+  if (weights.kind === 'file') {
+    try {
+      return await bytesOf(weights.file);
+    } catch (error) {
+      throw new Error(`could not read ${weights.fileName}: ${messageOf(error)}`);
+    }
+  }
   let response: Response;
   try {
-    response = await fetch(weightsUrl);
+    response = await fetch(weights.url);
   } catch (error) {
-    throw new Error(`could not download the backbone weights (${weightsUrl}): ${messageOf(error)}`);
+    throw new Error(`could not download the backbone weights (${weights.url}): ${messageOf(error)}`);
   }
   if (!response.ok) {
     throw new Error(
-      `could not download the backbone weights (${weightsUrl}): HTTP ${response.status} ${response.statusText}`,
+      `could not download the backbone weights (${weights.url}): HTTP ${response.status} ${response.statusText}`,
     );
   }
-  const weights = new Uint8Array(await response.arrayBuffer());
-  trainer = await Trainer.create('efficientnet_lite0', weights, backend);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function start(backend: string, backbone: BackboneName, weights: WeightsSource): Promise<ReplyData['init']> {
+  if (trainer) throw new Error('the training engine is already initialised');
+  await init({ module_or_path: wasmUrl });
+  initPanicHook();
+  const bytes = await weightsBytes(weights);
+  const importStart = performance.now();
+  trainer = await Trainer.create(backbone, bytes, backend);
+  const importMs = performance.now() - importStart;
   const inUse = trainer.backend() as 'webgpu' | 'cpu';
   // Set when "auto" fell back to the CPU, saying why.
   const noteDetail = trainer.backendNote() ?? null;
@@ -140,8 +156,12 @@ async function start(backend: string, weightsUrl: string): Promise<ReplyData['in
       : null;
   return {
     backend: inUse,
-    backboneName: trainer.backboneName(),
+    backboneName: trainer.backboneName() as BackboneName,
     inputSize: trainer.inputSize(),
+    maxUnfreeze: trainer.maxUnfreeze(),
+    unitsDescription: trainer.unitsDescription(),
+    weightsBytes: bytes.byteLength,
+    importMs,
     note,
     noteDetail,
     summary: summary(),
@@ -261,7 +281,7 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
   switch (request.type) {
     case 'init':
       simulate = request.simulate;
-      return { data: await start(request.backend, request.weightsUrl) };
+      return { data: await start(request.backend, request.backbone, request.weights) };
     case 'addClass':
       requireTrainer().addClass(request.label);
       return { data: { summary: summary() } };

@@ -1,0 +1,100 @@
+// What the browser tests share: the synthetic class folders, a fresh browser per test, and
+// waiting for the page's engine and class list.
+
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { launchChromium } from './chromium.mjs';
+import { colourPicture } from './png.mjs';
+
+export const LABELS = ['blue', 'red'];
+
+/** Writes red/ and blue/ class folders (plus two bad files) and two held-out pictures. */
+export async function makeDataset(dir, perClass) {
+  const dataset = join(dir, 'pictures');
+  let seed = 1;
+  for (const label of LABELS) {
+    await mkdir(join(dataset, label), { recursive: true });
+    for (let i = 0; i < perClass; i++) {
+      await writeFile(join(dataset, label, `${label}-${i}.png`), colourPicture(label, seed++));
+    }
+  }
+  await writeFile(join(dataset, 'blue', 'broken.png'), Buffer.from('this is not a PNG file, just garbage bytes \x00\x01\x02'));
+  await writeFile(join(dataset, 'red', 'notes.txt'), 'photos taken in the garden\n');
+
+  const heldOut = join(dir, 'held-out');
+  await mkdir(heldOut, { recursive: true });
+  const pictures = {};
+  for (const label of LABELS) {
+    pictures[label] = join(heldOut, `test-${label}.png`);
+    await writeFile(pictures[label], colourPicture(label, 1000 + seed++));
+  }
+  return { dataset, pictures };
+}
+
+/** Runs `use(page, byTestId)` in a fresh browser; prints the browser's log when it fails. */
+export async function withPage(name, extraFlags, use) {
+  const browser = await launchChromium(extraFlags);
+  const log = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    page.on('console', (message) => log.push(`[console.${message.type()}] ${message.text()}`));
+    page.on('pageerror', (error) => log.push(`[pageerror] ${error.message}`));
+    page.on('crash', () => log.push('[page crashed]'));
+    await use(page, (id) => page.locator(`[data-testid="${id}"]`));
+  } catch (error) {
+    console.log(`# ${name}: browser log (last 60 lines):\n${log.slice(-60).join('\n')}`);
+    throw error;
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Waits for the engine to be ready on `backend`. */
+export async function waitForEngine(page, backend, timeout = 180_000) {
+  await page
+    .waitForFunction(
+      (backend) => {
+        const label = document.querySelector('[data-testid="backend-label"]');
+        if (label?.dataset.status === 'failed') return true;
+        return label?.dataset.status === 'ready' && label.dataset.backend === backend;
+      },
+      backend,
+      { timeout },
+    )
+    .catch(async (error) => {
+      throw new Error(`the engine never got ready on ${backend}: ${await errorsOn(page)}\n${error.message}`);
+    });
+  assert.equal(await page.locator('[data-testid="backend-label"]').getAttribute('data-status'), 'ready', await errorsOn(page));
+}
+
+/** Waits until the class rows show exactly `counts` ({label: count}) and nothing is being read. */
+export async function waitForClassCounts(page, counts, timeout = 120_000) {
+  await page
+    .waitForFunction(
+      (counts) => {
+        const adding = document.querySelector('[data-testid="add-status"]')?.getAttribute('data-adding');
+        const shown = Object.fromEntries(
+          [...document.querySelectorAll('[data-testid="class-row"]')].map((row) => [
+            row.getAttribute('data-label'),
+            Number(row.querySelector('[data-count]')?.getAttribute('data-count')),
+          ]),
+        );
+        return adding === '0' && JSON.stringify(shown, Object.keys(shown).sort()) === JSON.stringify(counts, Object.keys(counts).sort());
+      },
+      counts,
+      { timeout },
+    )
+    .catch(async (error) => {
+      throw new Error(`class counts never became ${JSON.stringify(counts)}: ${await classesOn(page)}; ${await errorsOn(page)}\n${error.message}`);
+    });
+}
+
+export async function errorsOn(page) {
+  const errors = await page.$$eval('[data-testid="error"]', (items) => items.map((item) => item.textContent));
+  return errors.length ? `page errors: ${errors.join(' | ')}` : 'no page errors shown';
+}
+
+export async function classesOn(page) {
+  return page.$$eval('[data-testid="class-row"]', (rows) => rows.map((row) => row.textContent).join(', '));
+}
