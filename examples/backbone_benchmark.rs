@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use webtune::model::{Backbone, BackboneKind, BackboneNames};
+use webtune::model::{Backbone, BackboneKind};
 use webtune::train::time_forward;
-use webtune::weights::{collect_params, read_weights_file, write_safetensors};
+use webtune::weights::{read_weights_file, write_safetensors};
 
 fn main() {
     let mut batch = 1;
@@ -44,8 +44,7 @@ fn main() {
         let (bytes, source) = match &pretrained {
             Some(path) => (std::fs::read(path).unwrap(), "pretrained .pth"),
             None => {
-                let names = BackboneNames::original(kind);
-                let tensors = pollster::block_on(collect_params(&Backbone::init(kind, &device), &names)).unwrap();
+                let tensors = pollster::block_on(Backbone::init(kind, &device).to_tensors()).unwrap();
                 (write_safetensors(&tensors, Default::default()).unwrap(), "random .safetensors")
             }
         };

@@ -10,9 +10,9 @@ use std::process::Command;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use webtune::model::{Backbone, BackboneKind, BackboneNames, timm_name};
+use webtune::model::{Backbone, BackboneKind, timm_name};
 use webtune::weights::{
-    TensorEntry, TensorMap, TensorValues, collect_params, read_weights_file, write_safetensors,
+    TensorEntry, TensorMap, TensorValues, read_weights_file, write_safetensors,
 };
 
 /// Small enough that ResNet-50 runs in seconds on two cores, large enough that every stage
@@ -45,8 +45,7 @@ impl Arch {
 
     /// Names and shapes of every backbone tensor in the torchvision file, from our own model.
     fn file_layout(self) -> TensorMap {
-        let backbone = Backbone::init(self.kind(), &Device::flex());
-        pollster::block_on(collect_params(&backbone, &BackboneNames::original(self.kind()))).unwrap()
+        pollster::block_on(Backbone::init(self.kind(), &Device::flex()).to_tensors()).unwrap()
     }
 
     /// Our pooled features from `tensors`, imported as the page and the CLI import a file.

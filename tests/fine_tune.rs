@@ -107,8 +107,7 @@ fn torchvision_backbones_fine_tune_only_their_tail() {
     ];
     for (kind, unfreeze, tail, trained) in cases {
         let device = Device::flex();
-        let random = webtune::model::Backbone::init(kind, &device);
-        let tensors = pollster::block_on(collect_params(&random, &webtune::model::BackboneNames::original(kind))).unwrap();
+        let tensors = pollster::block_on(webtune::model::Backbone::init(kind, &device).to_tensors()).unwrap();
         let weights = webtune::weights::write_safetensors(&tensors, Default::default()).unwrap();
         let mut tuner = Tuner::new(kind, &weights, device).unwrap();
         for (label, name, bytes) in common::generated_dataset(6, 21) {

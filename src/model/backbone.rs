@@ -9,7 +9,7 @@ use super::mobilenet_v2::{MobileNetV2, MobileNetV2Config, MobileNetV2Names};
 use super::resnet::{ResNet, ResNetConfig, ResNetNames};
 use super::timm::timm_name;
 use crate::error::Result;
-use crate::weights::{NameMap, ParamLayout, TensorMap, load_params};
+use crate::weights::{NameMap, ParamLayout, TensorMap, collect_params, load_params};
 
 /// A pretrained feature extractor. Module paths start with the variant name
 /// (`EfficientNetLite.stem.conv.weight`); [`BackboneNames`] knows each variant's file names.
@@ -47,6 +47,12 @@ impl Backbone {
     pub fn import(kind: BackboneKind, tensors: &TensorMap, device: &Device) -> Result<Self> {
         let names = BackboneNames { kind, convention: Convention::detect(kind, tensors) };
         load_params(Self::init(kind, device), tensors, &names)
+    }
+
+    /// Every tensor under its name in the original PyTorch definition (what
+    /// [`import`](Self::import) reads back). Asynchronous because WebGPU reads are.
+    pub async fn to_tensors(&self) -> Result<TensorMap> {
+        collect_params(self, &BackboneNames::original(self.kind())).await
     }
 
     pub fn kind(&self) -> BackboneKind {

@@ -58,6 +58,19 @@ enum Command {
         /// Output .safetensors file.
         output: PathBuf,
     },
+    /// Write randomly initialised backbone weights (burn's default initialisation) with the
+    /// original PyTorch names: for trying the pipeline or benchmarking a backbone whose
+    /// pretrained file you don't have at hand. Not useful for training real models.
+    InitWeights {
+        /// Backbone architecture.
+        #[arg(long, value_parser = BackboneKind::from_name)]
+        backbone: BackboneKind,
+        /// Output .safetensors file.
+        output: PathBuf,
+        /// Seed of the initialisation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// ImageNet top-5 of the pretrained backbone for each image (evaluation preprocessing:
     /// shorter side to 256, center crop 224).
     Imagenet {
@@ -92,6 +105,9 @@ enum Command {
         /// Head learning rate; phase 2 uses it as the head's peak rate too.
         #[arg(long, default_value_t = HeadOptions::default().learning_rate)]
         lr: f64,
+        /// Units of a hidden layer in the head (0: a single linear layer).
+        #[arg(long, default_value_t = HeadOptions::default().hidden_units)]
+        hidden: usize,
         /// Share of each class held out for validation.
         #[arg(long, default_value_t = HeadOptions::default().val_fraction)]
         val_fraction: f64,
@@ -168,11 +184,20 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert { backbone, input, output } => convert(backbone, &input, &output),
+        Command::InitWeights { backbone, output, seed } => {
+            let device = cpu_device();
+            device.seed(seed);
+            let tensors = pollster::block_on(Backbone::init(backbone, &device).to_tensors())?;
+            let metadata = HashMap::from([("backbone".to_string(), backbone.name().to_string()), ("source".to_string(), "random".to_string())]);
+            write(&output, &write_safetensors(&tensors, metadata)?)?;
+            println!("wrote {} (random {backbone}, {} tensors)", output.display(), tensors.len());
+            Ok(())
+        }
         Command::Imagenet { images, backbone, json, save_input } => imagenet(&images, &backbone, json, save_input.as_deref()),
         Command::Predict { model, images, top, json } => predict(&model, &images, top, json),
         Command::Eval { model, data_dir, json } => eval(&model, &data_dir, json),
-        Command::Train { data_dir, out, record, backbone, epochs, lr, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
-            let head = HeadOptions { epochs, learning_rate: lr, val_fraction, seed, ..HeadOptions::default() };
+        Command::Train { data_dir, out, record, backbone, epochs, lr, hidden, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
+            let head = HeadOptions { epochs, learning_rate: lr, hidden_units: hidden, val_fraction, seed, ..HeadOptions::default() };
             let fine = FineTuneOptions { epochs: fine_epochs, learning_rate: lr, seed, ..FineTuneOptions::default() };
             let augmentation = Augmentation { enabled: !no_augment, horizontal_flip: !no_flip, ..Augmentation::default() };
             train(&data_dir, &out, record.as_deref(), &backbone, head, unfreeze, fine, augmentation, views, json)
