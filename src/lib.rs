@@ -3,11 +3,13 @@
 //!
 //! The layout follows the pipeline: [`weights`] reads and writes weight files, [`model`] holds
 //! the backbone and head, [`data`] decodes and splits images, [`train`] caches features and
-//! trains the head, [`Tuner`] ties them together for the page (`web`) and the CLI.
+//! trains the head, [`export`] writes the whole graph as ONNX, [`Tuner`] ties them together for
+//! the page (`web`) and the CLI.
 
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod inference;
 pub mod model;
 pub mod train;

@@ -30,6 +30,7 @@ fn train_then_predict_on_a_class_folder() {
     write_dataset(&data, 6);
     let model = tmp.path().join("model.safetensors");
     let record = tmp.path().join("model.bpk");
+    let onnx = tmp.path().join("model.onnx");
     let out = webtune(&[
         "train".as_ref(),
         data.as_os_str(),
@@ -50,6 +51,8 @@ fn train_then_predict_on_a_class_folder() {
         "--json".as_ref(),
         "--record".as_ref(),
         record.as_os_str(),
+        "--onnx".as_ref(),
+        onnx.as_os_str(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("skipped disc/broken.png: "), "the broken file is named: {}", stderr(&out));
@@ -80,6 +83,9 @@ fn train_then_predict_on_a_class_folder() {
     let picture = webtune::data::resize_and_center_crop(&common::generated_image("stripes", &mut rand::SeedableRng::seed_from_u64(4)), &from_safetensors.spec);
     let input = webtune::data::to_input_tensor(&[&picture], &from_safetensors.spec, &burn::tensor::Device::flex());
     assert_eq!(from_record.forward(input.clone()).into_data(), from_safetensors.classifier.forward(input).into_data());
+    // The ONNX file is the same model (tests/onnx.rs runs such files in onnxruntime).
+    let from_onnx = std::fs::read(&onnx).unwrap();
+    assert_eq!(from_onnx, pollster::block_on(from_safetensors.to_onnx()).unwrap());
 
     let fresh = tmp.path().join("fresh.png");
     let (label, _, bytes) = &common::generated_dataset(1, 50)[1];

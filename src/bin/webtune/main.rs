@@ -97,6 +97,9 @@ enum Command {
         /// Also write the model in burn's own record format (burnpack), for Rust users.
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
+        /// Also write the whole inference graph as ONNX, for onnxruntime (-web).
+        #[arg(long, value_name = "FILE")]
+        onnx: Option<PathBuf>,
         #[command(flatten)]
         backbone: BackboneArgs,
         /// Head epochs.
@@ -143,6 +146,14 @@ enum Command {
         /// Print the evaluation as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Convert a model exported by webtune (.safetensors) into another format.
+    Export {
+        /// The exported model.
+        model: PathBuf,
+        /// Write the whole inference graph as ONNX (opset 17) to this file.
+        #[arg(long, value_name = "FILE", required = true)]
+        onnx: PathBuf,
     },
     /// Classify images with a model exported by webtune (.safetensors).
     Predict {
@@ -196,11 +207,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Imagenet { images, backbone, json, save_input } => imagenet(&images, &backbone, json, save_input.as_deref()),
         Command::Predict { model, images, top, json } => predict(&model, &images, top, json),
         Command::Eval { model, data_dir, json } => eval(&model, &data_dir, json),
-        Command::Train { data_dir, out, record, backbone, epochs, lr, hidden, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
+        Command::Export { model, onnx } => export(&model, &onnx),
+        Command::Train { data_dir, out, record, onnx, backbone, epochs, lr, hidden, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
             let head = HeadOptions { epochs, learning_rate: lr, hidden_units: hidden, val_fraction, seed, ..HeadOptions::default() };
             let fine = FineTuneOptions { epochs: fine_epochs, learning_rate: lr, seed, ..FineTuneOptions::default() };
             let augmentation = Augmentation { enabled: !no_augment, horizontal_flip: !no_flip, ..Augmentation::default() };
-            train(&data_dir, &out, record.as_deref(), &backbone, head, unfreeze, fine, augmentation, views, json)
+            let outputs = Outputs { safetensors: out, record, onnx };
+            train(&data_dir, &outputs, &backbone, head, unfreeze, fine, augmentation, views, json)
         }
     }
 }
@@ -275,6 +288,19 @@ struct PredictResult {
     predictions: Vec<webtune::Prediction>,
 }
 
+fn export(model_path: &Path, onnx: &Path) -> Result<()> {
+    let model = load_model(model_path)?;
+    let bytes = to_onnx(&model, onnx)?;
+    write(onnx, &bytes)?;
+    println!("wrote {} ({:.1} MB)", onnx.display(), bytes.len() as f64 / 1e6);
+    Ok(())
+}
+
+/// The ONNX export, with errors naming the file it was meant for.
+fn to_onnx(model: &TrainedModel, path: &Path) -> Result<Vec<u8>> {
+    pollster::block_on(model.to_onnx()).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
+}
+
 fn load_model(path: &Path) -> Result<TrainedModel> {
     TrainedModel::from_safetensors(&read(path)?, &cpu_device()).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
 }
@@ -341,11 +367,17 @@ fn predict(model_path: &Path, images: &[PathBuf], top: usize, json: bool) -> Res
     Ok(())
 }
 
+/// Where `train` writes the model.
+struct Outputs {
+    safetensors: PathBuf,
+    record: Option<PathBuf>,
+    onnx: Option<PathBuf>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn train(
     data_dir: &Path,
-    out: &Path,
-    record: Option<&Path>,
+    outputs: &Outputs,
     backbone: &BackboneArgs,
     head: HeadOptions,
     unfreeze: Option<usize>,
@@ -441,8 +473,12 @@ fn train(
     }
     let evaluation = pollster::block_on(tuner.evaluate())?;
     let model = tuner.trained_model()?;
+    let out = &outputs.safetensors;
     write(out, &pollster::block_on(model.to_safetensors())?)?;
-    if let Some(path) = record {
+    if let Some(path) = &outputs.onnx {
+        write(path, &to_onnx(&model, path)?)?;
+    }
+    if let Some(path) = &outputs.record {
         // The CPU backend reads tensors synchronously, which a burn record needs.
         let bytes = model.classifier.clone().into_record().into_bytes().map_err(|e| Error::Weights(format!("burn record: {e}")))?;
         write(path, &bytes)?;
