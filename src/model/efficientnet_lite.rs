@@ -2,11 +2,11 @@
 //! head, as published for TFLite. The default backbone.
 
 use burn::config::Config;
-use burn::module::{Module, ParamGroup};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
-use super::blocks::{ConvBn, ConvBnSpec, MbConv, MbConvSpec, Padding};
-use crate::weights::{NameMap, ParamLayout};
+use super::blocks::Padding;
+use super::mbconv_net::{MbConvNet, MbConvNetSpec, Stage};
+use crate::weights::ParamLayout;
 
 /// One stage of MBConv blocks: `(kernel, stride of its first block, repeats, out channels, expand ratio)`.
 pub(crate) const STAGES: [(usize, usize, usize, usize, usize); 7] = [
@@ -30,95 +30,17 @@ pub struct EfficientNetLiteConfig {
     pub bn_epsilon: f64,
 }
 
-#[derive(Module, Debug)]
-pub struct EfficientNetLite {
-    pub stem: ConvBn,
-    pub blocks: Vec<MbConv>,
-    /// The 1×1 convolution to 1280 channels before pooling.
-    pub top: ConvBn,
-}
+/// EfficientNet-Lite0 is an [`MbConvNet`] with TF "SAME" padding.
+pub type EfficientNetLite = MbConvNet;
 
 impl EfficientNetLiteConfig {
     pub fn init(&self, device: &Device) -> EfficientNetLite {
-        let eps = self.bn_epsilon;
-        let spec = |channels, kernel, stride| ConvBnSpec {
-            channels,
-            kernel,
-            stride,
-            groups: 1,
-            padding: Padding::TfSame,
-            bn_epsilon: eps,
-        };
-        let stem = spec([3, STEM_CHANNELS], 3, 2).init(device);
-        let mut blocks = Vec::new();
-        let mut in_ch = STEM_CHANNELS;
-        for (kernel, first_stride, repeats, out_ch, expand_ratio) in STAGES {
-            for r in 0..repeats {
-                let stride = if r == 0 { first_stride } else { 1 };
-                let block = MbConvSpec { channels: [in_ch, out_ch], kernel, stride, expand_ratio, padding: Padding::TfSame, bn_epsilon: eps };
-                blocks.push(block.init(device));
-                in_ch = out_ch;
-            }
-        }
-        let top = spec([in_ch, FEATURES], 1, 1).init(device);
-        EfficientNetLite { stem, blocks, top }
-    }
-}
-
-impl EfficientNetLite {
-    /// Units that can be unfrozen one by one from the end: the 16 MBConv blocks and the final
-    /// 1×1 convolution (`top`).
-    pub const UNITS: usize = 17;
-
-    /// Pooled features.
-    ///
-    /// # Shapes
-    /// - input: `[batch, 3, height, width]`, normalised as [`crate::model::BackboneSpec`] says
-    /// - output: `[batch, 1280]`
-    pub fn forward(&self, input: Tensor<4>) -> Tensor<2> {
-        self.forward_tail(self.forward_prefix(input, Self::UNITS - 1), Self::UNITS - 1)
-    }
-
-    /// The stem and the units before `first_tail_unit` (0..=16): the part that stays frozen when
-    /// the last `17 - first_tail_unit` units are fine-tuned. Its output is what phase 2 caches.
-    ///
-    /// # Shapes
-    /// - input: `[batch, 3, height, width]`
-    /// - output: `[batch, channels, h', w']`, the input of unit `first_tail_unit`
-    pub fn forward_prefix(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<4> {
-        let mut x = self.stem.forward_relu6(input); // [batch, 32, h/2, w/2]
-        for block in self.blocks.iter().take(first_tail_unit) {
-            x = block.forward(x);
-        }
-        x
-    }
-
-    /// The units from `first_tail_unit` on (always including `top`), then global average pooling.
-    /// `forward_tail(forward_prefix(x, k), k) == forward(x)` for every `k`.
-    ///
-    /// # Shapes
-    /// - input: the output of [`forward_prefix`](Self::forward_prefix) with the same `first_tail_unit`
-    /// - output: `[batch, 1280]`
-    pub fn forward_tail(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<2> {
-        let mut x = input;
-        for block in self.blocks.iter().skip(first_tail_unit) {
-            x = block.forward(x);
-        }
-        let x = self.top.forward_relu6(x); // [batch, 1280, h/32, w/32]
-        let [batch, channels, _, _] = x.dims();
-        x.mean_dim(3).mean_dim(2).reshape([batch, channels])
-    }
-
-    /// The parameters of the units from `first_tail_unit` on: what phase 2 trains when the
-    /// last `17 - first_tail_unit` units are unfrozen. `top` is always included.
-    pub fn tail_group(&self, first_tail_unit: usize) -> ParamGroup {
-        let blocks = self.blocks[first_tail_unit.min(self.blocks.len())..].to_vec();
-        ParamGroup::ids_from_module(blocks).fuse(&ParamGroup::ids_from_module(self.top.clone()))
-    }
-
-    /// Width of the pooled features, [`FEATURES`].
-    pub fn features(&self) -> usize {
-        FEATURES
+        let stages: Vec<Stage> = STAGES
+            .iter()
+            .map(|&(kernel, stride, repeats, channels, expand_ratio)| Stage { kernel, stride, repeats, channels, expand_ratio })
+            .collect();
+        MbConvNetSpec { stem_channels: STEM_CHANNELS, stages: &stages, features: FEATURES, padding: Padding::TfSame, bn_epsilon: self.bn_epsilon }
+            .init(device)
     }
 }
 
@@ -162,21 +84,13 @@ impl EfficientNetLiteNames {
     }
 }
 
-/// The backbone alone, from a file that may also hold the ImageNet classifier (`_fc`), which is
-/// then ignored.
-impl NameMap for EfficientNetLiteNames {
-    fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
-        Self::file_name(module_path)
-    }
-    fn ignorable(&self, file_name: &str) -> bool {
-        file_name.ends_with("num_batches_tracked") || file_name.starts_with("_fc.")
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::super::blocks::testing::params_in_group;
     use super::*;
+    use burn::module::Module;
+    use burn::tensor::Tensor;
 
     #[test]
     fn architecture_has_the_published_parameter_count() {

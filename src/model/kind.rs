@@ -122,13 +122,13 @@ mod tests {
 
     #[test]
     fn declared_units_and_features_are_the_models_own() {
-        use super::super::{EfficientNetLite, EfficientNetLiteConfig, MobileNetV2, MobileNetV2Config, ResNet, ResNetConfig};
+        use super::super::{EfficientNetLiteConfig, MobileNetV2Config, ResNet, ResNetConfig};
         let device = burn::tensor::Device::flex();
         let declared = |kind: BackboneKind| (kind.units(), kind.features());
         let lite = EfficientNetLiteConfig::new().init(&device);
-        assert_eq!(declared(BackboneKind::EfficientNetLite0), (EfficientNetLite::UNITS, lite.features()));
+        assert_eq!(declared(BackboneKind::EfficientNetLite0), (lite.units(), lite.features()));
         let mobilenet = MobileNetV2Config::new().init(&device);
-        assert_eq!(declared(BackboneKind::MobileNetV2), (MobileNetV2::UNITS, mobilenet.features()));
+        assert_eq!(declared(BackboneKind::MobileNetV2), (mobilenet.units(), mobilenet.features()));
         for (kind, depth) in [(BackboneKind::ResNet18, 18), (BackboneKind::ResNet50, 50)] {
             let resnet = ResNetConfig::new().with_depth(depth).init(&device);
             assert_eq!(declared(kind), (ResNet::UNITS, resnet.features()), "{kind}");

@@ -2,11 +2,11 @@
 //! PyTorch's symmetric padding, ImageNet preprocessing.
 
 use burn::config::Config;
-use burn::module::{Module, ParamGroup};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
-use super::blocks::{ConvBn, ConvBnSpec, MbConv, MbConvSpec, Padding};
-use crate::weights::{NameMap, ParamLayout};
+use super::blocks::Padding;
+use super::mbconv_net::{MbConvNet, MbConvNetSpec, Stage};
+use crate::weights::ParamLayout;
 
 /// One stage of inverted residual blocks: `(expand ratio, out channels, repeats, stride of its
 /// first block)`, torchvision's `t, c, n, s`. Every depthwise kernel is 3×3.
@@ -30,104 +30,24 @@ pub struct MobileNetV2Config {
     pub bn_epsilon: f64,
 }
 
-#[derive(Module, Debug)]
-pub struct MobileNetV2 {
-    /// `features.0`: 3×3 stride-2 convolution to 32 channels.
-    pub stem: ConvBn,
-    /// `features.1` to `features.17`.
-    pub blocks: Vec<MbConv>,
-    /// `features.18`: the 1×1 convolution to 1280 channels before pooling.
-    pub top: ConvBn,
-}
+/// torchvision's MobileNetV2 is an [`MbConvNet`] with symmetric padding: `features.0` is the
+/// stem, `features.1` to `features.17` the blocks, `features.18` the final 1×1 convolution.
+pub type MobileNetV2 = MbConvNet;
 
 impl MobileNetV2Config {
     pub fn init(&self, device: &Device) -> MobileNetV2 {
-        let eps = self.bn_epsilon;
-        let spec = |channels, kernel, stride| ConvBnSpec {
-            channels,
-            kernel,
-            stride,
-            groups: 1,
+        let stages: Vec<Stage> = STAGES
+            .iter()
+            .map(|&(expand_ratio, channels, repeats, stride)| Stage { kernel: 3, stride, repeats, channels, expand_ratio })
+            .collect();
+        let spec = MbConvNetSpec {
+            stem_channels: STEM_CHANNELS,
+            stages: &stages,
+            features: MOBILENET_V2_FEATURES,
             padding: Padding::Symmetric,
-            bn_epsilon: eps,
+            bn_epsilon: self.bn_epsilon,
         };
-        let stem = spec([3, STEM_CHANNELS], 3, 2).init(device);
-        let mut blocks = Vec::new();
-        let mut in_ch = STEM_CHANNELS;
-        for (expand_ratio, out_ch, repeats, first_stride) in STAGES {
-            for r in 0..repeats {
-                let stride = if r == 0 { first_stride } else { 1 };
-                let block = MbConvSpec {
-                    channels: [in_ch, out_ch],
-                    kernel: 3,
-                    stride,
-                    expand_ratio,
-                    padding: Padding::Symmetric,
-                    bn_epsilon: eps,
-                };
-                blocks.push(block.init(device));
-                in_ch = out_ch;
-            }
-        }
-        let top = spec([in_ch, MOBILENET_V2_FEATURES], 1, 1).init(device);
-        MobileNetV2 { stem, blocks, top }
-    }
-}
-
-impl MobileNetV2 {
-    /// Units that can be unfrozen one by one from the end: the 17 inverted residual blocks and
-    /// the final 1×1 convolution (`top`), which is always the last unit.
-    pub const UNITS: usize = 18;
-
-    /// Width of the pooled features, [`MOBILENET_V2_FEATURES`].
-    pub fn features(&self) -> usize {
-        MOBILENET_V2_FEATURES
-    }
-
-    /// Pooled features.
-    ///
-    /// # Shapes
-    /// - input: `[batch, 3, height, width]`, normalised with the ImageNet mean and std
-    /// - output: `[batch, 1280]`
-    pub fn forward(&self, input: Tensor<4>) -> Tensor<2> {
-        self.forward_tail(self.forward_prefix(input, Self::UNITS - 1), Self::UNITS - 1)
-    }
-
-    /// The stem and the units before `first_tail_unit` (0..=17): the part that stays frozen when
-    /// the last `18 - first_tail_unit` units are fine-tuned. Its output is what phase 2 caches.
-    ///
-    /// # Shapes
-    /// - input: `[batch, 3, height, width]`
-    /// - output: `[batch, channels, h', w']`, the input of unit `first_tail_unit`
-    pub fn forward_prefix(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<4> {
-        let mut x = self.stem.forward_relu6(input); // [batch, 32, h/2, w/2]
-        for block in self.blocks.iter().take(first_tail_unit) {
-            x = block.forward(x);
-        }
-        x
-    }
-
-    /// The units from `first_tail_unit` on (always including `top`), then global average pooling.
-    /// `forward_tail(forward_prefix(x, k), k) == forward(x)` for every `k`.
-    ///
-    /// # Shapes
-    /// - input: the output of [`forward_prefix`](Self::forward_prefix) with the same `first_tail_unit`
-    /// - output: `[batch, 1280]`
-    pub fn forward_tail(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<2> {
-        let mut x = input;
-        for block in self.blocks.iter().skip(first_tail_unit) {
-            x = block.forward(x);
-        }
-        let x = self.top.forward_relu6(x); // [batch, 1280, h/32, w/32]
-        let [batch, channels, _, _] = x.dims();
-        x.mean_dim(3).mean_dim(2).reshape([batch, channels])
-    }
-
-    /// The parameters of the units from `first_tail_unit` on: what phase 2 trains when the
-    /// last `18 - first_tail_unit` units are unfrozen. `top` is always included.
-    pub fn tail_group(&self, first_tail_unit: usize) -> ParamGroup {
-        let blocks = self.blocks[first_tail_unit.min(self.blocks.len())..].to_vec();
-        ParamGroup::ids_from_module(blocks).fuse(&ParamGroup::ids_from_module(self.top.clone()))
+        spec.init(device)
     }
 }
 
@@ -178,21 +98,13 @@ pub(crate) fn torch_param(kind: &str, param: &str) -> Option<&'static str> {
     })
 }
 
-/// The backbone alone, from a file that may also hold the ImageNet classifier
-/// (`classifier.1`), which is then ignored.
-impl NameMap for MobileNetV2Names {
-    fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
-        Self::file_name(module_path)
-    }
-    fn ignorable(&self, file_name: &str) -> bool {
-        file_name.ends_with("num_batches_tracked") || file_name.starts_with("classifier.")
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::super::blocks::testing::{param_paths, params_in_group};
     use super::*;
+    use burn::module::Module;
+    use burn::tensor::Tensor;
 
     #[test]
     fn architecture_has_the_published_parameter_count() {
@@ -238,7 +150,7 @@ mod tests {
         let model = MobileNetV2Config::new().init(&Device::flex());
         let size = |k| -> usize { params_in_group(&model, &model.tail_group(k)).iter().map(|(_, n)| n).sum() };
         let top = model.top.num_params();
-        assert_eq!(size(MobileNetV2::UNITS - 1), top);
+        assert_eq!(size(model.units() - 1), top);
         assert_eq!(size(16), top + model.blocks[16].num_params());
         assert_eq!(size(0), model.num_params() - model.stem.num_params());
     }
@@ -261,9 +173,9 @@ mod tests {
         assert_eq!(name("top.bn.beta").as_deref(), Some("features.18.1.bias"));
         assert_eq!(name("blocks.0.expand.conv.weight"), None);
         assert_eq!(name("top.bn.training"), None);
-        assert!(MobileNetV2Names.ignorable("classifier.1.weight"));
-        assert!(MobileNetV2Names.ignorable("features.3.conv.3.num_batches_tracked"));
-        assert!(!MobileNetV2Names.ignorable("features.3.conv.3.weight"));
+        assert!(crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::MobileNetV2), "classifier.1.weight"));
+        assert!(crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::MobileNetV2), "features.3.conv.3.num_batches_tracked"));
+        assert!(!crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::MobileNetV2), "features.3.conv.3.weight"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod classifier;
 mod efficientnet_lite;
 mod head;
 mod kind;
+mod mbconv_net;
 mod mobilenet_v2;
 mod resnet;
 mod timm;
@@ -15,6 +16,7 @@ pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNa
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames};
 pub use head::{Head, HeadConfig};
 pub use kind::{BackboneKind, IMAGENET_MEAN, IMAGENET_STD};
+pub use mbconv_net::{MbConvNet, MbConvNetSpec, Stage};
 pub use mobilenet_v2::{MOBILENET_V2_FEATURES, MobileNetV2, MobileNetV2Config, MobileNetV2Names};
 pub use resnet::{ResNet, ResNetConfig, ResNetNames, ResidualBlock};
 pub use timm::timm_name;

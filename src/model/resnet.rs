@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::blocks::{ConvBn, ConvBnSpec, Padding};
 use super::mobilenet_v2::torch_param;
-use crate::weights::{NameMap, ParamLayout};
+use crate::weights::ParamLayout;
 
 /// Width of each stage's 3×3 convolutions; bottleneck blocks output 4× as many channels.
 const STAGE_WIDTHS: [usize; 4] = [64, 128, 256, 512];
@@ -230,16 +230,6 @@ impl ResNetNames {
     }
 }
 
-/// The backbone alone, from a file that may also hold the ImageNet classifier (`fc`), which is
-/// then ignored.
-impl NameMap for ResNetNames {
-    fn file_name(&self, module_path: &str) -> Option<(String, ParamLayout)> {
-        Self::file_name(module_path)
-    }
-    fn ignorable(&self, file_name: &str) -> bool {
-        file_name.ends_with("num_batches_tracked") || file_name.starts_with("fc.")
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -330,9 +320,9 @@ mod tests {
         assert_eq!(name("layer4.1.downsample.bn.running_mean").as_deref(), Some("layer4.1.downsample.1.running_mean"));
         assert_eq!(name("pool.stride"), None);
         assert_eq!(name("layer5.0.conv1.conv.weight"), None);
-        assert!(ResNetNames.ignorable("fc.weight"));
-        assert!(ResNetNames.ignorable("layer1.0.bn1.num_batches_tracked"));
-        assert!(!ResNetNames.ignorable("layer1.0.bn1.weight"));
+        assert!(crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::ResNet18), "fc.weight"));
+        assert!(crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::ResNet18), "layer1.0.bn1.num_batches_tracked"));
+        assert!(!crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::ResNet18), "layer1.0.bn1.weight"));
     }
 
     #[test]
