@@ -173,9 +173,10 @@ mod tests {
         assert_eq!(name("top.bn.beta").as_deref(), Some("features.18.1.bias"));
         assert_eq!(name("blocks.0.expand.conv.weight"), None);
         assert_eq!(name("top.bn.training"), None);
-        assert!(crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::MobileNetV2), "classifier.1.weight"));
-        assert!(crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::MobileNetV2), "features.3.conv.3.num_batches_tracked"));
-        assert!(!crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::MobileNetV2), "features.3.conv.3.weight"));
+        let loading = super::super::BackboneNames::original(crate::model::BackboneKind::MobileNetV2);
+        assert!(crate::weights::NameMap::ignorable(&loading, "classifier.1.weight"));
+        assert!(crate::weights::NameMap::ignorable(&loading, "features.3.conv.3.num_batches_tracked"));
+        assert!(!crate::weights::NameMap::ignorable(&loading, "features.3.conv.3.weight"));
     }
 
     #[test]

@@ -320,9 +320,10 @@ mod tests {
         assert_eq!(name("layer4.1.downsample.bn.running_mean").as_deref(), Some("layer4.1.downsample.1.running_mean"));
         assert_eq!(name("pool.stride"), None);
         assert_eq!(name("layer5.0.conv1.conv.weight"), None);
-        assert!(crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::ResNet18), "fc.weight"));
-        assert!(crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::ResNet18), "layer1.0.bn1.num_batches_tracked"));
-        assert!(!crate::weights::NameMap::ignorable(&super::super::BackboneNames::original(crate::model::BackboneKind::ResNet18), "layer1.0.bn1.weight"));
+        let loading = super::super::BackboneNames::original(crate::model::BackboneKind::ResNet18);
+        assert!(crate::weights::NameMap::ignorable(&loading, "fc.weight"));
+        assert!(crate::weights::NameMap::ignorable(&loading, "layer1.0.bn1.num_batches_tracked"));
+        assert!(!crate::weights::NameMap::ignorable(&loading, "layer1.0.bn1.weight"));
     }
 
     #[test]
