@@ -208,6 +208,14 @@ impl Trainer {
         model.to_safetensors().await.map_err(js_error)
     }
 
+    /// The trained classifier as `.onnx` bytes (opset 17): input `input` `[batch, 3, 224, 224]`
+    /// normalised as its metadata says, outputs `logits` and `probabilities`.
+    #[wasm_bindgen(js_name = exportOnnx)]
+    pub async fn export_onnx(&self) -> Result<Vec<u8>, JsError> {
+        let model = self.tuner.trained_model().map_err(js_error)?;
+        model.to_onnx().await.map_err(js_error)
+    }
+
     /// `[{label, probability}]`, most likely first.
     pub async fn predict(&self, file_name: String, bytes: Vec<u8>) -> Result<JsValue, JsError> {
         to_js(&self.tuner.predict(&file_name, &bytes).await.map_err(js_error)?)

@@ -4,11 +4,15 @@
 // file replaces the bundled weights with every picture kept; a reload starts on it again, and
 // "Use the bundled" goes back to the default for good. A file the browser will not store is
 // used all the same, and said; a saved file that no longer loads gives way to the default.
+// MobileNetV2 from a torchvision-named file (random weights from `webtune init-weights`) trains
+// its head and downloads as safetensors with torchvision's names and as ONNX that onnxruntime runs.
 //
-//   cd www && npm run build && cd .. && node --test tests/e2e/backbone.test.mjs
+//   cd www && npm run build && cd .. && WEBTUNE_BIN=<native webtune> node --test tests/e2e/backbone.test.mjs
 //
-// Needs the downloaded weights ($WEBTUNE_CACHE/downloads, as scripts/test.sh fetches them).
+// Needs the downloaded weights ($WEBTUNE_CACHE/downloads, as scripts/test.sh fetches them), the
+// native CLI in WEBTUNE_BIN and python3 with onnxruntime (scripts/common.sh's ensure_numpy).
 
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -18,12 +22,14 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
 import { errorsOn, makeDataset, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { parseSafetensors } from './support/safetensors.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www', 'dist'));
 const CACHE = process.env.WEBTUNE_CACHE ?? join(homedir(), '.cache', 'webtune');
 const LEGACY_PTH = join(CACHE, 'downloads', 'efficientnet-lite0-57934424.pth');
 const BUNDLED = join(DIST, 'weights', 'efficientnet_lite0.safetensors');
+const ONNX_RUN = join(ROOT, 'tests', 'reference', 'onnx_run.py');
 
 let server;
 let workDir;
@@ -48,21 +54,8 @@ describe('bringing your own backbone', () => {
 
     await withPage('backbone', [], async (page, byTestId) => {
       const status = byTestId('backbone-status');
-      /** Waits for the backbone section to show `file` ('' = the bundled weights) loaded and ready. */
-      const waitForBackbone = async (file, restored) => {
-        const selector = `[data-testid="backbone-status"][data-status="ready"][data-file="${file}"][data-restored="${restored}"]`;
-        await page.waitForSelector(selector, { timeout: 120_000 }).catch(async (error) => {
-          throw new Error(`backbone never ready with "${file}": ${await status.innerText()}; ${await errorsOn(page)}\n${error.message}`);
-        });
-      };
-      const train = async () => {
-        await byTestId('epochs').fill('2');
-        await byTestId('train-button').click();
-        await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
-        await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
-        assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
-        assert.equal(await page.locator('[data-testid="epoch-row"]').count(), 2);
-      };
+      const waitForBackbone = (file, restored) => waitForBackboneFile(page, file, restored);
+      const train = () => trainTwoEpochs(page, byTestId);
 
       await page.goto(`${server.url}?backend=cpu`);
       await waitForEngine(page, 'cpu');
@@ -119,6 +112,53 @@ describe('bringing your own backbone', () => {
         await waitForClassCounts(page, { blue: 2, red: 2 });
         assert.equal(await page.locator('[data-testid="error"]').count(), 0, await errorsOn(page));
       });
+    });
+  });
+
+  test('MobileNetV2 from torchvision-named weights trains and downloads as safetensors and ONNX', { timeout: 5 * 60_000 }, async () => {
+    assert.ok(process.env.WEBTUNE_BIN, 'WEBTUNE_BIN must name the native webtune binary (it writes the MobileNetV2 weights)');
+    const dir = await mkdtemp(join(workDir, 'mobilenet-'));
+    const weights = join(dir, 'mobilenet_v2.safetensors');
+    const init = spawnSync(process.env.WEBTUNE_BIN, ['init-weights', '--backbone', 'mobilenet_v2', weights], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(init.status, 0, `webtune init-weights failed: ${init.stderr || init.error}`);
+    const { dataset } = await makeDataset(dir, 2);
+
+    await withPage('backbone-mobilenet', [], async (page, byTestId) => {
+      await page.goto(`${server.url}?backend=cpu`);
+      await waitForEngine(page, 'cpu');
+      await byTestId('backbone-select').selectOption('mobilenet_v2');
+      await byTestId('backbone-input').setInputFiles(weights);
+      await waitForBackboneFile(page, 'mobilenet_v2.safetensors', false);
+      // What the engine says about the backbone it built, not what the page assumes.
+      assert.equal(await byTestId('backbone-status').getAttribute('data-engine-name'), 'mobilenet_v2');
+      assert.match(await byTestId('backbone-status').innerText(), /^In use: MobileNetV2 from mobilenet_v2\.safetensors/);
+      assert.equal(await byTestId('backbone-status').getAttribute('data-max-unfreeze'), '18');
+      assert.equal(await byTestId('fine-tune-blocks').getAttribute('max'), '18');
+
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      await trainTwoEpochs(page, byTestId);
+
+      const safetensors = await download(page, byTestId, 'download-button', dir);
+      assert.equal(safetensors.name, 'webtune-mobilenet_v2-2classes.safetensors');
+      const { metadata, tensors } = parseSafetensors(safetensors.bytes);
+      assert.equal(metadata.backbone, 'mobilenet_v2');
+      assert.deepEqual(JSON.parse(metadata.labels).sort(), ['blue', 'red']);
+      assert.deepEqual(tensors.get('features.0.0.weight')?.shape, [32, 3, 3, 3], 'torchvision\'s name for the stem convolution');
+      assert.deepEqual(tensors.get('classifier.1.weight')?.shape, [2, 1280], 'torchvision\'s name for the head');
+
+      assert.match(await byTestId('download-onnx-hint').innerText(), /^webtune-mobilenet_v2-2classes\.onnx: .*onnxruntime-web.*\[batch, 3, 224, 224\]/);
+      const onnx = await download(page, byTestId, 'download-onnx-button', dir);
+      assert.equal(onnx.name, 'webtune-mobilenet_v2-2classes.onnx');
+      // A ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08.
+      assert.ok(onnx.bytes.length > 1_000_000 && onnx.bytes[0] === 0x08, `not an ONNX model: ${onnx.bytes.length} bytes starting ${onnx.bytes.subarray(0, 4).toString('hex')}`);
+      const run = await runOnnx(onnx.path, dir);
+      assert.deepEqual(run.report.logits, [1, 2]);
+      assert.deepEqual(run.report.probabilities, [1, 2]);
+      assert.ok(run.report.metadata.includes('labels') && run.report.metadata.includes('backbone'), `metadata: ${run.report.metadata}`);
+      assert.ok(run.logits.every(Number.isFinite), `logits: ${run.logits}`);
+      assert.ok(Math.abs(run.probabilities[0] + run.probabilities[1] - 1) < 1e-5, `probabilities: ${run.probabilities}`);
+      assert.equal(await page.locator('[data-testid="error"]').count(), 0, await errorsOn(page));
     });
   });
 
@@ -194,6 +234,46 @@ describe('bringing your own backbone', () => {
     });
   });
 });
+
+/** Waits for the backbone section to show `file` ('' = the bundled weights) loaded and ready. */
+async function waitForBackboneFile(page, file, restored) {
+  const selector = `[data-testid="backbone-status"][data-status="ready"][data-file="${file}"][data-restored="${restored}"]`;
+  await page.waitForSelector(selector, { timeout: 120_000 }).catch(async (error) => {
+    const status = await page.locator('[data-testid="backbone-status"]').innerText();
+    throw new Error(`backbone never ready with "${file}": ${status}; ${await errorsOn(page)}\n${error.message}`);
+  });
+}
+
+/** Trains with the page's recipe for 2 epochs (the head only, on this few pictures). */
+async function trainTwoEpochs(page, byTestId) {
+  await byTestId('epochs').fill('2');
+  await byTestId('train-button').click();
+  await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
+  await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
+  assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+  assert.equal(await page.locator('[data-testid="epoch-row"]').count(), 2);
+}
+
+/** Clicks the download button `testId` and returns the file's suggested name and bytes. */
+async function download(page, byTestId, testId, dir) {
+  const [file] = await Promise.all([page.waitForEvent('download', { timeout: 120_000 }), byTestId(testId).click()]);
+  const path = join(dir, file.suggestedFilename());
+  await file.saveAs(path);
+  return { name: file.suggestedFilename(), path, bytes: await readFile(path) };
+}
+
+/** Runs `model` (an .onnx file) on one all-zero image with onnxruntime (tests/reference/onnx_run.py). */
+async function runOnnx(model, dir) {
+  const [input, logits, probabilities] = ['zeros.f32', 'logits.f32', 'probabilities.f32'].map((name) => join(dir, name));
+  await writeFile(input, Buffer.alloc(4 * 3 * 224 * 224));
+  const run = spawnSync(process.env.PYTHON ?? 'python3', [ONNX_RUN, model, input, logits, '--probabilities', probabilities], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(run.status, 0, `onnxruntime failed (is \`onnxruntime\` installed? scripts/common.sh's ensure_numpy does it): ${run.stderr || run.error}`);
+  const floats = (bytes) => [...new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)];
+  return { report: JSON.parse(run.stdout), logits: floats(await readFile(logits)), probabilities: floats(await readFile(probabilities)) };
+}
 
 /** A copy of a safetensors file with one tensor renamed (the data stays where it was). */
 function renameTensor(bytes, from, to) {

@@ -7,6 +7,7 @@ import {
   DEFAULT_BACKBONE,
   type Backend,
   type BackendChoice,
+  type ExportFormat,
   type FineTuneSettings,
   type Request,
   type Simulation,
@@ -20,6 +21,7 @@ import { EngineGone, TrainerClient } from './trainer-client';
 import type { Picked, PickedFile } from './drop-zone';
 import { LibraryStore, storageProblem } from './library-store';
 import { formatBytes } from './dom';
+import { exportFileName } from './download';
 import {
   DEFAULT_BACKBONE_CHOICE,
   EMPTY_SUMMARY,
@@ -775,25 +777,22 @@ export class App {
 
   // ---- export and predictions -------------------------------------------------------------
 
-  /** The trained classifier as safetensors bytes, with the file name to save it under. */
-  async exportModel(): Promise<{ bytes: Uint8Array<ArrayBuffer>; fileName: string } | null> {
+  /** The trained classifier as `format` bytes, with the file name to save it under. */
+  async exportModel(format: ExportFormat): Promise<{ bytes: Uint8Array<ArrayBuffer>; fileName: string } | null> {
     const trained = this.state.trained;
     if (!trained || this.state.exporting) return null;
     this.store.update((s) => {
-      s.exporting = true;
+      s.exporting = format;
     });
     try {
-      const { bytes } = await this.call({ type: 'export' });
-      return {
-        bytes: bytes as Uint8Array<ArrayBuffer>,
-        fileName: `webtune-${trained.backboneName}-${trained.classCount}classes.safetensors`,
-      };
+      const { bytes } = await this.call({ type: 'export', format });
+      return { bytes: bytes as Uint8Array<ArrayBuffer>, fileName: exportFileName(trained, format) };
     } catch (error) {
-      this.reportError(`Could not export the model: ${messageOf(error)}`);
+      this.reportError(`Could not export the model as ${format === 'onnx' ? 'ONNX' : format}: ${messageOf(error)}`);
       return null;
     } finally {
       this.store.update((s) => {
-        s.exporting = false;
+        s.exporting = null;
       });
     }
   }

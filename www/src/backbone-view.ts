@@ -79,6 +79,8 @@ export function mountBackbone(elements: BackboneElements, load: (choice: Backbon
     status.dataset.file = running?.file?.name ?? '';
     status.dataset.restored = String(backbone.restored && running !== null);
     status.dataset.maxUnfreeze = engine.status === 'ready' ? String(engine.maxUnfreeze ?? '') : '';
+    // The architecture the engine says it built (`Trainer.backboneName`), for tests to check.
+    status.dataset.engineName = engine.status === 'ready' ? (engine.backboneName ?? '') : '';
     if (backbone.loading) {
       const wanted = backbone.wanted;
       status.textContent =

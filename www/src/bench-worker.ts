@@ -1,16 +1,16 @@
-// The benchmark's worker: loads the engine on the asked backend and times phase-2 steps with
-// `timeFineTuneSteps`, one configuration at a time, so the bench page stays responsive.
+// The benchmark's worker, so the bench page stays responsive. Two modes: `steps` loads the
+// engine on the asked backend and times phase-2 steps with `timeFineTuneSteps`, one
+// configuration at a time; `backbones` builds each backbone from its weights file in turn and
+// times the import (`Trainer.create`) and a forward pass (`timeForward`).
 
 import init, { Trainer, initPanicHook } from '../pkg/webtune.js';
 import wasmUrl from '../pkg/webtune_bg.wasm?url';
+import type { BackboneName } from './protocol';
 
-export interface BenchConfig {
-  backend: 'cpu' | 'webgpu';
-  weightsUrl: string;
-  unfreeze: number[];
-  batch: number;
-  steps: number;
-}
+export type BenchConfig =
+  | { mode: 'steps'; backend: 'cpu' | 'webgpu'; weightsUrl: string; unfreeze: number[]; batch: number; steps: number }
+  /** Each backbone's weights are fetched from `<weightsBase><backbone>.safetensors`. */
+  | { mode: 'backbones'; backend: 'cpu' | 'webgpu'; weightsBase: string; backbones: BackboneName[]; batch: number; steps: number };
 
 /** What `timeFineTuneSteps` resolves to. */
 export interface StepTiming {
@@ -22,20 +22,38 @@ export interface StepTiming {
   imagesPerSecond: number;
 }
 
+/** One backbone built from its file and run forward at its input size on random data. */
+export interface BackboneTiming {
+  backend: string;
+  backbone: BackboneName;
+  fileBytes: number;
+  /** `backboneParameters()`: BatchNorm running statistics included, as burn counts them. */
+  parameters: number;
+  /** `Trainer.create` on bytes already in memory: parsing, name mapping, building the model. */
+  importMs: number;
+  batch: number;
+  steps: number;
+  /** Median of `steps` forwards after a warm-up, features read back. */
+  forwardMs: number;
+}
+
 export type BenchMessage =
   | { kind: 'ready'; backend: string }
   | { kind: 'result'; result: StepTiming & { backend: string } }
+  | { kind: 'backbone'; result: BackboneTiming }
   | { kind: 'done' }
   | { kind: 'error'; message: string };
 
 const post = (message: BenchMessage) => self.postMessage(message);
 
-async function run(config: BenchConfig): Promise<void> {
-  await init({ module_or_path: wasmUrl });
-  initPanicHook();
-  const response = await fetch(config.weightsUrl);
-  if (!response.ok) throw new Error(`could not download the backbone weights: HTTP ${response.status}`);
-  const trainer = await Trainer.create('efficientnet_lite0', new Uint8Array(await response.arrayBuffer()), config.backend);
+async function download(url: string): Promise<Uint8Array> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`could not download the backbone weights (${url}): HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function timeSteps(config: Extract<BenchConfig, { mode: 'steps' }>): Promise<void> {
+  const trainer = await Trainer.create('efficientnet_lite0', await download(config.weightsUrl), config.backend);
   const backend = trainer.backend();
   post({ kind: 'ready', backend });
   for (const unfreeze of config.unfreeze) {
@@ -44,9 +62,43 @@ async function run(config: BenchConfig): Promise<void> {
       post({ kind: 'result', result: { ...result, backend } });
     }
   }
-  post({ kind: 'done' });
+}
+
+async function timeBackbones(config: Extract<BenchConfig, { mode: 'backbones' }>): Promise<void> {
+  for (const backbone of config.backbones) {
+    const bytes = await download(`${config.weightsBase}${backbone}.safetensors`);
+    const start = performance.now();
+    const trainer = await Trainer.create(backbone, bytes, config.backend);
+    const importMs = performance.now() - start;
+    try {
+      const forwardMs = await trainer.timeForward(config.batch, config.steps);
+      post({
+        kind: 'backbone',
+        result: {
+          backend: trainer.backend(),
+          backbone,
+          fileBytes: bytes.byteLength,
+          parameters: trainer.backboneParameters(),
+          importMs,
+          batch: config.batch,
+          steps: config.steps,
+          forwardMs,
+        },
+      });
+    } finally {
+      // ResNet-50 after three others: give each model's memory back before the next.
+      trainer.free();
+    }
+  }
 }
 
 self.addEventListener('message', (event: MessageEvent<BenchConfig>) => {
-  run(event.data).catch((error: unknown) => post({ kind: 'error', message: error instanceof Error ? error.message : String(error) }));
+  const config = event.data;
+  const run = async () => {
+    await init({ module_or_path: wasmUrl });
+    initPanicHook();
+    await (config.mode === 'backbones' ? timeBackbones(config) : timeSteps(config));
+    post({ kind: 'done' });
+  };
+  run().catch((error: unknown) => post({ kind: 'error', message: error instanceof Error ? error.message : String(error) }));
 });

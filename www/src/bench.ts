@@ -1,15 +1,18 @@
-// The benchmark page (bench.html): phase-2 step timing in this browser, unfreeze 2 and 4, with
-// and without the prefix cache. Prints a table and leaves the results for scripts in
-// `window.__benchResults`, with `document.body.dataset.done = "1"` when finished (or
-// `dataset.error` when it failed). bench/browser-fine-tune.mjs drives it.
+// The benchmark page (bench.html). `?mode=steps` (the default): phase-2 step timing in this
+// browser, unfreeze 2 and 4, with and without the prefix cache. `?mode=backbones`: each listed
+// backbone's import time, parameter count and forward time, from weight files served at
+// `?weights=`. Prints a table and leaves the results for scripts in `window.__benchResults`,
+// with `document.body.dataset.done = "1"` when finished (or `dataset.error` when it failed).
+// bench/browser-fine-tune.mjs and bench/browser-backbones.mjs drive it.
 
 import './style.css';
-import type { BenchConfig, BenchMessage, StepTiming } from './bench-worker';
-import { byId, h } from './dom';
+import type { BackboneTiming, BenchConfig, BenchMessage, StepTiming } from './bench-worker';
+import { isBackboneName } from './backbones';
+import { byId, formatBytes, h } from './dom';
 
 declare global {
   interface Window {
-    __benchResults: (StepTiming & { backend: string })[];
+    __benchResults: ((StepTiming & { backend: string }) | BackboneTiming)[];
   }
 }
 
@@ -20,43 +23,68 @@ const positive = (name: string, fallback: number) => {
   const value = Number(parameters.get(name));
   return Number.isInteger(value) && value > 0 ? value : fallback;
 };
-const config: BenchConfig = {
-  backend: parameters.get('backend') === 'webgpu' ? 'webgpu' : 'cpu',
-  weightsUrl: new URL(WEIGHTS_PATH, document.baseURI).href,
-  unfreeze: (parameters.get('unfreeze') ?? '2,4').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0),
-  batch: positive('batch', 16),
-  steps: positive('steps', 3),
+const backend = parameters.get('backend') === 'webgpu' ? 'webgpu' : 'cpu';
+const config: BenchConfig =
+  parameters.get('mode') === 'backbones'
+    ? {
+        mode: 'backbones',
+        backend,
+        // A folder URL, relative to the page; each file is `<backbone>.safetensors` in it.
+        weightsBase: new URL((parameters.get('weights') ?? 'bench-weights/').replace(/\/?$/, '/'), document.baseURI).href,
+        backbones: (parameters.get('backbones') ?? 'efficientnet_lite0,mobilenet_v2,resnet18,resnet50').split(',').filter(isBackboneName),
+        batch: positive('batch', 1),
+        steps: positive('steps', 3),
+      }
+    : {
+        mode: 'steps',
+        backend,
+        weightsUrl: new URL(WEIGHTS_PATH, document.baseURI).href,
+        unfreeze: (parameters.get('unfreeze') ?? '2,4').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0),
+        batch: positive('batch', 16),
+        steps: positive('steps', 3),
+      };
+
+const COLUMNS = {
+  steps: ['backend', 'unfreeze', 'prefix', 'batch', 'steps', 'median ms/step', 'images/s'],
+  backbones: ['backend', 'backbone', 'weights file', 'parameters', 'import ms', 'batch', 'steps', 'median forward ms', 'images/s'],
 };
 
 const status = byId('bench-status');
 const rows = byId<HTMLTableSectionElement>('bench-rows');
+byId('bench-head').replaceChildren(h('tr', {}, ...COLUMNS[config.mode].map((name) => h('th', {}, name))));
 window.__benchResults = [];
 const started = performance.now();
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
+const row = (...cells: string[]) => rows.append(h('tr', { 'data-testid': 'bench-row' }, ...cells.map((cell) => h('td', {}, cell))));
 
 const worker = new Worker(new URL('./bench-worker.ts', import.meta.url), { type: 'module', name: 'webtune-bench' });
 worker.addEventListener('message', (event: MessageEvent<BenchMessage>) => {
   const message = event.data;
   switch (message.kind) {
     case 'ready':
-      status.textContent = `Engine ready on ${message.backend} (${elapsed()}); timing ${config.unfreeze.length * 2} configurations…`;
+      status.textContent = `Engine ready on ${message.backend} (${elapsed()}); timing…`;
       return;
     case 'result': {
       const r = message.result;
       window.__benchResults.push(r);
-      rows.append(
-        h(
-          'tr',
-          { 'data-testid': 'bench-row' },
-          h('td', {}, r.backend),
-          h('td', {}, String(r.unfreeze)),
-          h('td', {}, r.cached ? 'cached' : 'uncached'),
-          h('td', {}, String(r.batch)),
-          h('td', {}, String(r.steps)),
-          h('td', {}, r.medianMs.toFixed(0)),
-          h('td', {}, r.imagesPerSecond.toFixed(1)),
-        ),
+      row(r.backend, String(r.unfreeze), r.cached ? 'cached' : 'uncached', String(r.batch), String(r.steps), r.medianMs.toFixed(0), r.imagesPerSecond.toFixed(1));
+      return;
+    }
+    case 'backbone': {
+      const r = message.result;
+      window.__benchResults.push(r);
+      row(
+        r.backend,
+        r.backbone,
+        formatBytes(r.fileBytes),
+        r.parameters.toLocaleString('en'),
+        r.importMs.toFixed(0),
+        String(r.batch),
+        String(r.steps),
+        r.forwardMs.toFixed(0),
+        ((1000 * r.batch) / r.forwardMs).toFixed(1),
       );
+      status.textContent = `${r.backbone} done (${elapsed()})…`;
       return;
     }
     case 'done':
@@ -75,5 +103,8 @@ worker.addEventListener('error', (event) => {
   status.textContent = `The benchmark worker failed: ${event.message}`;
   document.body.dataset.error = event.message || 'worker error';
 });
-status.textContent = `Loading the engine (${config.backend}); batch ${config.batch}, ${config.steps} steps, unfreeze ${config.unfreeze.join(' and ')}…`;
+status.textContent =
+  config.mode === 'steps'
+    ? `Loading the engine (${config.backend}); batch ${config.batch}, ${config.steps} steps, unfreeze ${config.unfreeze.join(' and ')}…`
+    : `Timing ${config.backbones.join(', ')} on ${config.backend}; batch ${config.batch}, ${config.steps} forwards each…`;
 worker.postMessage(config);

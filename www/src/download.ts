@@ -1,6 +1,27 @@
-// Saving the trained classifier: bytes from the worker become a file download.
+// Saving the trained classifier: bytes from the worker become a file download, one button per
+// format.
 
-import type { AppState } from './state';
+import type { ExportFormat } from './protocol';
+import type { AppState, TrainedModel } from './state';
+
+/** What each format's button says, and what its hint adds after the file's contents. */
+const FORMATS: Record<ExportFormat, { label: string; use: string }> = {
+  safetensors: {
+    label: 'Download model (.safetensors)',
+    use: ', with the labels and the training settings in its metadata.',
+  },
+  onnx: {
+    label: 'Download ONNX',
+    use:
+      ' as one graph for onnxruntime or onnxruntime-web. Input "input": [batch, 3, 224, 224] RGB, normalised as its ' +
+      '"normalization" metadata says; outputs "logits" and "probabilities": [batch, classes], in the order of its "labels" metadata.',
+  },
+};
+
+/** `webtune-<backbone>-<n>classes.<format>`: every format under the same name but the extension. */
+export function exportFileName(trained: TrainedModel, format: ExportFormat): string {
+  return `webtune-${trained.backboneName}-${trained.classCount}classes.${format}`;
+}
 
 /** Saves `bytes` as a file named `fileName` through a temporary object URL. */
 export function saveBytes(bytes: Uint8Array<ArrayBuffer>, fileName: string): void {
@@ -16,26 +37,27 @@ export function saveBytes(bytes: Uint8Array<ArrayBuffer>, fileName: string): voi
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
+/** One download button and its hint for `format`; one export runs at a time, whatever its format. */
 export function mountDownload(
+  format: ExportFormat,
   button: HTMLButtonElement,
   hint: HTMLElement,
-  exportModel: () => Promise<{ bytes: Uint8Array<ArrayBuffer>; fileName: string } | null>,
+  exportModel: (format: ExportFormat) => Promise<{ bytes: Uint8Array<ArrayBuffer>; fileName: string } | null>,
 ) {
+  const { label, use } = FORMATS[format];
   button.addEventListener('click', async () => {
-    const model = await exportModel();
+    const model = await exportModel(format);
     if (model) saveBytes(model.bytes, model.fileName);
   });
 
   return function render(state: AppState): void {
     const { trained } = state;
-    button.disabled = !trained || state.exporting;
-    button.textContent = state.exporting ? 'Preparing the file…' : 'Download model (.safetensors)';
+    button.disabled = !trained || state.exporting !== null;
+    button.textContent = state.exporting === format ? 'Preparing the file…' : label;
     const contents =
       trained && trained.fineTuned > 0
         ? `the backbone with its last ${trained.fineTuned === 1 ? 'block' : `${trained.fineTuned} blocks`} fine-tuned and the trained head`
         : 'the backbone and the trained head';
-    hint.textContent = trained
-      ? `webtune-${trained.backboneName}-${trained.classCount}classes.safetensors: ${contents}, with the labels and the training settings in its metadata.`
-      : 'Train a model first.';
+    hint.textContent = trained ? `${exportFileName(trained, format)}: ${contents}${use}` : format === 'safetensors' ? 'Train a model first.' : '';
   };
 }

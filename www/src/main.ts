@@ -11,6 +11,7 @@ import { mountDownload } from './download';
 import { mountDropZone } from './drop-zone';
 import { mountEvaluationView } from './evaluation-view';
 import { mountPredict } from './predict';
+import type { ExportFormat } from './protocol';
 import { isBackendChoice, mountSettings } from './settings';
 import { initialState, type AppState } from './state';
 import { mountTrainingView } from './training-view';
@@ -142,9 +143,11 @@ const renderAugmentPreview = mountAugmentPreview(
   }),
 );
 
-const renderDownload = mountDownload(byId<HTMLButtonElement>('download'), byId('download-hint'), () =>
-  app.exportModel(),
-);
+const exportModel = (format: ExportFormat) => app.exportModel(format);
+const renderDownloads = [
+  mountDownload('safetensors', byId<HTMLButtonElement>('download'), byId('download-hint'), exportModel),
+  mountDownload('onnx', byId<HTMLButtonElement>('download-onnx'), byId('download-onnx-hint'), exportModel),
+];
 
 const renderPredict = mountPredict(
   {
@@ -176,7 +179,7 @@ app.store.subscribe((state) => {
   renderTraining(state);
   renderEvaluation(state);
   renderAugmentPreview(state);
-  renderDownload(state);
+  for (const render of renderDownloads) render(state);
   renderPredict(state);
 });
 app.start();

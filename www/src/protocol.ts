@@ -24,6 +24,9 @@ export type WeightsSource =
   /** `.pth`/`.pt` (PyTorch state dict) or `.safetensors`; the engine tells the format by its bytes. */
   | { kind: 'file'; fileName: string; file: Blob };
 
+/** The file formats the trained classifier can be saved in (see `Trainer.exportSafetensors`/`exportOnnx`). */
+export type ExportFormat = 'safetensors' | 'onnx';
+
 export interface ClassSummary {
   label: string;
   count: number;
@@ -147,7 +150,7 @@ export type Request =
   | { type: 'fineTune'; settings: FineTuneSettings; seed: number }
   | { type: 'evaluate' }
   | { type: 'stopTraining' }
-  | { type: 'export' }
+  | { type: 'export'; format: ExportFormat }
   | { type: 'predict'; fileName: string; file: Blob };
 
 export type RequestType = Request['type'];

@@ -9,6 +9,7 @@ import {
   type DatasetSummary,
   type EpochReport,
   type Evaluation,
+  type ExportFormat,
   type Prediction,
   type Stage,
 } from './protocol';
@@ -170,7 +171,8 @@ export interface AppState {
   library: LibraryState;
   training: TrainingState;
   trained: TrainedModel | null;
-  exporting: boolean;
+  /** The format of the file being prepared for download, if one is. */
+  exporting: ExportFormat | null;
   predictions: PredictionResult[];
   /** Messages about the page itself (engine start, crashes, downloads). */
   errors: { id: number; text: string }[];
@@ -245,7 +247,7 @@ export function initialState(choice: BackendChoice): AppState {
     library: { status: 'loading', restored: 0, problem: null, partial: false },
     training: idleTraining(),
     trained: null,
-    exporting: false,
+    exporting: null,
     predictions: [],
     errors: [],
   };

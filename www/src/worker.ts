@@ -304,7 +304,8 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       stopRequested = true;
       return { data: {} };
     case 'export': {
-      const bytes = ownBuffer(await requireTrainer().exportSafetensors());
+      const t = requireTrainer();
+      const bytes = ownBuffer(await (request.format === 'onnx' ? t.exportOnnx() : t.exportSafetensors()));
       return { data: { bytes }, transfer: [bytes.buffer] };
     }
     case 'predict': {

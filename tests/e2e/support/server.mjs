@@ -3,7 +3,7 @@
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { extname, join, normalize, sep } from 'node:path';
+import { extname, join, normalize, resolve, sep } from 'node:path';
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -18,8 +18,11 @@ const TYPES = {
   '.safetensors': 'application/octet-stream',
 };
 
-/** Serves `root` on 127.0.0.1 at a free port; resolves to { url, close }. */
-export async function serveStatic(root) {
+/**
+ * Serves `root` on 127.0.0.1 at a free port; resolves to { url, close }. `mounts` serves other
+ * folders under URL prefixes (`{ '/bench-weights/': dir }`), for files the build does not hold.
+ */
+export async function serveStatic(root, mounts = {}) {
   const server = createServer(async (request, response) => {
     const headers = {
       'Cross-Origin-Opener-Policy': 'same-origin',
@@ -30,8 +33,10 @@ export async function serveStatic(root) {
     try {
       let path = decodeURIComponent(new URL(request.url, 'http://localhost').pathname);
       if (path.endsWith('/')) path += 'index.html';
-      const file = normalize(join(root, path));
-      if (file !== root && !file.startsWith(root + sep)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' });
+      const prefix = Object.keys(mounts).find((p) => path.startsWith(p));
+      const base = prefix ? resolve(mounts[prefix]) : root;
+      const file = normalize(join(base, prefix ? path.slice(prefix.length) : path));
+      if (file !== base && !file.startsWith(base + sep)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' });
       const info = await stat(file);
       if (!info.isFile()) throw Object.assign(new Error('not a file'), { code: 'ENOENT' });
       response.writeHead(200, {
