@@ -43,6 +43,15 @@ ensure_chromium() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 }
 
+# Mesa's lavapipe, a software Vulkan driver, so `webtune --backend wgpu` and its test run on
+# machines without a GPU (CI). Harmless where a GPU driver is installed: wgpu prefers hardware.
+ensure_vulkan_driver() {
+    ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 && return
+    step "installing Debian's mesa-vulkan-drivers (lavapipe)"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mesa-vulkan-drivers
+}
+
 ensure_node_modules() {
     local stamp="$ROOT/www/node_modules/.package-lock.json"
     [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/www/package-lock.json" ] && return

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Sets everything up and runs every test: the native suite, then the page in headless Chromium
-# on the CPU path and on WebGPU (SwiftShader).
+# Sets everything up and runs every test: the native suite (the CLI's wgpu backend on lavapipe
+# where there is no GPU), then the page in headless Chromium on the CPU path and on WebGPU
+# (SwiftShader).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ensure_wasm_target
 ensure_wasm_bindgen
 ensure_chromium
+ensure_vulkan_driver
 ensure_node_modules
 ensure_numpy
 fetch_downloads

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::backend::{BackendKind, cpu_device, webgpu_device};
+use crate::backend::{BackendKind, cpu_device, gpu_device};
 use crate::error::Error;
 use crate::data::Augmentation;
 use crate::model::BackboneKind;
@@ -24,6 +24,12 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| JsError::new(&format!("cannot pass result to JavaScript: {e}")))
+}
+
+/// The browser's WebGPU device, on whatever adapter the browser offers (the page asked for WebGPU,
+/// so a software one counts too).
+async fn webgpu_device() -> crate::error::Result<burn::tensor::Device> {
+    gpu_device().await.map(|gpu| gpu.device).map_err(|e| Error::Backend(format!("WebGPU is not available ({e})")))
 }
 
 fn from_js_or_default<T: serde::de::DeserializeOwned + Default>(value: JsValue, what: &str) -> Result<T, JsError> {

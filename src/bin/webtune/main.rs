@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod confusion_png;
 mod labelled_files;
 
 use burn::module::Module;
@@ -11,7 +12,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use labelled_files::read_labelled_files;
 use serde::Serialize;
-use webtune::backend::cpu_device;
+use burn::tensor::Device;
+use webtune::backend::{cpu_device, gpu_device};
 use webtune::data::{decode_image, resize_and_center_crop, to_input_tensor};
 use webtune::model::{Backbone, BackboneKind, ImageNetClassifier, ImageNetNames};
 use webtune::data::Augmentation;
@@ -34,6 +36,46 @@ struct BackboneArgs {
 impl BackboneArgs {
     fn weights_path(&self) -> PathBuf {
         self.weights.clone().unwrap_or_else(|| format!("www/public/weights/{}.safetensors", self.backbone.name()).into())
+    }
+}
+
+/// Where the computation runs.
+#[derive(clap::Args)]
+struct BackendArgs {
+    /// cpu: burn's CPU backend (flex). wgpu: the GPU through wgpu (Vulkan, Metal or DX12); an
+    /// error without an adapter. auto: wgpu on a hardware GPU, else the CPU.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    backend: BackendChoice,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendChoice {
+    Cpu,
+    Wgpu,
+    Auto,
+}
+
+impl BackendArgs {
+    /// Initialises the chosen device and says which one it is on stderr (stdout may be JSON).
+    fn device(&self) -> Result<(Device, &'static str)> {
+        let one_line = |e: Error| e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        let (device, name, line) = match self.backend {
+            BackendChoice::Cpu => (cpu_device(), "cpu", "cpu (flex)".to_string()),
+            BackendChoice::Wgpu => {
+                let gpu = pollster::block_on(gpu_device())
+                    .map_err(|e| Error::Backend(format!("no GPU adapter found for --backend wgpu: {}", one_line(e))))?;
+                (gpu.device, "wgpu", format!("wgpu ({})", gpu.adapter))
+            }
+            // A software adapter (lavapipe, llvmpipe) is several times slower than burn's CPU
+            // backend, so auto only takes real hardware; --backend wgpu takes any adapter.
+            BackendChoice::Auto => match pollster::block_on(gpu_device()) {
+                Ok(gpu) if !gpu.software => (gpu.device, "wgpu", format!("wgpu ({})", gpu.adapter)),
+                Ok(gpu) => (cpu_device(), "cpu", format!("cpu (flex; the only GPU adapter, {}, is a software one)", gpu.adapter)),
+                Err(e) => (cpu_device(), "cpu", format!("cpu (flex; no GPU adapter: {})", one_line(e))),
+            },
+        };
+        eprintln!("backend: {line}");
+        Ok((device, name))
     }
 }
 
@@ -79,6 +121,8 @@ enum Command {
         images: Vec<PathBuf>,
         #[command(flatten)]
         backbone: BackboneArgs,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Print JSON with all 1000 logits per image instead of a table.
         #[arg(long)]
         json: bool,
@@ -102,6 +146,8 @@ enum Command {
         onnx: Option<PathBuf>,
         #[command(flatten)]
         backbone: BackboneArgs,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Head epochs.
         #[arg(long, default_value_t = HeadOptions::default().epochs)]
         epochs: usize,
@@ -146,6 +192,11 @@ enum Command {
         /// Print the evaluation as JSON.
         #[arg(long)]
         json: bool,
+        /// Also draw the confusion matrix into this PNG file.
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
     /// Convert a model exported by webtune (.safetensors) into another format.
     Export {
@@ -168,6 +219,8 @@ enum Command {
         /// Print JSON: [{file, predictions: [{label, probability}]}] with every class.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
 }
 
@@ -204,16 +257,16 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {} (random {backbone}, {} tensors)", output.display(), tensors.len());
             Ok(())
         }
-        Command::Imagenet { images, backbone, json, save_input } => imagenet(&images, &backbone, json, save_input.as_deref()),
-        Command::Predict { model, images, top, json } => predict(&model, &images, top, json),
-        Command::Eval { model, data_dir, json } => eval(&model, &data_dir, json),
+        Command::Imagenet { images, backbone, backend, json, save_input } => imagenet(&images, &backbone, &backend, json, save_input.as_deref()),
+        Command::Predict { model, images, top, json, backend } => predict(&model, &images, top, json, &backend),
+        Command::Eval { model, data_dir, json, png, backend } => eval(&model, &data_dir, json, png.as_deref(), &backend),
         Command::Export { model, onnx } => export(&model, &onnx),
-        Command::Train { data_dir, out, record, onnx, backbone, epochs, lr, hidden, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
+        Command::Train { data_dir, out, record, onnx, backbone, backend, epochs, lr, hidden, val_fraction, seed, unfreeze, fine_epochs, views, no_augment, no_flip, json } => {
             let head = HeadOptions { epochs, learning_rate: lr, hidden_units: hidden, val_fraction, seed, ..HeadOptions::default() };
             let fine = FineTuneOptions { epochs: fine_epochs, learning_rate: lr, seed, ..FineTuneOptions::default() };
             let augmentation = Augmentation { enabled: !no_augment, horizontal_flip: !no_flip, ..Augmentation::default() };
             let outputs = Outputs { safetensors: out, record, onnx };
-            train(&data_dir, &outputs, &backbone, head, unfreeze, fine, augmentation, views, json)
+            train(&data_dir, &outputs, &backbone, &backend, head, unfreeze, fine, augmentation, views, json)
         }
     }
 }
@@ -241,8 +294,8 @@ struct ImageNetResult {
     logits: Vec<f32>,
 }
 
-fn imagenet(images: &[PathBuf], backbone: &BackboneArgs, json: bool, save_input: Option<&Path>) -> Result<()> {
-    let device = cpu_device();
+fn imagenet(images: &[PathBuf], backbone: &BackboneArgs, backend: &BackendArgs, json: bool, save_input: Option<&Path>) -> Result<()> {
+    let (device, _) = backend.device()?;
     let kind = backbone.backbone;
     let path = backbone.weights_path();
     let in_file = |e: Error| Error::Weights(format!("{}: {e}", path.display()));
@@ -289,7 +342,9 @@ struct PredictResult {
 }
 
 fn export(model_path: &Path, onnx: &Path) -> Result<()> {
-    let model = load_model(model_path)?;
+    // Writing ONNX is bookkeeping over the weights: the CPU backend is all it needs.
+    let model = TrainedModel::from_safetensors(&read(model_path)?, &cpu_device())
+        .map_err(|e| Error::Weights(format!("{}: {e}", model_path.display())))?;
     let bytes = to_onnx(&model, onnx)?;
     write(onnx, &bytes)?;
     println!("wrote {} ({:.1} MB)", onnx.display(), bytes.len() as f64 / 1e6);
@@ -301,12 +356,13 @@ fn to_onnx(model: &TrainedModel, path: &Path) -> Result<Vec<u8>> {
     pollster::block_on(model.to_onnx()).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
 }
 
-fn load_model(path: &Path) -> Result<TrainedModel> {
-    TrainedModel::from_safetensors(&read(path)?, &cpu_device()).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
+fn load_model(path: &Path, backend: &BackendArgs) -> Result<TrainedModel> {
+    let (device, _) = backend.device()?;
+    TrainedModel::from_safetensors(&read(path)?, &device).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
 }
 
-fn eval(model_path: &Path, data_dir: &Path, json: bool) -> Result<()> {
-    let model = load_model(model_path)?;
+fn eval(model_path: &Path, data_dir: &Path, json: bool, png: Option<&Path>, backend: &BackendArgs) -> Result<()> {
+    let model = load_model(model_path, backend)?;
     let (mut logits, mut targets, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for file in read_labelled_files(data_dir)? {
         let Some(target) = model.labels.iter().position(|l| *l == file.label) else {
@@ -326,6 +382,12 @@ fn eval(model_path: &Path, data_dir: &Path, json: bool) -> Result<()> {
         names.push((names.len() as u32, name));
     }
     let e = evaluate(&logits, &model.labels, &targets, &names);
+    if let Some(path) = png {
+        let picture = confusion_png::render(&model.labels, &e.confusion, e.accuracy, e.images);
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        picture.write_to(&mut bytes, image::ImageFormat::Png).expect("an RGB image in memory encodes as PNG");
+        write(path, bytes.get_ref())?;
+    }
     if json {
         println!("{}", serde_json::to_string(&e).expect("plain data serialises"));
         return Ok(());
@@ -348,8 +410,8 @@ fn eval(model_path: &Path, data_dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn predict(model_path: &Path, images: &[PathBuf], top: usize, json: bool) -> Result<()> {
-    let model = load_model(model_path)?;
+fn predict(model_path: &Path, images: &[PathBuf], top: usize, json: bool, backend: &BackendArgs) -> Result<()> {
+    let model = load_model(model_path, backend)?;
     let mut results = Vec::new();
     for path in images {
         let predictions = pollster::block_on(model.predict_file(&path.display().to_string(), &read(path)?))?;
@@ -379,6 +441,7 @@ fn train(
     data_dir: &Path,
     outputs: &Outputs,
     backbone: &BackboneArgs,
+    backend: &BackendArgs,
     head: HeadOptions,
     unfreeze: Option<usize>,
     fine: FineTuneOptions,
@@ -388,11 +451,12 @@ fn train(
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let weights = backbone.weights_path();
-    let mut tuner = Tuner::new(backbone.backbone, &read(&weights)?, cpu_device())
+    let (device, backend_name) = backend.device()?;
+    let mut tuner = Tuner::new(backbone.backbone, &read(&weights)?, device)
         .map_err(|e| Error::Weights(format!("{}: {e}", weights.display())))?;
     let log = |line: String| if !json { eprintln!("{line}") };
     let files = read_labelled_files(data_dir)?;
-    log(format!("backbone {} ({}), backend cpu", backbone.backbone, weights.display()));
+    log(format!("backbone {} ({})", backbone.backbone, weights.display()));
     let bar = progress(json, files.len(), "decoding");
     for file in files {
         if let Err(e) = tuner.add_image(&file.label, &file.name, &file.bytes) {
@@ -479,13 +543,15 @@ fn train(
         write(path, &to_onnx(&model, path)?)?;
     }
     if let Some(path) = &outputs.record {
-        // The CPU backend reads tensors synchronously, which a burn record needs.
+        // A burn record reads tensors synchronously: fine natively on either backend (only the
+        // browser's WebGPU cannot).
         let bytes = model.classifier.clone().into_record().into_bytes().map_err(|e| Error::Weights(format!("burn record: {e}")))?;
         write(path, &bytes)?;
     }
     if json {
         let summary = serde_json::json!({
             "images": summary.images,
+            "backend": backend_name,
             "unfreeze": unfreeze,
             "headValAccuracy": head_val_accuracy,
             "fineValAccuracy": (unfreeze > 0).then_some(evaluation.accuracy),
