@@ -12,6 +12,22 @@ pub struct ConvBn {
     pub bn: BatchNorm,
 }
 
+impl ConvBn {
+    /// The PyTorch name of one of this unit's parameters, given the field (`conv` or `bn`) and
+    /// burn's parameter name: `weight` for both the conv and BN's gamma, as `nn.Conv2d` and
+    /// `nn.BatchNorm2d` call them. `None` for anything else.
+    pub(crate) fn torch_param(kind: &str, param: &str) -> Option<&'static str> {
+        Some(match (kind, param) {
+            ("conv", "weight") => "weight",
+            ("bn", "gamma") => "weight",
+            ("bn", "beta") => "bias",
+            ("bn", "running_mean") => "running_mean",
+            ("bn", "running_var") => "running_var",
+            _ => return None,
+        })
+    }
+}
+
 /// Where a convolution's zero padding goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Padding {

@@ -4,7 +4,7 @@
 use burn::config::Config;
 use burn::tensor::Device;
 
-use super::blocks::Padding;
+use super::blocks::{ConvBn, Padding};
 use super::mbconv_net::{MbConvNet, MbConvNetSpec, Stage};
 use crate::weights::ParamLayout;
 
@@ -53,14 +53,7 @@ impl EfficientNetLiteNames {
     pub fn file_name(module_path: &str) -> Option<(String, ParamLayout)> {
         let (module, param) = module_path.rsplit_once('.')?;
         let (module, kind) = module.rsplit_once('.')?;
-        let torch_param = match (kind, param) {
-            ("conv", "weight") => "weight",
-            ("bn", "gamma") => "weight",
-            ("bn", "beta") => "bias",
-            ("bn", "running_mean") => "running_mean",
-            ("bn", "running_var") => "running_var",
-            _ => return None,
-        };
+        let torch_param = ConvBn::torch_param(kind, param)?;
         let torch_module = match (module, kind) {
             ("stem", "conv") => "_conv_stem".to_string(),
             ("stem", "bn") => "_bn0".to_string(),
@@ -87,7 +80,6 @@ impl EfficientNetLiteNames {
 
 #[cfg(test)]
 mod tests {
-    use super::super::blocks::testing::params_in_group;
     use super::*;
     use burn::module::Module;
     use burn::tensor::Tensor;
@@ -110,32 +102,6 @@ mod tests {
         let model = EfficientNetLiteConfig::new().init(&device);
         let out = model.forward(Tensor::zeros([2, 3, 64, 64], &device));
         assert_eq!(out.dims(), [2, FEATURES]);
-    }
-
-    #[test]
-    fn prefix_then_tail_is_the_whole_forward_at_every_split() {
-        let device = Device::flex();
-        device.seed(3);
-        let model = EfficientNetLiteConfig::new().init(&device);
-        let input = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let whole = model.forward(input.clone()).into_data();
-        for split in [0, 1, 9, 15, 16] {
-            let parts = model.forward_tail(model.forward_prefix(input.clone(), split), split).into_data();
-            assert_eq!(parts, whole, "split at unit {split}");
-        }
-    }
-
-    #[test]
-    fn tail_group_holds_exactly_the_units_from_the_split_on() {
-        let model = EfficientNetLiteConfig::new().init(&Device::flex());
-        let size = |k| -> usize { params_in_group(&model, &model.tail_group(k)).iter().map(|(_, n)| n).sum() };
-        let top = model.top.num_params();
-        assert_eq!(size(16), top);
-        assert_eq!(size(17), top);
-        assert_eq!(size(15), top + model.blocks[15].num_params());
-        assert_eq!(size(0), model.num_params() - model.stem.num_params());
-        let paths: Vec<_> = params_in_group(&model, &model.tail_group(16)).into_iter().map(|(p, _)| p).collect();
-        assert!(paths.iter().all(|p| p.starts_with("top.")), "{paths:?}");
     }
 
     #[test]

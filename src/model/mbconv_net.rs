@@ -129,3 +129,46 @@ impl MbConvNet {
         ParamGroup::ids_from_module(blocks).fuse(&ParamGroup::ids_from_module(self.top.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::blocks::testing::params_in_group;
+    use super::super::{EfficientNetLiteConfig, MobileNetV2Config};
+    use super::*;
+
+    /// Both members of the family, seeded: EfficientNet-Lite0 (16 blocks, TF padding) and
+    /// MobileNetV2 (17 blocks, symmetric padding).
+    fn both(device: &Device) -> [(&'static str, MbConvNet); 2] {
+        device.seed(3);
+        [("efficientnet_lite0", EfficientNetLiteConfig::new().init(device)), ("mobilenet_v2", MobileNetV2Config::new().init(device))]
+    }
+
+    #[test]
+    fn prefix_then_tail_is_the_whole_forward_at_every_split() {
+        let device = Device::flex();
+        for (name, model) in both(&device) {
+            let input = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+            let whole = model.forward(input.clone()).into_data();
+            let blocks = model.blocks.len();
+            for split in [0, 1, 2, 9, blocks - 1, blocks, blocks + 1] {
+                let parts = model.forward_tail(model.forward_prefix(input.clone(), split), split).into_data();
+                assert_eq!(parts, whole, "{name}: split at unit {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn tail_group_holds_exactly_the_units_from_the_split_on() {
+        for (name, model) in both(&Device::flex()) {
+            let size = |k| -> usize { params_in_group(&model, &model.tail_group(k)).iter().map(|(_, n)| n).sum() };
+            let (blocks, top) = (model.blocks.len(), model.top.num_params());
+            assert_eq!(model.units(), blocks + 1, "{name}");
+            assert_eq!(size(blocks), top, "{name}: the last unit is the final 1×1 convolution");
+            assert_eq!(size(blocks + 1), top, "{name}: past the end is still the last unit");
+            assert_eq!(size(blocks - 1), top + model.blocks[blocks - 1].num_params(), "{name}");
+            assert_eq!(size(0), model.num_params() - model.stem.num_params(), "{name}: all but the stem");
+            let paths: Vec<_> = params_in_group(&model, &model.tail_group(blocks)).into_iter().map(|(p, _)| p).collect();
+            assert!(paths.iter().all(|p| p.starts_with("top.")), "{name}: {paths:?}");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use burn::config::Config;
 use burn::tensor::Device;
 
-use super::blocks::Padding;
+use super::blocks::{ConvBn, Padding};
 use super::mbconv_net::{MbConvNet, MbConvNetSpec, Stage};
 use crate::weights::ParamLayout;
 
@@ -59,7 +59,7 @@ impl MobileNetV2Names {
     pub fn file_name(module_path: &str) -> Option<(String, ParamLayout)> {
         let (module, param) = module_path.rsplit_once('.')?;
         let (module, kind) = module.rsplit_once('.')?;
-        let torch_param = torch_param(kind, param)?;
+        let torch_param = ConvBn::torch_param(kind, param)?;
         // torchvision's `Conv2dNormActivation` is `Sequential(conv, bn, ReLU6)`.
         let index = if kind == "conv" { 0 } else { 1 };
         let torch_module = match module {
@@ -86,22 +86,10 @@ impl MobileNetV2Names {
     }
 }
 
-/// A ConvBn parameter's name in PyTorch (`weight` for both the conv and BN's gamma).
-pub(crate) fn torch_param(kind: &str, param: &str) -> Option<&'static str> {
-    Some(match (kind, param) {
-        ("conv", "weight") => "weight",
-        ("bn", "gamma") => "weight",
-        ("bn", "beta") => "bias",
-        ("bn", "running_mean") => "running_mean",
-        ("bn", "running_var") => "running_var",
-        _ => return None,
-    })
-}
-
 
 #[cfg(test)]
 mod tests {
-    use super::super::blocks::testing::{param_paths, params_in_group};
+    use super::super::blocks::testing::param_paths;
     use super::*;
     use burn::module::Module;
     use burn::tensor::Tensor;
@@ -130,29 +118,6 @@ mod tests {
         assert_eq!(out.dims(), [2, MOBILENET_V2_FEATURES]);
         // An odd size: the stem (3×3, stride 2, padding 1) maps 65 to 33.
         assert_eq!(model.forward_prefix(Tensor::zeros([1, 3, 65, 65], &device), 1).dims(), [1, 16, 33, 33]);
-    }
-
-    #[test]
-    fn prefix_then_tail_is_the_whole_forward_at_every_split() {
-        let device = Device::flex();
-        device.seed(3);
-        let model = MobileNetV2Config::new().init(&device);
-        let input = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let whole = model.forward(input.clone()).into_data();
-        for split in [0, 1, 2, 9, 16, 17, 18] {
-            let parts = model.forward_tail(model.forward_prefix(input.clone(), split), split).into_data();
-            assert_eq!(parts, whole, "split at unit {split}");
-        }
-    }
-
-    #[test]
-    fn tail_group_holds_exactly_the_units_from_the_split_on() {
-        let model = MobileNetV2Config::new().init(&Device::flex());
-        let size = |k| -> usize { params_in_group(&model, &model.tail_group(k)).iter().map(|(_, n)| n).sum() };
-        let top = model.top.num_params();
-        assert_eq!(size(model.units() - 1), top);
-        assert_eq!(size(16), top + model.blocks[16].num_params());
-        assert_eq!(size(0), model.num_params() - model.stem.num_params());
     }
 
     #[test]

@@ -9,7 +9,6 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::blocks::{ConvBn, ConvBnSpec, Padding};
-use super::mobilenet_v2::torch_param;
 use crate::weights::ParamLayout;
 
 /// Width of each stage's 3×3 convolutions; bottleneck blocks output 4× as many channels.
@@ -206,7 +205,7 @@ impl ResNetNames {
     pub fn file_name(module_path: &str) -> Option<(String, ParamLayout)> {
         let (module, param) = module_path.rsplit_once('.')?;
         let (module, kind) = module.rsplit_once('.')?;
-        let torch_param = torch_param(kind, param)?;
+        let torch_param = ConvBn::torch_param(kind, param)?;
         let torch_module = match (module, kind) {
             ("stem", "conv") => "conv1".to_string(),
             ("stem", "bn") => "bn1".to_string(),
