@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serveStatic } from '../tests/e2e/support/server.mjs';
 import { launchChromium } from '../tests/e2e/support/chromium.mjs';
+import { runBenchPage } from './bench-page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts, positionals } = parseArgs({
@@ -54,11 +55,7 @@ try {
     steps: opts.steps,
   });
   const started = Date.now();
-  await page.goto(`${server.url}bench.html?${query}`);
-  await page.waitForFunction(() => document.body.dataset.done === '1' || document.body.dataset.error, null, { timeout: 3_600_000 });
-  const error = await page.evaluate(() => document.body.dataset.error);
-  if (error) throw new Error(`the bench page failed: ${error}`);
-  const results = await page.evaluate(() => window.__benchResults);
+  const results = await runBenchPage(page, server, query);
   console.log(`browser ${results[0]?.backend ?? 'cpu'} (wasm) | 224 px | batch ${opts.batch} | median of ${opts.steps} forwards after a warm-up | ${((Date.now() - started) / 1000).toFixed(0)} s in all`);
   console.log('| backbone | file MB | parameters | import ms | forward ms | images/s |');
   console.log('|---|---|---|---|---|---|');

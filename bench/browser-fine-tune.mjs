@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serveStatic } from '../tests/e2e/support/server.mjs';
 import { launchChromium } from '../tests/e2e/support/chromium.mjs';
+import { runBenchPage } from './bench-page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -29,11 +30,7 @@ try {
   const page = await browser.newPage();
   const query = new URLSearchParams({ backend: 'cpu', batch: opts.batch, steps: opts.steps, unfreeze: opts.unfreeze });
   const started = Date.now();
-  await page.goto(`${server.url}bench.html?${query}`);
-  await page.waitForFunction(() => document.body.dataset.done === '1' || document.body.dataset.error, null, { timeout: 3_600_000 });
-  const error = await page.evaluate(() => document.body.dataset.error);
-  if (error) throw new Error(`the bench page failed: ${error}`);
-  const results = await page.evaluate(() => window.__benchResults);
+  const results = await runBenchPage(page, server, query);
   console.log(`browser ${results[0]?.backend ?? 'cpu'} (wasm) | 224 px | batch ${opts.batch} | median of ${opts.steps} steps after a warm-up | ${((Date.now() - started) / 1000).toFixed(0)} s in all`);
   console.log('| unfreeze | prefix | ms/step | images/s |');
   console.log('|---|---|---|---|');
