@@ -10,34 +10,40 @@ mod common;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use webtune::Tuner;
 use webtune::train::HeadOptions;
+use webtune::{Event, Phase, Recipe, Session};
 
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("numbers: IMAGES EPOCHS"));
     let images = args.next().unwrap_or(100);
     let epochs = args.next().unwrap_or(20);
     let weights = std::fs::read(common::legacy_weights()).unwrap();
-    let mut tuner = Tuner::new(webtune::model::BackboneKind::EfficientNetLite0, &weights, Device::flex()).unwrap();
+    let mut session = Session::new(webtune::model::BackboneKind::EfficientNetLite0, &weights, Device::flex()).unwrap();
     let files: Vec<_> = common::generated_dataset(images.div_ceil(common::CLASSES.len()), 1).into_iter().take(images).collect();
     let start = Instant::now();
     for (label, name, bytes) in files {
-        tuner.add_image(&label, &name, &bytes).unwrap();
+        session.add_image(&label, &name, &bytes).unwrap();
     }
     let decode = start.elapsed();
+    session.start(Recipe { head: HeadOptions { epochs, ..Default::default() }, unfreeze: Some(0), ..Default::default() }).unwrap();
     let start = Instant::now();
-    while pollster::block_on(tuner.extract_features(8)).unwrap() > 0 {}
-    let extract = start.elapsed();
-    tuner.start_head(HeadOptions { epochs, ..Default::default() }).unwrap();
-    let start = Instant::now();
-    let mut last = None;
-    for _ in 0..epochs {
-        last = Some(pollster::block_on(tuner.train_epoch()).unwrap());
+    let (mut extract, mut head_start, mut train, mut last, mut head_epochs) = (start.elapsed(), None, start.elapsed(), None, 0);
+    loop {
+        match pollster::block_on(session.step(8)).unwrap() {
+            Event::Features { .. } => extract = start.elapsed(),
+            Event::Split { .. } => head_start = Some(Instant::now()),
+            Event::Epoch { phase: Phase::Head, report } => {
+                train = head_start.expect("split first").elapsed();
+                head_epochs += 1;
+                last = Some(report);
+            }
+            Event::Finished { .. } => break,
+            _ => {}
+        }
     }
-    let train = start.elapsed();
     let last = last.unwrap();
     println!("images: {images} (decode + crop {:.1} ms/image)", decode.as_secs_f64() * 1e3 / images as f64);
     println!("feature extraction: {:.2} s ({:.1} ms/image, batches of 8)", extract.as_secs_f64(), extract.as_secs_f64() * 1e3 / images as f64);
-    println!("head training: {epochs} epochs in {:.3} s ({:.1} ms/epoch)", train.as_secs_f64(), train.as_secs_f64() * 1e3 / epochs as f64);
+    println!("head training: {head_epochs} epochs in {:.3} s ({:.1} ms/epoch)", train.as_secs_f64(), train.as_secs_f64() * 1e3 / head_epochs as f64);
     println!("final: train acc {:.3}, val acc {:?}", last.train_accuracy, last.val_accuracy);
 }

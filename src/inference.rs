@@ -27,6 +27,7 @@ pub mod meta {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Prediction {
     pub label: String,
     pub probability: f32,
@@ -46,8 +47,8 @@ impl TrainedModel {
     pub async fn logits(&self, images: &[&RgbImage]) -> Result<Vec<f32>> {
         let device = self.classifier.backbone.device();
         let logits = self.classifier.forward(to_input_tensor(images, &self.spec, &device));
-        let data = logits.into_data_async().await.map_err(|e| Error::Backend(format!("reading logits: {e:?}")))?;
-        data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+        let data = logits.into_data_async().await.map_err(|e| Error::read_back("reading logits", e))?;
+        data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))
     }
 
     /// Class probabilities for images already cropped to the input size, one row per image.

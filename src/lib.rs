@@ -3,22 +3,28 @@
 //!
 //! The layout follows the pipeline: [`weights`] reads and writes weight files, [`model`] holds
 //! the backbone and head, [`data`] decodes and splits images, [`train`] caches features and
-//! trains the head, [`export`] writes the whole graph as ONNX, [`Tuner`] ties them together for
-//! the page (`web`) and the CLI.
+//! trains both phases, [`export`] writes the whole graph as ONNX. [`Recipe`] declares every
+//! setting with its default and range once; a [`Session`] owns the run of a recipe, and the
+//! page (`web`) and the CLI only drive it and show its [`Event`]s.
 
 pub mod backend;
+pub mod boundary;
 pub mod data;
 pub mod error;
 pub mod export;
 pub mod inference;
 pub mod model;
 pub mod train;
-mod tuner;
+pub mod recipe;
+mod session;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod tools;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 mod web;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use inference::{Prediction, TrainedModel};
-pub use tuner::{CacheProgress, SplitSummary, Tuner};
+pub use recipe::Recipe;
+pub use session::{Event, Outcome, Phase, Session, Stage, Started};

@@ -1,47 +1,55 @@
 //! The wasm-bindgen surface: the only place that knows about JavaScript. The page's worker
-//! creates one `Trainer` and calls it one request at a time.
+//! creates one `Trainer` (a [`Session`] on a device) and drives it: `start(recipe)`, then
+//! `step(budget)` until the event says `finished`, posting each event to the page.
+//!
+//! Errors reach JavaScript as `Error` objects carrying the [`ErrorInfo`] fields (`kind`, `reason`,
+//! `file`, `setting`), so the page acts on the kind and never parses a message.
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::backend::{BackendKind, cpu_device, gpu_device};
+use crate::boundary::{EngineInfo, ErrorInfo, Overview};
+use crate::data::{Augmentation, decode_image, resize_shorter_side};
 use crate::error::Error;
-use crate::data::Augmentation;
 use crate::model::BackboneKind;
-use crate::train::{FineTuneOptions, HeadOptions};
-use crate::tuner::Tuner;
+use crate::recipe::Recipe;
+use crate::session::Session;
 
 #[wasm_bindgen(js_name = initPanicHook)]
 pub fn init_panic_hook() {
     console_error_panic_hook::set_once();
 }
 
-fn js_error(error: Error) -> JsError {
-    JsError::new(&error.to_string())
+/// A JavaScript `Error` with the [`ErrorInfo`] fields as properties.
+fn js_error(error: Error) -> JsValue {
+    let info = ErrorInfo::from(&error);
+    let object = js_sys::Error::new(&info.message);
+    if let Ok(fields) = info.serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {
+        js_sys::Object::assign(&object, &fields.unchecked_into());
+    }
+    object.into()
 }
 
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsError::new(&format!("cannot pass result to JavaScript: {e}")))
+        .map_err(|e| js_error(Error::Backend(format!("cannot pass a result to JavaScript: {e}"))))
 }
 
-/// The browser's WebGPU device, on whatever adapter the browser offers (the page asked for WebGPU,
-/// so a software one counts too).
-async fn webgpu_device() -> crate::error::Result<burn::tensor::Device> {
-    gpu_device().await.map(|gpu| gpu.device).map_err(|e| Error::Backend(format!("WebGPU is not available ({e})")))
-}
-
-fn from_js_or_default<T: serde::de::DeserializeOwned + Default>(value: JsValue, what: &str) -> Result<T, JsError> {
+fn from_js<T: serde::de::DeserializeOwned + Default>(value: JsValue, what: &str) -> Result<T, JsValue> {
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }
-    serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("bad {what}: {e}")))
+    serde_wasm_bindgen::from_value(value)
+        .map_err(|e| js_error(Error::Settings { setting: String::new(), message: format!("bad {what}: {e}") }))
 }
 
 #[wasm_bindgen]
 pub struct Trainer {
-    tuner: Tuner,
+    session: Session,
     backend: BackendKind,
     backend_note: Option<String>,
 }
@@ -51,179 +59,145 @@ impl Trainer {
     /// `backbone`: an architecture name (`efficientnet_lite0`, `mobilenet_v2`, `resnet18`,
     /// `resnet50`) whose weights `backbone_bytes` holds (safetensors or PyTorch `.pth`/`.pt`).
     /// `backend`: "auto" (WebGPU if the browser gives an adapter, else CPU), "webgpu" or "cpu".
-    pub async fn create(backbone: String, backbone_bytes: Vec<u8>, backend: String) -> Result<Trainer, JsError> {
-        let backbone = BackboneKind::from_name(&backbone).map_err(js_error)?;
-        let (device, kind, note) = match backend.as_str() {
+    pub async fn create(backbone: String, backbone_bytes: Vec<u8>, backend: String) -> Result<Trainer, JsValue> {
+        let kind = BackboneKind::from_name(&backbone).map_err(js_error)?;
+        let webgpu = || async { gpu_device().await.map(|gpu| gpu.device).map_err(|e| Error::Backend(format!("WebGPU is not available ({e})"))) };
+        let (device, backend, backend_note) = match backend.as_str() {
             "cpu" => (cpu_device(), BackendKind::Cpu, None),
-            "webgpu" => (webgpu_device().await.map_err(js_error)?, BackendKind::WebGpu, None),
-            "auto" => match webgpu_device().await {
+            "webgpu" => (webgpu().await.map_err(js_error)?, BackendKind::WebGpu, None),
+            "auto" => match webgpu().await {
                 Ok(device) => (device, BackendKind::WebGpu, None),
                 Err(e) => (cpu_device(), BackendKind::Cpu, Some(format!("{e}; using the CPU"))),
             },
-            other => return Err(JsError::new(&format!("unknown backend \"{other}\" (auto, webgpu or cpu)"))),
+            other => {
+                let message = format!("unknown backend \"{other}\" (auto, webgpu or cpu)");
+                return Err(js_error(Error::Settings { setting: "backend".into(), message }));
+            }
         };
-        let tuner = Tuner::new(backbone, &backbone_bytes, device).map_err(js_error)?;
-        Ok(Trainer { tuner, backend: kind, backend_note: note })
+        let session = Session::new(kind, &backbone_bytes, device).map_err(js_error)?;
+        Ok(Trainer { session, backend, backend_note })
     }
 
-    /// "webgpu" or "cpu": the backend actually in use.
-    pub fn backend(&self) -> String {
-        self.backend.name().to_string()
+    /// [`EngineInfo`]: the backend in use, the backbone and its limits.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        let kind = self.session.backbone_kind();
+        to_js(&EngineInfo {
+            backend: self.backend,
+            backend_note: self.backend_note.clone(),
+            backbone: kind.name().to_string(),
+            input_size: self.session.spec().input_size,
+            max_unfreeze: kind.units(),
+            units_description: kind.units_description().to_string(),
+            continues_from: self.session.continues_from().map(<[String]>::to_vec),
+        })
     }
 
-    /// Why "auto" fell back to the CPU, if it did.
-    #[wasm_bindgen(js_name = backendNote)]
-    pub fn backend_note(&self) -> Option<String> {
-        self.backend_note.clone()
-    }
-
-    #[wasm_bindgen(js_name = backboneName)]
-    pub fn backbone_name(&self) -> String {
-        self.tuner.spec().name.clone()
-    }
-
-    /// How many units phase 2 can unfreeze on this backbone, and what a unit is.
-    #[wasm_bindgen(js_name = maxUnfreeze)]
-    pub fn max_unfreeze(&self) -> usize {
-        self.tuner.backbone_kind().units()
-    }
-
-    #[wasm_bindgen(js_name = unitsDescription)]
-    pub fn units_description(&self) -> String {
-        self.tuner.backbone_kind().units_description().to_string()
-    }
-
-    #[wasm_bindgen(js_name = inputSize)]
-    pub fn input_size(&self) -> u32 {
-        self.tuner.spec().input_size
+    /// [`Overview`]: the classes and counts, whether training is possible, the recommendation.
+    pub fn overview(&self) -> Result<JsValue, JsValue> {
+        to_js(&Overview::of(&self.session))
     }
 
     /// Decodes one image now; throws naming the file and the reason. Returns the image id.
     #[wasm_bindgen(js_name = addImage)]
-    pub fn add_image(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32, JsError> {
-        self.tuner.add_image(label, file_name, bytes).map_err(js_error)
+    pub fn add_image(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32, JsValue> {
+        self.session.add_image(label, file_name, bytes).map_err(js_error)
     }
 
     /// Adds a class with no images (an empty folder), so the page can say it is empty.
     #[wasm_bindgen(js_name = addClass)]
-    pub fn add_class(&mut self, label: &str) -> Result<(), JsError> {
-        self.tuner.add_class(label).map_err(js_error)
-    }
-
-    #[wasm_bindgen(js_name = removeImage)]
-    pub fn remove_image(&mut self, id: u32) {
-        self.tuner.remove_image(id);
+    pub fn add_class(&mut self, label: &str) -> Result<(), JsValue> {
+        self.session.add_class(label).map_err(js_error)
     }
 
     #[wasm_bindgen(js_name = removeClass)]
-    pub fn remove_class(&mut self, label: &str) {
-        self.tuner.remove_class(label);
+    pub fn remove_class(&mut self, label: &str) -> Result<(), JsValue> {
+        self.session.remove_class(label).map_err(js_error)
     }
 
-    /// `{classes: [{label, count}], images, trainable, problem}`.
-    pub fn summary(&self) -> Result<JsValue, JsError> {
-        to_js(&self.tuner.summary())
+    /// Starts a run of `recipe` (a [`Recipe`]; missing fields take the defaults): [`Started`].
+    ///
+    /// [`Started`]: crate::Started
+    pub fn start(&mut self, recipe: JsValue) -> Result<JsValue, JsValue> {
+        let recipe: Recipe = from_js(recipe, "recipe")?;
+        to_js(&self.session.start(recipe).map_err(js_error)?)
     }
 
-    #[wasm_bindgen(js_name = pendingFeatures)]
-    pub fn pending_features(&self) -> usize {
-        self.tuner.pending_features()
+    /// The next piece of work (at most `budget` pictures): one [`Event`](crate::Event).
+    pub async fn step(&mut self, budget: usize) -> Result<JsValue, JsValue> {
+        to_js(&self.session.step(budget).await.map_err(js_error)?)
     }
 
-    /// Runs the frozen backbone on up to `max_images` images; resolves to how many remain.
-    #[wasm_bindgen(js_name = extractFeatures)]
-    pub async fn extract_features(&mut self, max_images: usize) -> Result<usize, JsError> {
-        self.tuner.extract_features(max_images).await.map_err(js_error)
+    /// Ends the run; the model trained so far stays. [`Outcome`](crate::Outcome).
+    pub fn stop(&mut self) -> Result<JsValue, JsValue> {
+        to_js(&self.session.stop())
     }
 
-    /// Options as in `HeadOptions` (camelCase); missing fields take the defaults.
-    #[wasm_bindgen(js_name = startHead)]
-    pub fn start_head(&mut self, options: JsValue) -> Result<JsValue, JsError> {
-        let options: HeadOptions = from_js_or_default(options, "training options")?;
-        to_js(&self.tuner.start_head(options).map_err(js_error)?)
+    /// The trained classifier as `.safetensors` bytes.
+    #[wasm_bindgen(js_name = exportSafetensors)]
+    pub async fn export_safetensors(&self) -> Result<Vec<u8>, JsValue> {
+        let model = self.session.trained_model().map_err(js_error)?;
+        model.to_safetensors().await.map_err(js_error)
     }
 
-    /// One epoch: `{epoch, epochs, trainLoss, trainAccuracy, valLoss, valAccuracy, done}`.
-    #[wasm_bindgen(js_name = trainEpoch)]
-    pub async fn train_epoch(&mut self) -> Result<JsValue, JsError> {
-        to_js(&self.tuner.train_epoch().await.map_err(js_error)?)
+    /// The trained classifier as `.onnx` bytes (opset 17): input `input` `[batch, 3, size, size]`
+    /// normalised as its metadata says, outputs `logits` and `probabilities`.
+    #[wasm_bindgen(js_name = exportOnnx)]
+    pub async fn export_onnx(&self) -> Result<Vec<u8>, JsValue> {
+        let model = self.session.trained_model().map_err(js_error)?;
+        model.to_onnx().await.map_err(js_error)
     }
 
-    /// `{unfreeze, reason}`: the recipe the data size calls for (0 = head only).
-    pub fn recommendation(&self) -> Result<JsValue, JsError> {
-        to_js(&self.tuner.recommendation())
+    /// `[{label, probability}]`, most likely first.
+    pub async fn predict(&self, file_name: String, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
+        to_js(&self.session.predict(&file_name, &bytes).await.map_err(js_error)?)
     }
 
-    /// Starts phase 2 after the head: `options` as `FineTuneOptions` (camelCase: unfreeze,
-    /// epochs, learningRate, backboneLrFactor, warmupEpochs, labelSmoothing, patience,
-    /// batchSize, seed), `augmentation` as `Augmentation` (enabled, minCropArea,
-    /// horizontalFlip, colorJitter); missing fields take the defaults. Returns
-    /// `{done, total, bytes}` for the views to cache.
-    #[wasm_bindgen(js_name = startFineTune)]
-    pub fn start_fine_tune(&mut self, options: JsValue, augmentation: JsValue, views_per_image: usize) -> Result<JsValue, JsError> {
-        let options: FineTuneOptions = from_js_or_default(options, "fine-tuning options")?;
-        let augmentation: Augmentation = from_js_or_default(augmentation, "augmentation")?;
-        to_js(&self.tuner.start_fine_tune(options, augmentation, views_per_image).map_err(js_error)?)
+    /// `count` training views of one picture drawn exactly as phase 2 draws them with
+    /// `augmentation` (an [`Augmentation`]), as RGBA rows of `input size`² pixels one after
+    /// the other: what the page's augmentation preview shows.
+    #[wasm_bindgen(js_name = augmentedViews)]
+    pub fn augmented_views(&self, file_name: &str, bytes: &[u8], augmentation: JsValue, count: usize, seed: u32) -> Result<Vec<u8>, JsValue> {
+        let augmentation: Augmentation = from_js(augmentation, "augmentation")?;
+        let spec = self.session.spec();
+        let pixels = resize_shorter_side(&decode_image(file_name, bytes).map_err(js_error)?, spec);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed as u64);
+        let mut out = Vec::with_capacity(count * (spec.input_size * spec.input_size * 4) as usize);
+        for _ in 0..count.clamp(1, 16) {
+            let view = if augmentation.enabled { augmentation.view(&pixels, spec.input_size, &mut rng) } else { crate::data::center_crop(&pixels, spec) };
+            out.extend(view.pixels().flat_map(|p| [p[0], p[1], p[2], 255]));
+        }
+        Ok(out)
     }
+}
 
-    /// Runs the frozen prefix on up to `max_views` views: `{done, total, bytes}`.
-    #[wasm_bindgen(js_name = cacheViews)]
-    pub async fn cache_views(&mut self, max_views: usize) -> Result<JsValue, JsError> {
-        to_js(&self.tuner.cache_views(max_views).await.map_err(js_error)?)
-    }
-
-    /// One fine-tuning epoch, reported like `trainEpoch` (`done` also on early stopping).
-    #[wasm_bindgen(js_name = fineTuneEpoch)]
-    pub async fn fine_tune_epoch(&mut self) -> Result<JsValue, JsError> {
-        to_js(&self.tuner.fine_tune_epoch().await.map_err(js_error)?)
-    }
-
-    /// Validation metrics of the current model: `{images, loss, accuracy, classes: [{label,
-    /// precision, recall, support}], confusion, misclassified: [{imageId, fileName, trueLabel,
-    /// predictedLabel, probability}]}`.
-    pub async fn evaluate(&self) -> Result<JsValue, JsError> {
-        to_js(&self.tuner.evaluate().await.map_err(js_error)?)
-    }
-
-    /// Benchmark: median phase-2 step time at the input size on random data,
+/// Benchmark entry points (the bench page), compiled only with the `bench` feature so the
+/// production module carries none of them.
+#[cfg(feature = "bench")]
+#[wasm_bindgen]
+impl Trainer {
+    /// Median phase-2 step time at the input size on random data,
     /// `{unfreeze, cached, batch, steps, medianMs, imagesPerSecond}`.
     #[wasm_bindgen(js_name = timeFineTuneSteps)]
-    pub async fn time_fine_tune_steps(&self, unfreeze: usize, cached: bool, batch: usize, steps: usize) -> Result<JsValue, JsError> {
+    pub async fn time_fine_tune_steps(&self, unfreeze: usize, cached: bool, batch: usize, steps: usize) -> Result<JsValue, JsValue> {
         let now = || js_sys::Date::now();
-        to_js(&self.tuner.time_fine_tune_steps(unfreeze, cached, batch, steps, &now).await.map_err(js_error)?)
+        let backbone = self.session.backbone();
+        let timing = crate::train::time_classifier_steps(backbone, unfreeze, cached, batch, steps, &now).await.map_err(js_error)?;
+        to_js(&timing)
     }
 
-    /// Benchmark: median milliseconds of a backbone forward (features read back) on random
-    /// input at the input size.
+    /// Median milliseconds of a backbone forward (features read back) on random input at the
+    /// input size.
     #[wasm_bindgen(js_name = timeForward)]
-    pub async fn time_forward(&self, batch: usize, steps: usize) -> Result<f64, JsError> {
+    pub async fn time_forward(&self, batch: usize, steps: usize) -> Result<f64, JsValue> {
         let now = || js_sys::Date::now();
-        self.tuner.time_forward(batch, steps, &now).await.map_err(js_error)
+        let size = self.session.spec().input_size as usize;
+        crate::train::time_forward(self.session.backbone(), batch.max(1), size, steps, &now).await.map_err(js_error)
     }
 
     /// Parameters of the backbone (BatchNorm running statistics included, as burn counts them).
     #[wasm_bindgen(js_name = backboneParameters)]
     pub fn backbone_parameters(&self) -> usize {
-        self.tuner.backbone_parameters()
-    }
-
-    /// The trained classifier as `.safetensors` bytes.
-    #[wasm_bindgen(js_name = exportSafetensors)]
-    pub async fn export_safetensors(&self) -> Result<Vec<u8>, JsError> {
-        let model = self.tuner.trained_model().map_err(js_error)?;
-        model.to_safetensors().await.map_err(js_error)
-    }
-
-    /// The trained classifier as `.onnx` bytes (opset 17): input `input` `[batch, 3, 224, 224]`
-    /// normalised as its metadata says, outputs `logits` and `probabilities`.
-    #[wasm_bindgen(js_name = exportOnnx)]
-    pub async fn export_onnx(&self) -> Result<Vec<u8>, JsError> {
-        let model = self.tuner.trained_model().map_err(js_error)?;
-        model.to_onnx().await.map_err(js_error)
-    }
-
-    /// `[{label, probability}]`, most likely first.
-    pub async fn predict(&self, file_name: String, bytes: Vec<u8>) -> Result<JsValue, JsError> {
-        to_js(&self.tuner.predict(&file_name, &bytes).await.map_err(js_error)?)
+        use burn::module::Module;
+        self.session.backbone().num_params()
     }
 }

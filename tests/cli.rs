@@ -256,24 +256,27 @@ fn bad_input_is_one_line_with_the_file_and_the_reason() {
     let weights = common::legacy_weights();
     let out_file = tmp.path().join("o");
 
-    let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
-        (vec!["predict".as_ref(), junk.as_os_str(), picture.as_os_str()], "junk.safetensors: not a valid safetensors file"),
-        (vec!["convert".as_ref(), junk.as_os_str(), out_file.as_os_str()], "not a weights file"),
+    // (arguments, message, exit status: the error kind's)
+    let cases: Vec<(Vec<&std::ffi::OsStr>, &str, i32)> = vec![
+        (vec!["predict".as_ref(), junk.as_os_str(), picture.as_os_str()], "junk.safetensors: not a valid safetensors file", 4),
+        (vec!["convert".as_ref(), junk.as_os_str(), out_file.as_os_str()], "not a weights file", 4),
         (
             vec!["imagenet".as_ref(), "--weights".as_ref(), weights.as_os_str(), junk.as_os_str()],
             "junk.safetensors: not a supported image",
+            3,
         ),
         (
             vec!["imagenet".as_ref(), "--weights".as_ref(), weights.as_os_str(), missing.as_os_str()],
             "missing.png: No such file",
+            3,
         ),
-        (vec!["train".as_ref(), missing.as_os_str(), "--weights".as_ref(), weights.as_os_str()], "missing.png: No such file"),
+        (vec!["train".as_ref(), missing.as_os_str(), "--weights".as_ref(), weights.as_os_str()], "missing.png: No such file", 3),
     ];
-    for (args, expected) in cases {
+    for (args, expected, code) in cases {
         let out = webtune(&args);
         // Commands that compute first say which backend they run on.
         let err: String = stderr(&out).lines().filter(|l| !l.starts_with("backend: ")).map(|l| format!("{l}\n")).collect();
-        assert!(!out.status.success(), "{args:?} should fail");
+        assert_eq!(out.status.code(), Some(code), "{args:?} should fail with {code}");
         assert!(err.starts_with("webtune: ") && err.contains(expected), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     }
@@ -282,8 +285,12 @@ fn bad_input_is_one_line_with_the_file_and_the_reason() {
     std::fs::create_dir_all(one.join("cats")).unwrap();
     std::fs::copy(&picture, one.join("cats").join("a.png")).unwrap();
     let out = webtune(&["train".as_ref(), one.as_os_str(), "--weights".as_ref(), common::legacy_weights().as_os_str()]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(5), "a dataset error");
     assert!(stderr(&out).contains("only one class (\"cats\")"), "{}", stderr(&out));
+    // A setting out of range is refused before any work, naming it (exit status 2).
+    let out = webtune(&["train".as_ref(), one.as_os_str(), "--weights".as_ref(), common::legacy_weights().as_os_str(), "--lr".as_ref(), "0".as_ref()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("head learning rate must be a number in (0, 1], got 0"), "{}", stderr(&out));
     // Unknown flags are clap's usage error (exit code 2).
     let out = webtune(&["train".as_ref(), "--no-such-flag".as_ref()]);
     assert_eq!(out.status.code(), Some(2));

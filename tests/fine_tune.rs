@@ -7,12 +7,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
-use webtune::data::Augmentation;
-use webtune::model::Classifier;
 use webtune::model::BackboneKind;
+use webtune::model::Classifier;
 use webtune::train::{FineTuneOptions, HeadOptions, UnfreezePlan};
 use webtune::weights::{NameMap, ParamLayout, TensorMap, collect_params};
-use webtune::{TrainedModel, Tuner};
+use webtune::{Event, Phase, Recipe, Session, Stage, TrainedModel};
 
 /// Every float tensor of a module under its own path: parameters and BatchNorm statistics.
 struct ModulePaths;
@@ -29,40 +28,41 @@ fn snapshot(model: &Classifier) -> TensorMap {
     pollster::block_on(collect_params(model, &ModulePaths)).unwrap()
 }
 
-fn trained_tuner(options: FineTuneOptions) -> Tuner {
-    trained_on(common::tuner_with_generated(6, 21), options)
+fn trained_session(unfreeze: usize, options: FineTuneOptions) -> Session {
+    trained_on(common::session_with_generated(6, 21), unfreeze, options)
 }
 
-/// Phase 1 on the tuner's pictures (6 per class), then phase 2's views cached.
-fn trained_on(mut tuner: Tuner, options: FineTuneOptions) -> Tuner {
-    while pollster::block_on(tuner.extract_features(16)).unwrap() > 0 {}
-    tuner.start_head(HeadOptions { epochs: 5, val_fraction: 0.34, learning_rate: 3e-3, batch_size: 8, ..Default::default() }).unwrap();
-    for _ in 0..5 {
-        pollster::block_on(tuner.train_epoch()).unwrap();
-    }
-    let progress = tuner.start_fine_tune(options, Augmentation::default(), 2).unwrap();
-    assert_eq!(progress.total, 12 * 2 + 6, "12 training images × 2 views + 6 validation images");
-    loop {
-        let progress = pollster::block_on(tuner.cache_views(7)).unwrap();
-        assert!(progress.bytes > 0);
-        if progress.done == progress.total {
-            break;
-        }
-    }
-    tuner
+/// Phase 1 on the session's pictures (6 per class), then phase 2's views cached.
+fn trained_on(mut session: Session, unfreeze: usize, fine_tune: FineTuneOptions) -> Session {
+    let head = HeadOptions { epochs: 5, val_fraction: 0.34, learning_rate: 3e-3, batch_size: 8, ..Default::default() };
+    session.start(Recipe { head, unfreeze: Some(unfreeze), fine_tune, views_per_image: 2, ..Default::default() }).unwrap();
+    let events = common::step_until(&mut session, Stage::FineTuning);
+    let cache: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Cache { done, total, bytes, .. } => Some((*done, *total, *bytes)),
+            _ => None,
+        })
+        .collect();
+    assert!(cache.iter().all(|&(_, total, bytes)| total == 12 * 2 + 6 && bytes > 0), "12 training images × 2 views + 6 validation images: {cache:?}");
+    assert_eq!(cache.last().unwrap().0, 30);
+    session
+}
+
+/// `n` steps of phase 2, each an epoch.
+fn fine_epochs(session: &mut Session, n: usize) -> Vec<webtune::train::EpochReport> {
+    let events: Vec<Event> = (0..n).map(|_| pollster::block_on(session.step(8)).unwrap()).collect();
+    common::epochs(&events, Phase::Fine)
 }
 
 #[test]
 fn freezing_does_not_leak() {
-    let options = FineTuneOptions { unfreeze: 2, epochs: 2, patience: 10, batch_size: 8, learning_rate: 1e-2, ..Default::default() };
-    let mut tuner = trained_tuner(options);
-    let before = snapshot(&tuner.trained_model().unwrap().classifier);
-    let mut reports = Vec::new();
-    for _ in 0..2 {
-        reports.push(pollster::block_on(tuner.fine_tune_epoch()).unwrap());
-    }
-    assert!(reports[1].done && reports.iter().all(|r| r.train_loss.is_finite()), "{reports:?}");
-    let after = snapshot(&tuner.trained_model().unwrap().classifier);
+    let options = FineTuneOptions { epochs: 2, patience: 10, batch_size: 8, learning_rate: 1e-2, ..Default::default() };
+    let mut session = trained_session(2, options);
+    let before = snapshot(&session.trained_model().unwrap().classifier);
+    let reports = fine_epochs(&mut session, 2);
+    assert!(reports.len() == 2 && reports[1].done && reports.iter().all(|r| r.train_loss.is_finite()), "{reports:?}");
+    let after = snapshot(&session.trained_model().unwrap().classifier);
 
     let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 2).unwrap();
     let unfrozen = |path: &str| {
@@ -109,33 +109,41 @@ fn torchvision_backbones_fine_tune_only_their_tail() {
         let device = Device::flex();
         let tensors = pollster::block_on(webtune::model::Backbone::init(kind, &device).to_tensors()).unwrap();
         let weights = webtune::weights::write_safetensors(&tensors, Default::default()).unwrap();
-        let mut tuner = Tuner::new(kind, &weights, device).unwrap();
+        let mut session = Session::new(kind, &weights, device).unwrap();
         for (label, name, bytes) in common::generated_dataset(6, 21) {
-            tuner.add_image(&label, &name, &bytes).unwrap();
+            session.add_image(&label, &name, &bytes).unwrap();
         }
-        let options = FineTuneOptions { unfreeze, epochs: 1, batch_size: 8, learning_rate: 1e-2, ..Default::default() };
-        let mut tuner = trained_on(tuner, options);
-        let before = snapshot(&tuner.trained_model().unwrap().classifier);
-        let report = pollster::block_on(tuner.fine_tune_epoch()).unwrap();
-        assert!(report.train_loss.is_finite(), "{kind}: {report:?}");
-        let after = snapshot(&tuner.trained_model().unwrap().classifier);
+        let options = FineTuneOptions { epochs: 1, batch_size: 8, learning_rate: 1e-2, ..Default::default() };
+        let mut session = trained_on(session, unfreeze, options);
+        let before = snapshot(&session.trained_model().unwrap().classifier);
+        let report = fine_epochs(&mut session, 1);
+        assert!(report[0].train_loss.is_finite(), "{kind}: {report:?}");
+        let after = snapshot(&session.trained_model().unwrap().classifier);
         assert_only_tail_changed(&before, &after, |path| tail.iter().any(|t| path.starts_with(t)), trained);
     }
 }
 
 #[test]
 fn fine_tuned_model_evaluates_exports_and_reloads() {
-    let options = FineTuneOptions { unfreeze: 2, epochs: 3, batch_size: 8, ..Default::default() };
-    let mut tuner = trained_tuner(options);
-    while !pollster::block_on(tuner.fine_tune_epoch()).unwrap().done {}
-    let evaluation = pollster::block_on(tuner.evaluate()).unwrap();
+    let options = FineTuneOptions { epochs: 3, batch_size: 8, ..Default::default() };
+    let mut session = trained_session(2, options);
+    let events = common::run_to_end(&mut session);
+    let evaluation = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Evaluated { evaluation } => Some(evaluation.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let Some(Event::Finished { outcome }) = events.last() else { panic!() };
+    assert_eq!(outcome.fine_tuned, 2, "{outcome:?}");
     assert_eq!(evaluation.images, 6);
     assert_eq!(evaluation.confusion.iter().flatten().sum::<usize>(), 6);
     assert_eq!(evaluation.classes.len(), 3);
     assert_eq!(evaluation.misclassified.len(), 6 - evaluation.confusion.iter().enumerate().map(|(i, r)| r[i]).sum::<usize>());
 
-    let model = tuner.trained_model().unwrap();
-    assert_eq!(model.training["fine_tune"]["options"]["unfreeze"], 2);
+    let model = session.trained_model().unwrap();
+    assert_eq!(model.training["fine_tune"]["unfreeze"], 2);
     let bytes = pollster::block_on(model.to_safetensors()).unwrap();
     let reloaded = TrainedModel::from_safetensors(&bytes, &Device::flex()).unwrap();
     let (_, name, picture) = &common::generated_dataset(1, 77)[0];

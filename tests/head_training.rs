@@ -6,37 +6,49 @@ mod common;
 use burn::tensor::Device;
 use webtune::train::HeadOptions;
 use webtune::weights::{TensorEntry, TensorValues};
-use webtune::{TrainedModel, Tuner};
+use webtune::{ErrorKind, Event, Phase, Recipe, Session, Stage, TrainedModel};
 
 const LITE: webtune::model::BackboneKind = webtune::model::BackboneKind::EfficientNetLite0;
 
+fn head_only(head: HeadOptions) -> Recipe {
+    Recipe { head, unfreeze: Some(0), ..Default::default() }
+}
+
 #[test]
 fn head_learns_generated_classes_and_export_reloads_exactly() {
-    let mut tuner = common::tuner_with_generated(10, 5);
+    let mut session = common::session_with_generated(10, 5);
     // Bad files are refused by name and change nothing.
-    let err = tuner.add_image("disc", "broken.png", b"\x89PNG\r\n\x1a\n\0\0garbage").unwrap_err().to_string();
-    assert!(err.starts_with("broken.png: "), "{err}");
-    assert_eq!(tuner.summary().images, 30);
-    assert!(tuner.start_head(HeadOptions::default()).unwrap_err().to_string().contains("need features"));
+    let err = session.add_image("disc", "broken.png", b"\x89PNG\r\n\x1a\n\0\0garbage").unwrap_err();
+    assert!(err.to_string().starts_with("broken.png: "), "{err}");
+    assert_eq!((err.kind(), err.file()), (ErrorKind::BadFile, Some("broken.png")));
+    assert_eq!(session.summary().images, 30);
+    // Settings out of range are refused before any work, naming the setting.
+    let err = session.start(head_only(HeadOptions { learning_rate: 0.0, ..Default::default() })).unwrap_err();
+    assert_eq!((err.kind(), err.setting()), (ErrorKind::BadSettings, Some("head.learningRate")));
+    assert_eq!(session.stage(), Stage::Idle);
 
-    while pollster::block_on(tuner.extract_features(8)).unwrap() > 0 {}
     let options = HeadOptions { epochs: 30, val_fraction: 0.3, learning_rate: 3e-3, batch_size: 8, ..Default::default() };
-    let split = tuner.start_head(options).unwrap();
-    assert_eq!((split.train, split.val), (21, 9));
-    let mut last = None;
-    for _ in 0..30 {
-        last = Some(pollster::block_on(tuner.train_epoch()).unwrap());
-    }
-    let last = last.unwrap();
-    assert!(last.done);
+    let started = session.start(head_only(options)).unwrap();
+    assert_eq!((started.unfreeze, started.pending_features), (0, 30));
+    let events = common::run_to_end(&mut session);
+    assert!(matches!(events[0], Event::Features { done: 8, total: 30 }), "{:?}", events[0]);
+    assert!(events.iter().any(|e| matches!(e, Event::Split { train: 21, val: 9, unfreeze: 0, .. })));
+    let head = common::epochs(&events, Phase::Head);
+    let last = head.last().unwrap();
+    assert!(last.done && head.len() <= 30);
     assert!(last.val_accuracy.unwrap() >= 0.99, "validation accuracy {:?}", last);
     assert!(last.train_accuracy >= 0.95, "{last:?}");
+    let Some(Event::Evaluated { evaluation }) = events.iter().rev().nth(1) else { panic!("{events:?}") };
+    assert_eq!(evaluation.images, 9);
+    let Some(Event::Finished { outcome }) = events.last() else { panic!() };
+    assert!(outcome.has_model && !outcome.stopped && outcome.fine_tuned == 0, "{outcome:?}");
+    assert_eq!(session.stage(), Stage::Done);
 
     // Fresh images of each class are classified correctly.
-    let model = tuner.trained_model().unwrap();
+    let model = session.trained_model().unwrap();
     let fresh = common::generated_dataset(2, 99);
     for (label, name, bytes) in &fresh {
-        let predictions = pollster::block_on(tuner.predict(name, bytes)).unwrap();
+        let predictions = pollster::block_on(session.predict(name, bytes)).unwrap();
         assert_eq!(&predictions[0].label, label, "{name}: {predictions:?}");
     }
 
@@ -53,13 +65,16 @@ fn head_learns_generated_classes_and_export_reloads_exactly() {
 
 #[test]
 fn export_metadata_names_labels_backbone_and_preprocessing() {
-    let mut tuner = common::tuner_with_generated(2, 1);
-    while pollster::block_on(tuner.extract_features(16)).unwrap() > 0 {}
-    let split = tuner.start_head(HeadOptions { epochs: 1, hidden_units: 16, ..Default::default() }).unwrap();
+    let mut session = common::session_with_generated(2, 1);
+    session.start(head_only(HeadOptions { epochs: 1, hidden_units: 16, ..Default::default() })).unwrap();
+    let events = common::run_to_end(&mut session);
     // The default batch of 32 is larger than the 3 training images: used whole, and said so.
-    assert_eq!(split.note.as_deref(), Some("batch size 32 is larger than the 3 training images: using 3"));
-    pollster::block_on(tuner.train_epoch()).unwrap();
-    let bytes = pollster::block_on(tuner.trained_model().unwrap().to_safetensors()).unwrap();
+    let notes = events.iter().find_map(|e| match e {
+        Event::Split { notes, .. } => Some(notes.clone()),
+        _ => None,
+    });
+    assert_eq!(notes.unwrap(), vec!["batch size 32 is larger than the 3 training images: using 3".to_string()]);
+    let bytes = pollster::block_on(session.trained_model().unwrap().to_safetensors()).unwrap();
     let (tensors, meta) = webtune::weights::read_safetensors(&bytes).unwrap();
     assert_eq!(meta["labels"], r#"["checks","disc","stripes"]"#);
     assert_eq!(meta["backbone"], "efficientnet_lite0");
@@ -82,16 +97,18 @@ fn export_metadata_names_labels_backbone_and_preprocessing() {
 
 #[test]
 fn wrong_weights_files_are_refused_with_the_tensor_named() {
-    let err = Tuner::new(LITE, b"not weights at all", Device::flex()).err().unwrap().to_string();
+    let err = Session::new(LITE, b"not weights at all", Device::flex()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Weights);
+    let err = err.to_string();
     assert!(err.contains("not a weights file"), "{err}");
     // A safetensors file whose stem has the wrong shape.
     let mut tensors = webtune::weights::read_weights_file(&std::fs::read(common::legacy_weights()).unwrap()).unwrap();
     tensors.insert("_conv_stem.weight".into(), webtune::weights::TensorEntry::f32(vec![16, 3, 3, 3], vec![0.0; 432]));
     let bytes = webtune::weights::write_safetensors(&tensors, Default::default()).unwrap();
-    let err = Tuner::new(LITE, &bytes, Device::flex()).err().unwrap().to_string();
+    let err = Session::new(LITE, &bytes, Device::flex()).err().unwrap().to_string();
     assert!(err.contains("_conv_stem.weight") && err.contains("[16, 3, 3, 3]"), "{err}");
     tensors.remove("_conv_stem.weight");
     let bytes = webtune::weights::write_safetensors(&tensors, Default::default()).unwrap();
-    let err = Tuner::new(LITE, &bytes, Device::flex()).err().unwrap().to_string();
+    let err = Session::new(LITE, &bytes, Device::flex()).err().unwrap().to_string();
     assert!(err.contains("missing tensor _conv_stem.weight"), "{err}");
 }

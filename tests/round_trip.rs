@@ -9,40 +9,43 @@ use webtune::data::Augmentation;
 use webtune::model::BackboneKind;
 use webtune::train::{FineTuneOptions, HeadOptions};
 use webtune::weights::read_safetensors;
-use webtune::Tuner;
+use webtune::{Event, Phase, Recipe, Session, Stage};
 
 const LITE: BackboneKind = BackboneKind::EfficientNetLite0;
 
-fn extract_all(tuner: &mut Tuner) {
-    while pollster::block_on(tuner.extract_features(16)).unwrap() > 0 {}
+fn split_notes(events: &[Event]) -> String {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Split { notes, .. } => Some(notes.join("; ")),
+            _ => None,
+        })
+        .expect("a split event")
 }
 
 #[test]
 fn an_export_reimports_and_training_continues_from_it() {
     // Phase 1 and one epoch of phase 2, then export.
-    let mut tuner = common::tuner_with_generated(4, 7);
-    extract_all(&mut tuner);
+    let mut session = common::session_with_generated(4, 7);
     let head = HeadOptions { epochs: 3, batch_size: 4, val_fraction: 0.25, ..Default::default() };
-    tuner.start_head(head.clone()).unwrap();
-    for _ in 0..3 {
-        pollster::block_on(tuner.train_epoch()).unwrap();
-    }
-    let fine = FineTuneOptions { unfreeze: 1, epochs: 1, batch_size: 4, ..Default::default() };
-    tuner.start_fine_tune(fine, Augmentation::default(), 1).unwrap();
-    while pollster::block_on(tuner.cache_views(8)).unwrap().done < 12 {}
-    pollster::block_on(tuner.fine_tune_epoch()).unwrap();
-    let exported = pollster::block_on(tuner.trained_model().unwrap().to_safetensors()).unwrap();
+    let fine = FineTuneOptions { epochs: 1, batch_size: 4, ..Default::default() };
+    let recipe = Recipe { head: head.clone(), unfreeze: Some(1), fine_tune: fine, augmentation: Augmentation::default(), views_per_image: 1 };
+    session.start(recipe).unwrap();
+    let events = common::run_to_end(&mut session);
+    assert_eq!(common::epochs(&events, Phase::Fine).len(), 1);
+    assert!(events.iter().any(|e| matches!(e, Event::Cache { done: 12, total: 12, .. })), "{events:?}");
+    let exported = pollster::block_on(session.trained_model().unwrap().to_safetensors()).unwrap();
     let original = webtune::TrainedModel::from_safetensors(&exported, &Device::flex()).unwrap();
 
     // Re-import as the starting point of a new run on the same pictures.
-    let mut again = Tuner::new(LITE, &exported, Device::flex()).unwrap();
+    let mut again = Session::new(LITE, &exported, Device::flex()).unwrap();
     assert_eq!(again.continues_from().unwrap(), ["checks", "disc", "stripes"]);
     for (label, name, bytes) in common::generated_dataset(4, 7) {
         again.add_image(&label, &name, &bytes).unwrap();
     }
-    extract_all(&mut again);
-    let split = again.start_head(HeadOptions { epochs: 2, ..head }).unwrap();
-    assert!(split.note.as_deref().unwrap_or("").contains("continuing from the imported model's head"), "{split:?}");
+    again.start(Recipe { head: HeadOptions { epochs: 2, ..head }, unfreeze: Some(0), ..Default::default() }).unwrap();
+    let events = common::step_until(&mut again, Stage::Head);
+    assert!(split_notes(&events).contains("continuing from the imported model's head"), "{events:?}");
 
     // Before any new epoch: the same predictions, and the same file when exported again.
     for (_, name, bytes) in common::generated_dataset(2, 99) {
@@ -54,27 +57,52 @@ fn an_export_reimports_and_training_continues_from_it() {
     assert_eq!(read_safetensors(&re_exported).unwrap().0, read_safetensors(&exported).unwrap().0);
 
     // And training goes on from there.
-    let report = pollster::block_on(again.train_epoch()).unwrap();
+    let Event::Epoch { phase: Phase::Head, report } = pollster::block_on(again.step(8)).unwrap() else { panic!("an epoch") };
     assert!(report.train_loss.is_finite() && report.epoch == 1, "{report:?}");
 }
 
 #[test]
 fn an_export_with_other_classes_starts_a_fresh_head_and_a_wrong_backbone_is_named() {
-    let mut tuner = common::tuner_with_generated(2, 3);
-    tuner.remove_class("checks");
-    extract_all(&mut tuner);
-    tuner.start_head(HeadOptions { epochs: 1, val_fraction: 0.0, ..Default::default() }).unwrap();
-    pollster::block_on(tuner.train_epoch()).unwrap();
-    let exported = pollster::block_on(tuner.trained_model().unwrap().to_safetensors()).unwrap();
+    let mut session = common::session_with_generated(2, 3);
+    session.remove_class("checks").unwrap();
+    session.start(Recipe { head: HeadOptions { epochs: 1, val_fraction: 0.0, ..Default::default() }, unfreeze: Some(0), ..Default::default() }).unwrap();
+    common::run_to_end(&mut session);
+    let exported = pollster::block_on(session.trained_model().unwrap().to_safetensors()).unwrap();
 
-    let mut again = Tuner::new(LITE, &exported, Device::flex()).unwrap();
+    let mut again = Session::new(LITE, &exported, Device::flex()).unwrap();
     for (label, name, bytes) in common::generated_dataset(2, 3) {
         again.add_image(&label, &name, &bytes).unwrap();
     }
-    extract_all(&mut again);
-    let split = again.start_head(HeadOptions { epochs: 1, ..Default::default() }).unwrap();
-    assert!(split.note.unwrap().contains("(disc, stripes) differ from these, so the head starts fresh"));
+    again.start(Recipe { head: HeadOptions { epochs: 1, ..Default::default() }, unfreeze: Some(0), ..Default::default() }).unwrap();
+    let events = common::step_until(&mut again, Stage::Head);
+    assert!(split_notes(&events).contains("(disc, stripes) differ from these, so the head starts fresh"));
 
-    let err = Tuner::new(BackboneKind::ResNet18, &exported, Device::flex()).err().unwrap().to_string();
+    let err = Session::new(BackboneKind::ResNet18, &exported, Device::flex()).err().unwrap().to_string();
     assert!(err.contains("webtune export whose backbone is efficientnet_lite0, not resnet18"), "{err}");
+}
+
+#[test]
+fn stopping_keeps_the_model_trained_so_far_and_pictures_wait_for_the_run() {
+    let mut session = common::session_with_generated(3, 4);
+    session.start(Recipe { head: HeadOptions { epochs: 50, ..Default::default() }, unfreeze: Some(1), ..Default::default() }).unwrap();
+    common::step_until(&mut session, Stage::Head);
+    // Pictures cannot change under a running recipe.
+    assert!(session.add_class("more").is_err());
+    // Stopped before any epoch: no model, back to idle.
+    let outcome = session.stop();
+    assert!(outcome.stopped && !outcome.has_model, "{outcome:?}");
+    assert_eq!(session.stage(), Stage::Idle);
+    assert!(session.trained_model().is_err());
+
+    session.start(Recipe { head: HeadOptions { epochs: 50, ..Default::default() }, unfreeze: Some(1), ..Default::default() }).unwrap();
+    common::step_until(&mut session, Stage::Head);
+    pollster::block_on(session.step(8)).unwrap();
+    let outcome = session.stop();
+    assert!(outcome.stopped && outcome.has_model && outcome.fine_tuned == 0, "{outcome:?}");
+    assert_eq!(session.stage(), Stage::Done);
+    assert!(session.trained_model().is_ok());
+    let Event::Finished { outcome: again } = pollster::block_on(session.step(8)).unwrap() else { panic!() };
+    assert_eq!(again, outcome);
+    // Once done, pictures can change again.
+    session.add_class("more").unwrap();
 }

@@ -41,12 +41,14 @@ pub struct ImageSet {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ClassSummary {
     pub label: String,
     pub count: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DatasetSummary {
     pub classes: Vec<ClassSummary>,
     pub images: usize,

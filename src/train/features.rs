@@ -36,8 +36,8 @@ impl FeatureCache {
         let views: Vec<_> = batch.iter().map(|i| i.center_view(spec)).collect();
         let features = backbone.forward(to_input_tensor(&views.iter().collect::<Vec<_>>(), spec, &device)); // [batch, features]
         let [_, dim] = features.dims();
-        let data = features.into_data_async().await.map_err(|e| Error::Backend(format!("reading features: {e:?}")))?;
-        let values = data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        let data = features.into_data_async().await.map_err(|e| Error::read_back("reading features", e))?;
+        let values = data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))?;
         for (image, row) in batch.iter().zip(values.chunks_exact(dim)) {
             self.by_image.insert(image.id, row.to_vec());
         }

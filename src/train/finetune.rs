@@ -59,12 +59,12 @@ impl UnfreezePlan {
     }
 }
 
-/// Settings of phase 2. Defaults are the page's.
+/// Settings of phase 2; how deep it goes is the [`UnfreezePlan`], the seed the recipe's.
+/// Ranges: [`crate::recipe::SETTINGS`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, rename_all = "camelCase")]
 pub struct FineTuneOptions {
-    /// Backbone units to unfreeze, from the end (default 2).
-    pub unfreeze: usize,
     /// Most epochs; early stopping usually ends sooner (default 10).
     pub epochs: usize,
     /// Peak learning rate of the head (default 1e-3); the backbone tail gets
@@ -80,14 +80,11 @@ pub struct FineTuneOptions {
     pub patience: usize,
     /// Views per step (default 16).
     pub batch_size: usize,
-    /// Seed for batch order (default 42).
-    pub seed: u64,
 }
 
 impl Default for FineTuneOptions {
     fn default() -> Self {
         Self {
-            unfreeze: 2,
             epochs: 10,
             learning_rate: 1e-3,
             backbone_lr_factor: 0.1,
@@ -95,32 +92,18 @@ impl Default for FineTuneOptions {
             label_smoothing: 0.1,
             patience: 3,
             batch_size: 16,
-            seed: 42,
         }
     }
 }
 
 impl FineTuneOptions {
-    pub fn validate(&self, kind: BackboneKind, train_views: usize) -> Result<()> {
-        let bad = |m: String| Err(Error::Training(m));
-        UnfreezePlan::new(kind, self.unfreeze)?;
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
-            return bad(format!("learning rate must be a number in (0, 1], got {}", self.learning_rate));
-        }
-        if !(self.backbone_lr_factor.is_finite() && self.backbone_lr_factor > 0.0 && self.backbone_lr_factor <= 1.0) {
-            return bad(format!("backbone learning-rate factor must be in (0, 1], got {}", self.backbone_lr_factor));
-        }
-        if self.epochs == 0 || self.epochs > 1000 {
-            return bad(format!("fine-tuning epochs must be between 1 and 1000, got {}", self.epochs));
-        }
-        if !(0.0..0.5).contains(&self.label_smoothing) {
-            return bad(format!("label smoothing must be in [0, 0.5), got {}", self.label_smoothing));
-        }
-        if self.batch_size == 0 {
-            return bad("batch size must be at least 1".into());
-        }
+    /// Checks the settings against [`crate::recipe::SETTINGS`], and that there is data.
+    pub fn validate(&self, train_views: usize) -> Result<()> {
+        let json = crate::recipe::to_json(self)?;
+        crate::recipe::finite("fineTune.", &[("learningRate", self.learning_rate), ("backboneLrFactor", self.backbone_lr_factor), ("labelSmoothing", self.label_smoothing)])?;
+        crate::recipe::check(&json, "fineTune.", None)?;
         if train_views == 0 {
-            return bad("no training views to fine-tune on".into());
+            return Err(Error::Dataset("no training views to fine-tune on".into()));
         }
         Ok(())
     }
@@ -152,7 +135,7 @@ pub struct FineTuner {
     plan: UnfreezePlan,
     classes: usize,
     model: Classifier,
-    best: Option<(f64, Classifier)>,
+    best: Option<(f64, Classifier, usize)>,
     since_best: usize,
     head_optimizer: ModuleOptimizer,
     backbone_optimizer: ModuleOptimizer,
@@ -167,16 +150,24 @@ pub struct FineTuner {
 
 impl FineTuner {
     /// `classifier` is the phase-1 model on the inference `device`; `train`/`val` hold its
-    /// prefix activations for `options.unfreeze`.
+    /// prefix activations for `plan`; `seed` orders the batches.
     /// A batch larger than the training views is clamped to them (see [`FineTuneOptions::batch_note`]).
-    pub fn new(classifier: Classifier, classes: usize, mut options: FineTuneOptions, train: PrefixCache, val: PrefixCache, device: &Device) -> Result<Self> {
-        let kind = classifier.backbone.kind();
-        options.validate(kind, train.len())?;
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        classifier: Classifier,
+        classes: usize,
+        plan: UnfreezePlan,
+        mut options: FineTuneOptions,
+        seed: u64,
+        train: PrefixCache,
+        val: PrefixCache,
+        device: &Device,
+    ) -> Result<Self> {
+        options.validate(train.len())?;
         options.batch_size = options.batch_size.min(train.len());
-        let plan = UnfreezePlan::new(kind, options.unfreeze)?;
         let model = plan.trainable(classifier, device);
         Ok(Self {
-            rng: ChaCha8Rng::seed_from_u64(options.seed),
+            rng: ChaCha8Rng::seed_from_u64(seed),
             options,
             plan,
             classes,
@@ -194,10 +185,6 @@ impl FineTuner {
         })
     }
 
-    pub fn plan(&self) -> UnfreezePlan {
-        self.plan
-    }
-
     pub fn options(&self) -> &FineTuneOptions {
         &self.options
     }
@@ -206,15 +193,26 @@ impl FineTuner {
         self.stopped_early || self.epoch >= self.options.epochs
     }
 
+    /// Epochs finished so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
     pub fn stopped_early(&self) -> bool {
         self.stopped_early
+    }
+
+    /// The epoch (1-based) whose weights [`model`](Self::model) returns, when there was a
+    /// validation split.
+    pub fn best_epoch(&self) -> Option<usize> {
+        self.best.as_ref().map(|b| b.2)
     }
 
     /// The model to keep: the epoch with the best validation loss (or the last one without a
     /// validation split), in inference mode.
     pub fn model(&self) -> Classifier {
         match &self.best {
-            Some((_, best)) => best.valid(),
+            Some((_, best, _)) => best.valid(),
             None => self.model.valid(),
         }
     }
@@ -281,8 +279,8 @@ impl FineTuner {
         } else {
             let logits = self.val_logits(&self.model.valid()).await?;
             let (loss, accuracy) = loss_and_accuracy(&logits, self.classes, self.val.targets());
-            if self.best.as_ref().is_none_or(|(best, _)| loss < *best) {
-                self.best = Some((loss, self.model.clone()));
+            if self.best.as_ref().is_none_or(|(best, _, _)| loss < *best) {
+                self.best = Some((loss, self.model.clone(), self.epoch));
                 self.since_best = 0;
             } else {
                 self.since_best += 1;
@@ -307,8 +305,8 @@ impl FineTuner {
         for chunk in indices.chunks(32) {
             let x = self.val.batch(chunk, &self.device);
             let logits = model.head.forward(model.backbone.forward_tail(x, self.plan.first_tail_unit()));
-            let data = logits.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
-            out.extend(data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?);
+            let data = logits.into_data_async().await.map_err(|e| Error::read_back("reading tensor data", e))?;
+            out.extend(data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))?);
         }
         Ok(out)
     }
@@ -402,8 +400,8 @@ mod tests {
         let [_, c, h, w] = prefix.dims();
         let mut train = PrefixCache::new(CacheStorage::F16);
         train.push_rows_for_test([c, h, w], &prefix.into_data().try_to_vec::<f32>().unwrap(), &[0, 1, 0, 1, 0, 1]);
-        let options = FineTuneOptions { unfreeze: 3, epochs: 1, batch_size: 3, ..Default::default() };
-        let mut tuner = FineTuner::new(classifier, 2, options, train, PrefixCache::new(CacheStorage::F16), &device).unwrap();
+        let options = FineTuneOptions { epochs: 1, batch_size: 3, ..Default::default() };
+        let mut tuner = FineTuner::new(classifier, 2, plan, options, 42, train, PrefixCache::new(CacheStorage::F16), &device).unwrap();
         assert_eq!(tuner.backbone_optimizer_state_tensors(), 0);
         pollster::block_on(tuner.train_epoch()).unwrap();
         struct Trainable(usize);
@@ -432,8 +430,8 @@ mod tests {
         rows[0] = f32::NAN;
         let mut train = PrefixCache::new(CacheStorage::F32);
         train.push_rows_for_test([c, h, w], &rows, &[0, 1]);
-        let options = FineTuneOptions { unfreeze: 1, epochs: 3, batch_size: 2, ..Default::default() };
-        let mut tuner = FineTuner::new(classifier, 2, options, train, PrefixCache::new(CacheStorage::F32), &device).unwrap();
+        let options = FineTuneOptions { epochs: 3, batch_size: 2, ..Default::default() };
+        let mut tuner = FineTuner::new(classifier, 2, plan, options, 42, train, PrefixCache::new(CacheStorage::F32), &device).unwrap();
         let before = lite(&tuner.model().backbone).top.conv.weight.val().into_data();
         let err = pollster::block_on(tuner.train_epoch()).unwrap_err().to_string();
         assert!(err.contains("loss became NaN") && err.contains("were kept"), "{err}");
@@ -462,12 +460,12 @@ mod tests {
 
     #[test]
     fn bad_options_name_the_setting() {
-        let check = |o: FineTuneOptions| o.validate(BackboneKind::EfficientNetLite0, 10).unwrap_err().to_string();
-        assert!(check(FineTuneOptions { learning_rate: f64::NAN, ..Default::default() }).contains("learning rate"));
-        assert!(check(FineTuneOptions { learning_rate: 0.0, ..Default::default() }).contains("learning rate"));
-        assert!(check(FineTuneOptions { unfreeze: 40, ..Default::default() }).contains("blocks to unfreeze"));
-        let none = FineTuneOptions::default().validate(BackboneKind::EfficientNetLite0, 0).unwrap_err().to_string();
+        let check = |o: FineTuneOptions| o.validate(10).unwrap_err();
+        assert_eq!(check(FineTuneOptions { learning_rate: f64::NAN, ..Default::default() }).setting(), Some("fineTune.learningRate"));
+        let zero = check(FineTuneOptions { learning_rate: 0.0, ..Default::default() });
+        assert!(zero.to_string().contains("learning rate"), "{zero}");
+        let none = FineTuneOptions::default().validate(0).unwrap_err().to_string();
         assert!(none.contains("no training views"), "{none}");
-        assert!(FineTuneOptions { batch_size: 11, ..Default::default() }.validate(BackboneKind::EfficientNetLite0, 10).is_ok(), "clamped, not refused");
+        assert!(FineTuneOptions { batch_size: 11, ..Default::default() }.validate(10).is_ok(), "clamped, not refused");
     }
 }

@@ -13,8 +13,9 @@ use super::metrics::{EpochReport, EpochSums, diverged, loss_and_accuracy};
 use crate::error::{Error, Result};
 use crate::model::{Head, HeadConfig};
 
-/// Settings of head training. Field defaults are the page's defaults.
+/// Settings of head training. Ranges: [`crate::recipe::SETTINGS`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, rename_all = "camelCase")]
 pub struct HeadOptions {
     /// Passes over the training split. Default 20: a linear head on good features converges fast.
@@ -29,7 +30,9 @@ pub struct HeadOptions {
     pub dropout: f64,
     /// Share of each class held out for validation. Default 0.15.
     pub val_fraction: f64,
-    /// Seed for the split, the head's initial weights and the batch order. Default 42.
+    /// Seed for the split, the head's initial weights, augmentation and the batch order of
+    /// both phases. Default 42.
+    #[cfg_attr(test, ts(type = "number"))]
     pub seed: u64,
 }
 
@@ -47,24 +50,10 @@ impl HeadOptions {
         })
     }
 
+    /// Checks the settings against [`crate::recipe::SETTINGS`].
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Training(m));
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
-            return bad(format!("learning rate must be a number in (0, 1], got {}", self.learning_rate));
-        }
-        if self.epochs == 0 || self.epochs > 10_000 {
-            return bad(format!("epochs must be between 1 and 10000, got {}", self.epochs));
-        }
-        if self.batch_size == 0 {
-            return bad("batch size must be at least 1".into());
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
-        }
-        if !(0.0..=0.5).contains(&self.val_fraction) {
-            return bad(format!("validation fraction must be in [0, 0.5], got {}", self.val_fraction));
-        }
-        Ok(())
+        crate::recipe::finite("head.", &[("learningRate", self.learning_rate), ("dropout", self.dropout), ("valFraction", self.val_fraction)])?;
+        crate::recipe::check(&crate::recipe::to_json(self)?, "head.", None)
     }
 }
 
@@ -139,6 +128,11 @@ impl HeadTrainer {
     /// After the last epoch, or after an epoch whose loss diverged.
     pub fn is_done(&self) -> bool {
         self.diverged || self.epoch >= self.options.epochs
+    }
+
+    /// Epochs finished so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
     }
 
     /// The head as it is now, in inference mode on the inference device.
@@ -224,8 +218,8 @@ impl HeadTrainer {
     /// Logits of the current head (inference mode) for every row of `set`.
     async fn logits(&self, set: &LabelledFeatures) -> Result<Vec<f32>> {
         let x = Tensor::<2>::from_data(TensorData::new(set.rows.clone(), [set.len(), self.dim]), &self.device);
-        let data = self.head().forward(x).into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
-        data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+        let data = self.head().forward(x).into_data_async().await.map_err(|e| Error::read_back("reading tensor data", e))?;
+        data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))
     }
 }
 
@@ -306,7 +300,7 @@ mod tests {
             (HeadOptions { learning_rate: 0.0, ..Default::default() }, "learning rate"),
             (HeadOptions { learning_rate: f64::NAN, ..Default::default() }, "learning rate"),
             (HeadOptions { epochs: 0, ..Default::default() }, "epochs"),
-            (HeadOptions { val_fraction: 0.9, ..Default::default() }, "validation fraction"),
+            (HeadOptions { val_fraction: 0.9, ..Default::default() }, "validation share"),
         ] {
             let err = HeadTrainer::new(options, 2, 16, blobs(4, 1), blobs(2, 2), &Device::flex()).err().unwrap().to_string();
             assert!(err.contains(word), "{err}");

@@ -23,10 +23,10 @@ impl EpochSums {
 
     /// `(sum of losses, number correct)` over the epoch.
     pub async fn read(self) -> Result<(f64, f64)> {
-        let data = self.transaction.execute_async().await.map_err(|e| Error::Backend(format!("reading losses: {e:?}")))?;
+        let data = self.transaction.execute_async().await.map_err(|e| Error::read_back("reading losses", e))?;
         let mut sums = [0.0f64; 2];
         for (i, d) in data.iter().enumerate() {
-            let values = d.try_to_vec_as::<f64>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+            let values = d.try_to_vec_as::<f64>().map_err(|e| Error::read_back("reading tensor data", e))?;
             sums[i % 2] += values.first().copied().ok_or_else(|| Error::Backend("empty read-back".into()))?;
         }
         Ok((sums[0], sums[1]))
@@ -44,6 +44,7 @@ pub(crate) fn diverged(phase: &str, loss: f64, epoch: usize, learning_rate: f64)
 
 /// One epoch of head training, as the page and the CLI report it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct EpochReport {
     /// 1-based.
@@ -111,6 +112,7 @@ mod tests {
 /// Precision and recall of one class on the validation split. `None` where undefined
 /// (no image predicted as / labelled with the class).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ClassMetrics {
     pub label: String,
     pub precision: Option<f64>,
@@ -120,6 +122,7 @@ pub struct ClassMetrics {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Misclassified {
     pub image_id: u32,
@@ -132,6 +135,7 @@ pub struct Misclassified {
 
 /// The end-of-training report on the validation split.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Evaluation {
     pub images: usize,
     pub loss: f64,

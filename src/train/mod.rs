@@ -15,4 +15,4 @@ pub use head::{HeadOptions, HeadTrainer, LabelledFeatures};
 pub use metrics::{ClassMetrics, EpochReport, Evaluation, Misclassified, argmax, evaluate, loss_and_accuracy, softmax};
 pub use prefix_cache::{CacheStorage, PrefixCache};
 pub use recommend::{Recommendation, recommend};
-pub use step_timing::{StepTiming, time_fine_tune_steps, time_forward};
+pub use step_timing::{StepTiming, time_classifier_steps, time_fine_tune_steps, time_forward};

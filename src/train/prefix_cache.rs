@@ -90,8 +90,8 @@ impl PrefixCache {
         } else if self.shape != [c, h, w] {
             return Err(Error::Training("cached activations changed shape: images must share one input size".into()));
         }
-        let data = out.into_data_async().await.map_err(|e| Error::Backend(format!("reading activations: {e:?}")))?;
-        let values = data.try_to_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        let data = out.into_data_async().await.map_err(|e| Error::read_back("reading activations", e))?;
+        let values = data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))?;
         match &mut self.values {
             Values::F16(v) => v.extend(values.iter().map(|&x| f16::from_f32(x))),
             Values::F32(v) => v.extend(values),

@@ -11,6 +11,7 @@ pub const FINE_TUNE_MIN_PER_CLASS: usize = 30;
 pub const DEEPER_MIN_PER_CLASS: usize = 150;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Recommendation {
     /// Backbone units to unfreeze in phase 2; 0 means stop after the head (feature extraction).
     pub unfreeze: usize,

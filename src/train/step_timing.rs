@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::finetune::UnfreezePlan;
 use crate::error::{Error, Result};
-use crate::model::{Backbone, Classifier};
+use crate::model::{Backbone, Classifier, HeadConfig};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,7 +40,7 @@ pub async fn time_fine_tune_steps(
     let input = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), device);
     // What the cache holds: the prefix output, on the host, uploaded again for every batch.
     let prefix = classifier.backbone.forward_prefix(input.clone(), plan.first_tail_unit());
-    let prefix = prefix.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+    let prefix = prefix.into_data_async().await.map_err(|e| Error::read_back("reading tensor data", e))?;
     let targets = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect(), [batch]), &training_device);
     let loss_fn = CrossEntropyLossConfig::new().with_smoothing(Some(0.1)).init(&training_device);
     let mut model = plan.trainable(classifier.clone(), device);
@@ -62,7 +62,7 @@ pub async fn time_fine_tune_steps(
             head: head_opt.step(1e-3, model.head, head_grads),
             backbone: backbone_opt.step(1e-4, model.backbone, backbone_grads),
         };
-        loss.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+        loss.into_data_async().await.map_err(|e| Error::read_back("reading tensor data", e))?;
         if step > 0 {
             times.push(now_ms() - start);
         }
@@ -72,6 +72,14 @@ pub async fn time_fine_tune_steps(
     Ok(StepTiming { unfreeze: plan.units(), cached, batch, steps, median_ms, images_per_second: batch as f64 * 1000.0 / median_ms })
 }
 
+/// [`time_fine_tune_steps`] on `backbone` with a fresh two-class head, at the backbone's input size.
+pub async fn time_classifier_steps(backbone: &Backbone, unfreeze: usize, cached: bool, batch: usize, steps: usize, now_ms: &dyn Fn() -> f64) -> Result<StepTiming> {
+    let (kind, device) = (backbone.kind(), backbone.device());
+    let classifier = Classifier { backbone: backbone.clone(), head: HeadConfig::new(kind.features(), 2).init_seeded(&device, 1) };
+    let size = kind.spec().input_size as usize;
+    time_fine_tune_steps(&classifier, UnfreezePlan::new(kind, unfreeze)?, cached, batch, size, steps.max(1), &device, now_ms).await
+}
+
 /// Median milliseconds of `steps` inference forwards of `backbone` (after one warm-up) on a
 /// random batch of `batch` images at `size` px, including the read-back of the features.
 pub async fn time_forward(backbone: &Backbone, batch: usize, size: usize, steps: usize, now_ms: &dyn Fn() -> f64) -> Result<f64> {
@@ -79,7 +87,7 @@ pub async fn time_forward(backbone: &Backbone, batch: usize, size: usize, steps:
     let mut times = Vec::new();
     for step in 0..=steps.max(1) {
         let start = now_ms();
-        backbone.forward(input.clone()).into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+        backbone.forward(input.clone()).into_data_async().await.map_err(|e| Error::read_back("reading tensor data", e))?;
         if step > 0 {
             times.push(now_ms() - start);
         }

@@ -129,7 +129,7 @@ pub async fn collect_params<M: Module>(module: &M, names: &dyn NameMap) -> Resul
     for (_, _, tensor, _) in &collector.found {
         transaction = transaction.register(tensor.clone());
     }
-    let data = transaction.execute_async().await.map_err(|e| Error::Backend(format!("reading weights: {e:?}")))?;
+    let data = transaction.execute_async().await.map_err(|e| Error::read_back("reading weights", e))?;
     let mut map = TensorMap::new();
     for ((name, layout, _, shape), data) in collector.found.into_iter().zip(data) {
         let values: Vec<f32> =

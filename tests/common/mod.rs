@@ -71,12 +71,50 @@ pub fn generated_dataset(per_class: usize, seed: u64) -> Vec<(String, String, Ve
     files
 }
 
-/// A tuner on the real backbone (CPU) holding `per_class` generated pictures of each class.
-pub fn tuner_with_generated(per_class: usize, seed: u64) -> webtune::Tuner {
+/// A session on the real backbone (CPU) holding `per_class` generated pictures of each class.
+pub fn session_with_generated(per_class: usize, seed: u64) -> webtune::Session {
     let weights = std::fs::read(legacy_weights()).unwrap();
-    let mut tuner = webtune::Tuner::new(webtune::model::BackboneKind::EfficientNetLite0, &weights, burn::tensor::Device::flex()).unwrap();
+    let mut session = webtune::Session::new(webtune::model::BackboneKind::EfficientNetLite0, &weights, burn::tensor::Device::flex()).unwrap();
     for (label, name, bytes) in generated_dataset(per_class, seed) {
-        tuner.add_image(&label, &name, &bytes).unwrap();
+        session.add_image(&label, &name, &bytes).unwrap();
     }
-    tuner
+    session
+}
+
+/// Steps `session` until it reaches `stage` (or finishes), returning the events on the way.
+pub fn step_until(session: &mut webtune::Session, stage: webtune::Stage) -> Vec<webtune::Event> {
+    let mut events = Vec::new();
+    while session.stage() != stage {
+        let event = pollster::block_on(session.step(8)).unwrap();
+        let finished = event.is_finished();
+        events.push(event);
+        if finished {
+            break;
+        }
+    }
+    events
+}
+
+/// Steps `session` to the end of its run, returning every event (the last is `Finished`).
+pub fn run_to_end(session: &mut webtune::Session) -> Vec<webtune::Event> {
+    let mut events = Vec::new();
+    loop {
+        let event = pollster::block_on(session.step(8)).unwrap();
+        let finished = event.is_finished();
+        events.push(event);
+        if finished {
+            return events;
+        }
+    }
+}
+
+/// The epoch reports among `events`, of one phase.
+pub fn epochs(events: &[webtune::Event], phase: webtune::Phase) -> Vec<webtune::train::EpochReport> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            webtune::Event::Epoch { phase: p, report } if *p == phase => Some(report.clone()),
+            _ => None,
+        })
+        .collect()
 }

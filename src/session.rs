@@ -1,0 +1,567 @@
+//! A training session: one backbone, the user's pictures, and the recipe run on them. This is the
+//! one owner of the recipe: the page's worker and the CLI's `train` are the same loop,
+//!
+//! ```text
+//! session.start(recipe)?;
+//! loop { let event = session.step(budget).await?; show(event); if event is Finished { break } }
+//! ```
+//!
+//! and only show the [`Event`]s. The session moves through [`Stage`]s: features of every picture
+//! (frozen backbone, once per picture), the head (phase 1), then when the recipe fine-tunes,
+//! caching the frozen prefix's output per augmented view and fine-tuning the last units (phase 2),
+//! then the evaluation on the validation split.
+
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::data::{DatasetSummary, ImageSet, stratified_split};
+use crate::error::{Error, Result};
+use crate::inference::{Prediction, TrainedModel, meta};
+use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, Head};
+use crate::recipe::Recipe;
+use crate::train::{
+    CacheStorage, EpochReport, Evaluation, FeatureCache, FineTuner, HeadTrainer, LabelledFeatures, PrefixCache, Recommendation,
+    UnfreezePlan, evaluate, recommend,
+};
+use crate::weights::{read_safetensors, read_weights_file};
+
+/// Where a session is. Pictures can be added and removed in `Idle` and `Done` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub enum Stage {
+    /// No run started (or the last one was stopped before it had a model).
+    Idle,
+    /// The frozen backbone computes each picture's features.
+    Features,
+    /// Phase 1: the new head trains on the cached features.
+    Head,
+    /// Phase 2 setup: the frozen prefix runs once per augmented view.
+    Caching,
+    /// Phase 2: the last units and the head train together.
+    FineTuning,
+    /// The final model is measured on the validation split.
+    Evaluating,
+    /// A model exists: it can be exported and tried.
+    Done,
+}
+
+/// Which phase an epoch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    Head,
+    Fine,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// Stopped by the user before the recipe's end.
+    pub stopped: bool,
+    /// There is a model to export and try (at least one head epoch finished).
+    pub has_model: bool,
+    /// Backbone units the model's phase 2 fine-tuned; 0 when only the head trained.
+    pub fine_tuned: usize,
+    /// Phase 2 ended before its last epoch because the validation loss stopped improving.
+    pub stopped_early: bool,
+    /// The phase-2 epoch (1-based) whose weights were kept, when phase 2 had a validation split.
+    pub best_epoch: Option<usize>,
+}
+
+/// What one [`Session::step`] did. The page's state is a reducer over these; the CLI prints them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Event {
+    /// Features of `done` of `total` pictures are computed.
+    Features { done: usize, total: usize },
+    /// The pictures were split; phase 1 starts. `unfreeze` is phase 2's depth (0: none).
+    Split { train: usize, val: usize, unfreeze: usize, notes: Vec<String> },
+    /// One epoch of either phase.
+    Epoch { phase: Phase, report: EpochReport },
+    /// Phase 2's prefix cache: `done` of `total` views, taking `bytes`.
+    Cache { done: usize, total: usize, bytes: usize, note: Option<String> },
+    /// The final model on the validation split.
+    Evaluated { evaluation: Evaluation },
+    /// The run is over; `step` keeps returning this until the next `start`.
+    Finished { outcome: Outcome },
+}
+
+impl Event {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Event::Finished { .. })
+    }
+}
+
+/// What [`Session::start`] settled: phase 2's depth (the recommendation unless the recipe set
+/// one) and the work ahead.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    pub unfreeze: usize,
+    /// Pictures whose features are still to compute.
+    pub pending_features: usize,
+}
+
+/// The head of a re-imported webtune export, which phase 1 continues from when the classes match.
+struct Resume {
+    labels: Vec<String>,
+    head: Head,
+}
+
+/// A run's fixed facts (recipe, split) and its trainers.
+struct Run {
+    recipe: Recipe,
+    unfreeze: usize,
+    labels: Vec<String>,
+    /// `(image id, class)` of each split, fixed when the run starts.
+    train: Vec<(u32, usize)>,
+    val: Vec<(u32, usize)>,
+    head: HeadTrainer,
+    /// The head continues a re-imported export's: a model exists before the first epoch.
+    resumed: bool,
+    /// The fine-tuner, once phase 2 trains; its model replaces the head's from then on.
+    fine: Option<FineTuner>,
+}
+
+impl Run {
+    fn has_model(&self) -> bool {
+        self.resumed || self.head.epochs_done() > 0
+    }
+}
+
+/// Phase 2's prefix cache being filled: views still to run through the frozen prefix.
+struct Caching {
+    plan: UnfreezePlan,
+    /// `(image id, class, augmentation seed, is validation)`; `None` is the center view. Popped
+    /// from the end.
+    queue: Vec<(u32, usize, Option<u64>, bool)>,
+    total: usize,
+    note: Option<String>,
+    train: PrefixCache,
+    val: PrefixCache,
+}
+
+enum State {
+    Idle,
+    Features { recipe: Recipe, unfreeze: usize, total: usize },
+    Head(Run),
+    Caching(Run, Caching),
+    FineTuning(Run),
+    Evaluating(Run),
+    Done(Run, Outcome),
+}
+
+pub struct Session {
+    spec: BackboneSpec,
+    backbone: Backbone,
+    resume: Option<Resume>,
+    images: ImageSet,
+    features: FeatureCache,
+    state: State,
+    device: Device,
+}
+
+impl Session {
+    /// Loads a `kind` backbone from a weights file (safetensors or PyTorch `.pth`/`.pt`) onto
+    /// `device`. A file that does not fit is refused naming the first tensor that differs.
+    ///
+    /// A model exported by webtune is accepted too: its (fine-tuned) backbone is used, and phase 1
+    /// continues from its head when the classes are the same, so training picks up where it left off.
+    pub fn new(kind: BackboneKind, weights: &[u8], device: Device) -> Result<Self> {
+        let is_export = read_safetensors(weights).is_ok_and(|(_, metadata)| metadata.contains_key(meta::LABELS));
+        let (backbone, resume) = if is_export {
+            let model = TrainedModel::from_safetensors(weights, &device)?;
+            if model.kind() != kind {
+                return Err(Error::weights(format!(
+                    "this file is a webtune export whose backbone is {}, not {kind}: choose {} to continue training it",
+                    model.kind(),
+                    model.kind()
+                )));
+            }
+            (model.classifier.backbone, Some(Resume { labels: model.labels, head: model.classifier.head }))
+        } else {
+            (Backbone::import(kind, &read_weights_file(weights)?, &device)?, None)
+        };
+        let spec = kind.spec();
+        Ok(Self { images: ImageSet::new(spec.clone()), spec, backbone, resume, features: FeatureCache::default(), state: State::Idle, device })
+    }
+
+    /// The classes of the exported model this session was created from, if it was.
+    pub fn continues_from(&self) -> Option<&[String]> {
+        self.resume.as_ref().map(|r| r.labels.as_slice())
+    }
+
+    pub fn spec(&self) -> &BackboneSpec {
+        &self.spec
+    }
+
+    pub fn backbone_kind(&self) -> BackboneKind {
+        self.backbone.kind()
+    }
+
+    pub fn stage(&self) -> Stage {
+        match &self.state {
+            State::Idle => Stage::Idle,
+            State::Features { .. } => Stage::Features,
+            State::Head(_) => Stage::Head,
+            State::Caching(..) => Stage::Caching,
+            State::FineTuning(_) => Stage::FineTuning,
+            State::Evaluating(_) => Stage::Evaluating,
+            State::Done(..) => Stage::Done,
+        }
+    }
+
+    fn editable(&self) -> Result<()> {
+        match self.state {
+            State::Idle | State::Done(..) => Ok(()),
+            _ => Err(Error::Training("pictures cannot change while training runs: stop it first".into())),
+        }
+    }
+
+    /// Decodes and adds one image; on error nothing already added is lost.
+    pub fn add_image(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
+        self.editable()?;
+        self.images.add(label, file_name, bytes)
+    }
+
+    pub fn add_class(&mut self, label: &str) -> Result<()> {
+        self.editable()?;
+        self.images.add_class(label)
+    }
+
+    pub fn remove_class(&mut self, label: &str) -> Result<()> {
+        self.editable()?;
+        self.images.remove_class(label);
+        let images = &self.images;
+        self.features.retain(|id| images.get(id).is_some());
+        Ok(())
+    }
+
+    pub fn summary(&self) -> DatasetSummary {
+        self.images.summary()
+    }
+
+    /// Which recipe fits the current images, and why.
+    pub fn recommendation(&self) -> Recommendation {
+        recommend(self.backbone.kind(), &self.summary().classes.iter().map(|c| c.count).collect::<Vec<_>>())
+    }
+
+    fn pending_features(&self) -> usize {
+        self.images.images().iter().filter(|i| !self.features.contains(i.id)).count()
+    }
+
+    /// Starts a run of `recipe` on the pictures as they are now. Settings out of range and data
+    /// that cannot be trained on are refused here, before any work.
+    pub fn start(&mut self, recipe: Recipe) -> Result<Started> {
+        self.editable()?;
+        recipe.validate(self.backbone.kind())?;
+        self.images.check_trainable()?;
+        let unfreeze = recipe.unfreeze.unwrap_or_else(|| self.recommendation().unfreeze);
+        let pending_features = self.pending_features();
+        self.state = State::Features { recipe, unfreeze, total: pending_features };
+        Ok(Started { unfreeze, pending_features })
+    }
+
+    /// Does the next piece of work, at most `budget` pictures or views at a time (features,
+    /// caching) or one epoch, and says what it did. After an error the session keeps the model
+    /// trained so far, if any (stage `Done`), else goes back to `Idle`.
+    pub async fn step(&mut self, budget: usize) -> Result<Event> {
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        match self.advance(state, budget.max(1)).await {
+            Ok((state, event)) => {
+                self.state = state;
+                Ok(event)
+            }
+            Err((state, error)) => {
+                self.state = state;
+                Err(error)
+            }
+        }
+    }
+
+    /// Ends the run now. The model trained so far stays (stage `Done`) when there is one.
+    pub fn stop(&mut self) -> Outcome {
+        let (state, outcome) = settle(std::mem::replace(&mut self.state, State::Idle));
+        self.state = state;
+        outcome
+    }
+
+    async fn advance(&mut self, state: State, budget: usize) -> std::result::Result<(State, Event), (State, Error)> {
+        match state {
+            State::Idle => Err((State::Idle, Error::Training("start a run first".into()))),
+            State::Features { recipe, unfreeze, total } => {
+                let pending: Vec<_> =
+                    self.images.images().iter().filter(|i| !self.features.contains(i.id)).take(budget).collect();
+                if pending.is_empty() {
+                    return match self.split(recipe, unfreeze) {
+                        Ok((run, event)) => Ok((State::Head(run), event)),
+                        Err(e) => Err((State::Idle, e)),
+                    };
+                }
+                if let Err(e) = self.features.extract(&self.backbone, &self.spec, &pending).await {
+                    return Err((State::Idle, e));
+                }
+                let done = total - self.pending_features().min(total);
+                Ok((State::Features { recipe, unfreeze, total }, Event::Features { done, total }))
+            }
+            State::Head(mut run) => match run.head.train_epoch().await {
+                Ok(report) => {
+                    let next = if report.done { self.after_head(run) } else { Ok(State::Head(run)) };
+                    match next {
+                        Ok(state) => Ok((state, Event::Epoch { phase: Phase::Head, report })),
+                        Err((state, e)) => Err((state, e)),
+                    }
+                }
+                Err(e) => Err(failed(State::Head(run), e)),
+            },
+            State::Caching(run, caching) => self.cache(run, caching, budget).await,
+            State::FineTuning(mut run) => {
+                let tuner = run.fine.as_mut().expect("fine-tuning has a fine-tuner");
+                match tuner.train_epoch().await {
+                    Ok(report) => {
+                        let state = if report.done { self.after_training(run) } else { State::FineTuning(run) };
+                        Ok((state, Event::Epoch { phase: Phase::Fine, report }))
+                    }
+                    Err(e) => Err(failed(State::FineTuning(run), e)),
+                }
+            }
+            State::Evaluating(run) => match self.evaluate(&run).await {
+                Ok(evaluation) => {
+                    let (state, _) = settle(State::Evaluating(run));
+                    Ok((state, Event::Evaluated { evaluation }))
+                }
+                Err(e) => Err(failed(State::Evaluating(run), e)),
+            },
+            State::Done(run, outcome) => Ok((State::Done(run, outcome.clone()), Event::Finished { outcome })),
+        }
+    }
+
+    /// Splits the pictures (stratified, seeded) and prepares the head. Every feature is there.
+    fn split(&self, recipe: Recipe, unfreeze: usize) -> Result<(Run, Event)> {
+        let options = recipe.head.clone();
+        let labels = self.images.labels();
+        let images = self.images.images();
+        let classes: Vec<usize> = images.iter().map(|i| self.images.class_index(&i.label).expect("labels come from images")).collect();
+        let split = stratified_split(&classes, labels.len(), options.val_fraction, options.seed);
+        let gather = |indices: &[usize]| {
+            let mut set = LabelledFeatures::default();
+            for &i in indices {
+                set.push(self.features.get(images[i].id).expect("every feature is extracted"), classes[i]);
+            }
+            set
+        };
+        let (train, val) = (gather(&split.train), gather(&split.val));
+        let mut notes: Vec<String> = options.batch_note(train.len()).into_iter().collect();
+        let mut head = HeadTrainer::new(options, labels.len(), self.backbone.kind().features(), train, val, &self.device)?;
+        let mut resumed = false;
+        match &self.resume {
+            Some(resume) if resume.labels == labels => {
+                head.start_from(resume.head.clone())?;
+                resumed = true;
+                notes.push("continuing from the imported model's head".into());
+            }
+            Some(resume) => notes.push(format!(
+                "the imported model's classes ({}) differ from these, so the head starts fresh",
+                resume.labels.join(", ")
+            )),
+            None => {}
+        }
+        let members = |indices: &[usize]| indices.iter().map(|&i| (images[i].id, classes[i])).collect::<Vec<_>>();
+        let run = Run { recipe, unfreeze, labels, train: members(&split.train), val: members(&split.val), head, resumed, fine: None };
+        let event = Event::Split { train: run.train.len(), val: run.val.len(), unfreeze, notes };
+        Ok((run, event))
+    }
+
+    /// After the head's last epoch: phase 2 when the recipe asks for it, else the evaluation.
+    fn after_head(&self, run: Run) -> std::result::Result<State, (State, Error)> {
+        if run.unfreeze == 0 {
+            return Ok(self.after_training(run));
+        }
+        match self.queue_views(&run) {
+            Ok(caching) => Ok(State::Caching(run, caching)),
+            Err(e) => Err(failed(State::Head(run), e)),
+        }
+    }
+
+    fn after_training(&self, run: Run) -> State {
+        if run.val.is_empty() { settle(State::Evaluating(run)).0 } else { State::Evaluating(run) }
+    }
+
+    /// Queues `views_per_image` augmented views per training picture (one center view when
+    /// augmentation is off) and one center view per validation picture.
+    fn queue_views(&self, run: &Run) -> Result<Caching> {
+        let recipe = &run.recipe;
+        let plan = UnfreezePlan::new(self.backbone.kind(), run.unfreeze)?;
+        let views = if recipe.augmentation.enabled { recipe.views_per_image } else { 1 };
+        recipe.fine_tune.validate(run.train.len() * views)?;
+        let seed = recipe.head.seed;
+        let mut queue = Vec::new();
+        for (n, &(id, class)) in run.train.iter().enumerate() {
+            for v in 0..views {
+                let view_seed = recipe.augmentation.enabled.then(|| seed ^ ((n * 32 + v) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                queue.push((id, class, view_seed, false));
+            }
+        }
+        queue.extend(run.val.iter().map(|&(id, class)| (id, class, None, true)));
+        queue.reverse();
+        Ok(Caching {
+            plan,
+            total: queue.len(),
+            queue,
+            note: recipe.fine_tune.batch_note(run.train.len() * views),
+            train: PrefixCache::new(CacheStorage::F16),
+            val: PrefixCache::new(CacheStorage::F16),
+        })
+    }
+
+    async fn cache(&mut self, mut run: Run, mut caching: Caching, budget: usize) -> std::result::Result<(State, Event), (State, Error)> {
+        let batch: Vec<_> = (0..budget.min(caching.queue.len())).filter_map(|_| caching.queue.pop()).collect();
+        let mut views = Vec::new();
+        for &(id, class, seed, is_val) in &batch {
+            let Some(image) = self.images.get(id) else {
+                return Err(failed(State::Head(run), Error::Training("a picture was removed during training: start again".into())));
+            };
+            let view = match seed {
+                Some(seed) => run.recipe.augmentation.view(&image.pixels, self.spec.input_size, &mut ChaCha8Rng::seed_from_u64(seed)),
+                None => image.center_view(&self.spec),
+            };
+            views.push((view, class, is_val));
+        }
+        let first = caching.plan.first_tail_unit();
+        for is_val in [false, true] {
+            let part: Vec<_> = views.iter().filter(|v| v.2 == is_val).map(|(view, class, _)| (view, *class)).collect();
+            let cache = if is_val { &mut caching.val } else { &mut caching.train };
+            if let Err(e) = cache.extend(&self.backbone, &self.spec, first, &part, &self.device).await {
+                return Err(failed(State::Head(run), e));
+            }
+        }
+        let event = Event::Cache {
+            done: caching.total - caching.queue.len(),
+            total: caching.total,
+            bytes: caching.train.bytes() + caching.val.bytes(),
+            note: caching.note.clone(),
+        };
+        if !caching.queue.is_empty() {
+            return Ok((State::Caching(run, caching), event));
+        }
+        let classifier = Classifier { backbone: self.backbone.clone(), head: run.head.head() };
+        let (options, seed) = (run.recipe.fine_tune.clone(), run.recipe.head.seed);
+        match FineTuner::new(classifier, run.labels.len(), caching.plan, options, seed, caching.train, caching.val, &self.device) {
+            Ok(tuner) => {
+                run.fine = Some(tuner);
+                Ok((State::FineTuning(run), event))
+            }
+            Err(e) => Err(failed(State::Head(run), e)),
+        }
+    }
+
+    /// Accuracy, per-class precision and recall, the confusion matrix and the misclassified
+    /// pictures of the validation split.
+    async fn evaluate(&self, run: &Run) -> Result<Evaluation> {
+        let model = self.model_of(run);
+        let mut logits = Vec::new();
+        let mut names = Vec::new();
+        for chunk in run.val.chunks(16) {
+            let views: Vec<_> = chunk
+                .iter()
+                .map(|(id, _)| {
+                    let image = self.images.get(*id).ok_or_else(|| Error::Training("a picture was removed during training".into()))?;
+                    names.push((image.id, image.file_name.clone()));
+                    Ok(image.center_view(&self.spec))
+                })
+                .collect::<Result<_>>()?;
+            logits.extend(model.logits(&views.iter().collect::<Vec<_>>()).await?);
+        }
+        let targets: Vec<usize> = run.val.iter().map(|(_, c)| *c).collect();
+        Ok(evaluate(&logits, &run.labels, &targets, &names))
+    }
+
+    /// The classifier as trained so far (backbone + head, fine-tuned when phase 2 ran).
+    fn model_of(&self, run: &Run) -> TrainedModel {
+        let options = run.head.options();
+        let mut training = serde_json::json!({
+            "head": options,
+            "train_images": run.train.len(),
+            "val_images": run.val.len(),
+        });
+        let classifier = match &run.fine {
+            Some(tuner) => {
+                training["fine_tune"] = serde_json::json!({
+                    "unfreeze": run.unfreeze,
+                    "options": tuner.options(),
+                    "augmentation": run.recipe.augmentation,
+                    "views_per_image": run.recipe.views_per_image,
+                    "stopped_early": tuner.stopped_early(),
+                });
+                tuner.model()
+            }
+            None => Classifier { backbone: self.backbone.clone(), head: run.head.head() },
+        };
+        TrainedModel { classifier, labels: run.labels.clone(), spec: self.spec.clone(), hidden_units: options.hidden_units, training }
+    }
+
+    fn run(&self) -> Option<&Run> {
+        match &self.state {
+            State::Head(run) | State::Caching(run, _) | State::FineTuning(run) | State::Evaluating(run) | State::Done(run, _) => Some(run),
+            State::Idle | State::Features { .. } => None,
+        }
+    }
+
+    /// The model of the last run, ready to predict or export: once the run is `Done`, or while
+    /// it trains (the best so far) when at least one head epoch finished.
+    pub fn trained_model(&self) -> Result<TrainedModel> {
+        match self.run() {
+            Some(run) if run.has_model() => Ok(self.model_of(run)),
+            _ => Err(Error::Training("nothing trained yet".into())),
+        }
+    }
+
+    pub async fn predict(&self, file_name: &str, bytes: &[u8]) -> Result<Vec<Prediction>> {
+        self.trained_model()?.predict_file(file_name, bytes).await
+    }
+
+    /// The backbone (for benchmarks and tools that need the model itself).
+    pub fn backbone(&self) -> &Backbone {
+        &self.backbone
+    }
+}
+
+/// Where a run goes when it ends now: `Done` with its model when a head epoch finished, else
+/// `Idle`; and the outcome to report.
+fn settle(state: State) -> (State, Outcome) {
+    let run = match state {
+        State::Head(run) | State::Caching(run, _) | State::FineTuning(run) | State::Evaluating(run) => run,
+        State::Done(run, outcome) => return (State::Done(run, outcome.clone()), outcome),
+        State::Idle | State::Features { .. } => {
+            let outcome = Outcome { stopped: true, has_model: false, fine_tuned: 0, stopped_early: false, best_epoch: None };
+            return (State::Idle, outcome);
+        }
+    };
+    if !run.has_model() {
+        let outcome = Outcome { stopped: true, has_model: false, fine_tuned: 0, stopped_early: false, best_epoch: None };
+        return (State::Idle, outcome);
+    }
+    let (fine_tuned, stopped_early, best_epoch) = match &run.fine {
+        Some(tuner) if tuner.epochs_done() > 0 => (run.unfreeze, tuner.stopped_early(), tuner.best_epoch()),
+        _ => (0, false, None),
+    };
+    let finished = match &run.fine {
+        Some(tuner) => tuner.is_done(),
+        None => run.head.is_done() && run.unfreeze == 0,
+    };
+    let outcome = Outcome { stopped: !finished, has_model: true, fine_tuned, stopped_early, best_epoch };
+    (State::Done(run, outcome.clone()), outcome)
+}
+
+/// A step failed: keep what was trained (see [`settle`]) and pass the error on.
+fn failed(state: State, error: Error) -> (State, Error) {
+    (settle(state).0, error)
+}
