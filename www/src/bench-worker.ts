@@ -5,7 +5,7 @@
 
 import init, { Trainer, initPanicHook } from '../pkg/webtune.js';
 import wasmUrl from '../pkg/webtune_bg.wasm?url';
-import type { BackboneName } from './protocol';
+import type { BackboneName } from './engine/protocol';
 
 export type BenchConfig =
   | { mode: 'steps'; backend: 'cpu' | 'webgpu'; weightsUrl: string; unfreeze: number[]; batch: number; steps: number }

@@ -7,8 +7,8 @@
 
 import './style.css';
 import type { BackboneTiming, BenchConfig, BenchMessage, StepTiming } from './bench-worker';
-import { isBackboneName } from './backbones';
-import { byId, formatBytes, h } from './dom';
+import { isBackboneName } from './app/backbones';
+import { byId, formatBytes, h } from './views/dom';
 
 declare global {
   interface Window {

@@ -2,19 +2,19 @@
 // them from the one state on every change.
 
 import './style.css';
-import { App } from './app';
-import { mountAugmentPreview } from './augment-preview';
-import { mountBackbone } from './backbone-view';
-import { mountClassList } from './class-list';
-import { byId, h } from './dom';
-import { mountDownload } from './download';
-import { mountDropZone } from './drop-zone';
-import { mountEvaluationView } from './evaluation-view';
-import { mountPredict } from './predict';
-import type { ExportFormat } from './protocol';
-import { isBackendChoice, mountSettings } from './settings';
-import { initialState, type AppState } from './state';
-import { mountTrainingView } from './training-view';
+import { App } from './app/app';
+import { mountAugmentPreview } from './views/augment-preview';
+import { mountBackbone } from './views/backbone-view';
+import { mountClassList } from './views/class-list';
+import { byId, h } from './views/dom';
+import { mountDownload } from './views/download';
+import { mountDropZone } from './views/drop-zone';
+import { mountEvaluationView } from './views/evaluation-view';
+import { mountPredict } from './views/predict';
+import type { ExportFormat } from './engine/protocol';
+import { isBackendChoice, mountSettings } from './views/settings';
+import { initialState, type AppState } from './app/state';
+import { mountTrainingView } from './views/training-view';
 
 const WEIGHTS_PATH = 'weights/efficientnet_lite0.safetensors';
 
@@ -84,14 +84,15 @@ const settings = mountSettings(
     backendDetails: byId<HTMLDetailsElement>('backend-details'),
     backendDetail: byId('backend-detail'),
     recommendation: byId('recommendation'),
-    blocks: byId<HTMLInputElement>('fine-tune-blocks'),
-    blocksRange: byId('fine-tune-blocks-range'),
+    unfreeze: byId<HTMLInputElement>('fine-tune-blocks'),
+    unfreezeRange: byId('fine-tune-blocks-range'),
     recipeChoice: byId('recipe-choice'),
     useRecommendation: byId<HTMLButtonElement>('use-recommendation'),
     advanced: byId<HTMLDetailsElement>('advanced'),
     fineEpochs: byId<HTMLInputElement>('fine-epochs'),
     fineLearningRate: byId<HTMLInputElement>('fine-learning-rate'),
     backboneLrFactor: byId<HTMLInputElement>('backbone-lr-factor'),
+    warmupEpochs: byId<HTMLInputElement>('warmup-epochs'),
     backboneRate: byId('backbone-rate'),
     labelSmoothing: byId<HTMLInputElement>('label-smoothing'),
     patience: byId<HTMLInputElement>('patience'),
@@ -125,8 +126,8 @@ const renderTraining = mountTrainingView(
   },
   {
     train: () => {
-      const chosen = settings.read();
-      if (chosen) void app.train(chosen.head, chosen.fine);
+      const recipe = settings.read();
+      if (recipe) void app.train(recipe);
     },
     stop: () => app.stopTraining(),
   },
@@ -136,11 +137,8 @@ const renderEvaluation = mountEvaluationView(byId('evaluation'));
 
 const renderAugmentPreview = mountAugmentPreview(
   { button: byId<HTMLButtonElement>('preview-augmentation'), note: byId('preview-note'), views: byId('preview-views') },
-  () => ({
-    augmentation: settings.augmentation(),
-    inputSize: app.state.engine.inputSize ?? 224,
-    images: [...app.state.images.values()],
-  }),
+  () => ({ augmentation: settings.augmentation(), images: [...app.state.images.values()] }),
+  (file, augmentation, count, seed) => app.augmentedViews(file, augmentation, count, seed),
 );
 
 const exportModel = (format: ExportFormat) => app.exportModel(format);

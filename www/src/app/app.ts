@@ -4,39 +4,30 @@
 // those images and the chosen backbone in the browser's storage so that a reload brings them back.
 
 import {
-  DEFAULT_BACKBONE,
+  type Augmentation,
   type Backend,
   type BackendChoice,
   type ExportFormat,
-  type FineTuneSettings,
+  type Recipe,
   type Request,
   type Simulation,
-  type TrainSettings,
-  type WeightsSource,
-  type WorkerEvent,
-} from './protocol';
-import { backboneInfo } from './backbones';
-import { BackboneStore } from './backbone-store';
-import { EngineGone, TrainerClient } from './trainer-client';
-import type { Picked, PickedFile } from './drop-zone';
-import { LibraryStore, storageProblem } from './library-store';
-import { formatBytes } from './dom';
-import { exportFileName } from './download';
+} from '../engine/protocol';
+import { EngineGone, TrainerClient } from '../engine/trainer-client';
+import type { Picked } from '../views/drop-zone';
+import { exportFileName } from '../views/download';
+import { EngineUnavailable, gpuGaveUp, messageOf, reasonOf, type AppContext } from './context';
+import { Pictures } from './pictures';
 import {
-  DEFAULT_BACKBONE_CHOICE,
   EMPTY_SUMMARY,
   Store,
-  idleFineTune,
   idleTraining,
   isTraining,
   type AppState,
   type BackboneChoice,
-  type EpochRecord,
-  type FileProblem,
-  type HeldImage,
   type PredictionResult,
-  type TrainedModel,
 } from './state';
+import { TrainingRun } from './training';
+import { BackboneChoices } from './backbone-choice';
 
 /** Restarts in a row that died before the images were back; after that the user has to act. */
 const MAX_CRASH_RESTARTS = 2;
@@ -45,39 +36,29 @@ const GPU_LOST_DURING_TRAINING =
   'The GPU stopped responding during training; switched to the CPU. Press Train to continue.';
 const GPU_LOST = 'The GPU stopped responding; switched to the CPU. Your pictures are kept.';
 
-/** The engine failed to start; calls wait for the user to pick another backend. */
-class EngineUnavailable extends Error {
-  constructor() {
-    super('the training engine is not running');
-  }
-}
-
-type AddJob = { kind: 'class'; label: string } | { kind: 'image'; picked: PickedFile };
-
-export class App {
+export class App implements AppContext {
   readonly store: Store;
+  readonly pictures: Pictures;
+  readonly training: TrainingRun;
+  readonly backbone: BackboneChoices;
   private client: TrainerClient | null = null;
   /** Settles when the current engine is initialised and has every held image. */
   private ready: Promise<void> = Promise.resolve();
   private generation = 0;
   private crashStreak = 0;
-  private nextKey = 1;
   private nextMessageId = 1;
-  private addQueue: AddJob[] = [];
-  private addLoopRunning = false;
-  private readonly library = new LibraryStore();
-  private readonly backbones = new BackboneStore();
-  /** The backbone choice the browser holds (what a reload starts on). */
-  private savedBackbone: BackboneChoice = DEFAULT_BACKBONE_CHOICE;
 
   constructor(
     initial: AppState,
     /** The bundled default backbone's weights, served by the page. */
-    private readonly weightsUrl: string,
+    weightsUrl: string,
     /** From the `?simulate=` URL parameter: a failure the worker acts out (see protocol.ts). */
     private readonly simulate: Simulation | null = null,
   ) {
     this.store = new Store(initial);
+    this.pictures = new Pictures(this);
+    this.training = new TrainingRun(this);
+    this.backbone = new BackboneChoices(this, (beside) => this.restart(beside), weightsUrl);
   }
 
   get state(): AppState {
@@ -89,7 +70,7 @@ export class App {
    * backbone, which is given the pictures.
    */
   start(): void {
-    void Promise.all([this.restoreLibrary(), this.restoreBackbone()]).then(() => this.restart());
+    void Promise.all([this.pictures.restoreLibrary(), this.backbone.restore()]).then(() => this.restart());
   }
 
   // ---- engine lifecycle -------------------------------------------------------------------
@@ -105,7 +86,7 @@ export class App {
     // Only the current client's events count; a client started beside becomes current once up.
     const client = new TrainerClient({
       onEvent: (event) => {
-        if (client === this.client) this.onWorkerEvent(event);
+        if (client === this.client) this.training.onWorkerEvent(event);
       },
       onCrash: (message, backend) => {
         if (client === this.client) this.onCrash(message, backend);
@@ -130,7 +111,7 @@ export class App {
 
     let info;
     try {
-      info = await client.init(choice, backbone.name, this.weightsOf(backbone), this.simulate);
+      info = await client.init(choice, backbone.name, this.backbone.weightsOf(backbone), this.simulate);
     } catch (error) {
       if (generation !== this.generation) {
         client.shutdown();
@@ -138,12 +119,12 @@ export class App {
       }
       if (beside) {
         client.shutdown();
-        this.backboneRefused(error);
+        this.backbone.refused(error);
         return;
       }
       if (error instanceof EngineGone && error.crashed) return; // onCrash handles it
       if (backbone.file) {
-        this.backboneFailedAtStart(messageOf(error));
+        this.backbone.failedAtStart(messageOf(error));
         return;
       }
       const hint = choice === 'webgpu' ? ' Choose "Auto" or "CPU" as the backend to train without WebGPU.' : '';
@@ -188,7 +169,7 @@ export class App {
         s.predictions = [];
       }
     });
-    if (backbone !== this.savedBackbone) this.keepBackbone(backbone);
+    if (backbone !== this.backbone.savedBackbone) this.backbone.keep(backbone);
 
     // Give the new worker what the old one had.
     for (const label of this.state.classes) {
@@ -220,8 +201,8 @@ export class App {
         const reason =
           error instanceof EngineGone
             ? `the image decoder crashed on this file: ${error.message}`
-            : reasonOf(image.file.name, error);
-        this.dropHeld(image.key, { path: image.path, reason });
+            : reasonOf(error);
+        this.pictures.dropHeld(image.key, { path: image.path, reason });
         if (error instanceof EngineGone) return;
       }
     }
@@ -232,7 +213,7 @@ export class App {
   private onCrash(message: string, backend: Backend | null): void {
     // A user's backbone that kills the engine while it loads would do so on every restart.
     if (this.state.engine.status === 'starting' && this.state.backbone.wanted.file) {
-      this.backboneFailedAtStart(`the engine crashed: ${message}`);
+      this.backbone.failedAtStart(`the engine crashed: ${message}`);
       return;
     }
     const training = isTraining(this.state);
@@ -286,11 +267,11 @@ export class App {
   private restart(beside = false): void {
     this.ready = this.startEngine(beside);
     // Files picked while no engine could start have waited in the queue.
-    this.ready.then(() => this.runAddLoop(), () => {});
+    this.ready.then(() => this.pictures.runAddLoop(), () => {});
   }
 
   /** Waits for the engine and sends one request to it. */
-  private async call<T extends Request['type']>(request: Extract<Request, { type: T }>) {
+  async call<T extends Request['type']>(request: Extract<Request, { type: T }>) {
     // A start that hands over to another (a refused saved backbone) replaces `ready` meanwhile.
     for (let ready = this.ready; ; ready = this.ready) {
       try {
@@ -315,464 +296,45 @@ export class App {
     this.restart();
   }
 
-  // ---- backbone ---------------------------------------------------------------------------
-
-  /**
-   * Restarts the engine on another backbone with every picture. The running engine stays until
-   * the new one is up: weights the engine refuses leave it, its model and the pictures as they
-   * were, and the page says why.
-   */
   loadBackbone(choice: BackboneChoice): void {
-    if (isTraining(this.state) || this.state.backbone.loading) return;
-    if (!choice.file && !backboneInfo(choice.name).bundled) {
-      this.store.update((s) => {
-        s.backbone = { ...s.backbone, error: `${backboneInfo(choice.name).label} needs a weights file.` };
-      });
-      return;
-    }
-    this.store.update((s) => {
-      s.backbone = { ...s.backbone, wanted: choice, error: null, restored: false };
-    });
-    this.restart(this.state.engine.status === 'ready');
+    this.backbone.load(choice);
   }
 
-  private weightsOf({ file }: BackboneChoice): WeightsSource {
-    return file ? { kind: 'file', fileName: file.name, file } : { kind: 'bundled', url: this.weightsUrl };
+  stop(): void {
+    this.client?.call({ type: 'stopTraining' }).catch(() => {});
   }
 
-  /** A backbone loaded beside the running engine was refused: keep the running one. */
-  private backboneRefused(error: unknown): void {
-    const { wanted } = this.state.backbone;
-    const reason = error instanceof EngineGone ? `the engine crashed: ${error.message}` : messageOf(error);
-    const source = wanted.file ? wanted.file.name : 'the bundled weights';
-    this.store.update((s) => {
-      s.backbone = {
-        ...s.backbone,
-        wanted: s.backbone.running ?? DEFAULT_BACKBONE_CHOICE,
-        loading: false,
-        error:
-          `${source} could not be loaded as ${backboneInfo(wanted.name).label}: ${reason}. ` +
-          'The backbone in use and your pictures are unchanged.',
-      };
-    });
-  }
+  // ---- training, forwarded for the views --------------------------------------------------
 
-  /** The backbone an engine start was given (one saved from the last visit) failed: use the default. */
-  private backboneFailedAtStart(reason: string): void {
-    const { wanted } = this.state.backbone;
-    this.store.update((s) => {
-      s.backbone = {
-        ...s.backbone,
-        wanted: DEFAULT_BACKBONE_CHOICE,
-        restored: false,
-        loading: false,
-        error:
-          `${wanted.file?.name ?? 'The weights'} could not be loaded as ${backboneInfo(wanted.name).label}: ${reason}. ` +
-          `Using the default ${backboneInfo(DEFAULT_BACKBONE).label} instead.`,
-      };
-    });
-    this.restart();
-  }
-
-  /** Brings back the backbone chosen on the last visit; without storage, the default it is. */
-  private async restoreBackbone(): Promise<void> {
-    let stored: BackboneChoice | null;
-    try {
-      stored = await this.backbones.load();
-    } catch {
-      return; // The pictures' status line says why the browser keeps nothing.
-    }
-    if (!stored) return;
-    const restored = stored;
-    this.savedBackbone = restored;
-    this.store.update((s) => {
-      s.backbone = { ...s.backbone, wanted: restored, restored: true };
-    });
-  }
-
-  /** Keeps the running backbone for the next visit; a file the browser will not keep is said. */
-  private keepBackbone(choice: BackboneChoice): void {
-    this.savedBackbone = choice;
-    this.backbones.save(choice).then(
-      () => {
-        if (this.state.backbone.running !== choice) return;
-        this.store.update((s) => {
-          s.backbone = { ...s.backbone, storageProblem: null };
-        });
-      },
-      (error: unknown) => {
-        // Whatever was stored before would come back on reload instead: forget it too.
-        this.backbones.forget().catch(() => {});
-        if (!choice.file || this.state.backbone.running !== choice) return;
-        const problem =
-          `${choice.file.name} (${formatBytes(choice.file.size)}) could not be kept in this browser: ${storageProblem(error)}. ` +
-          `It is used until you leave the page; after a reload the page starts on the default ${backboneInfo(DEFAULT_BACKBONE).label}.`;
-        this.store.update((s) => {
-          s.backbone = { ...s.backbone, storageProblem: problem };
-        });
-      },
-    );
-  }
-
-  // ---- dataset ----------------------------------------------------------------------------
-
-  /** Queues picked classes and files; each file is added or reported as a problem. */
-  addPicked({ classes, files, problems }: Picked): void {
-    const known = new Set(this.state.classes);
-    const jobs: AddJob[] = [
-      ...classes.filter((label) => !known.has(label)).map((label): AddJob => ({ kind: 'class', label })),
-      ...files.map((picked): AddJob => ({ kind: 'image', picked })),
-    ];
-    this.store.update((s) => {
-      s.problems = [...s.problems, ...problems];
-      s.adding += files.length;
-    });
-    this.addQueue.push(...jobs);
-    void this.runAddLoop();
-  }
-
-  /** Works through the add queue, one job at a time; a second call while it runs does nothing. */
-  private async runAddLoop(): Promise<void> {
-    if (this.addLoopRunning) return;
-    this.addLoopRunning = true;
-    try {
-      while (this.addQueue.length > 0) {
-        const job = this.addQueue[0];
-        try {
-          if (job.kind === 'class') await this.addClass(job.label);
-          else await this.addImage(job.picked);
-        } catch (error) {
-          // No engine: keep the job until one starts (restart() runs the loop again).
-          if (error instanceof EngineUnavailable) break;
-          // A backend switch ended the worker mid-call, or the GPU gave up (and the engine is
-          // restarting on the CPU): do this job again on the new one.
-          if ((error instanceof EngineGone && !error.crashed) || gpuGaveUp(error)) continue;
-          const path = job.kind === 'class' ? `${job.label}/` : job.picked.path;
-          const reason =
-            error instanceof EngineGone
-              ? `the image decoder crashed on this file: ${error.message}`
-              : job.kind === 'class'
-                ? messageOf(error)
-                : reasonOf(job.picked.file.name, error);
-          this.store.update((s) => {
-            s.problems = [...s.problems, { path, reason }];
-          });
-        }
-        this.addQueue.shift();
-        if (job.kind === 'image') {
-          this.store.update((s) => {
-            s.adding -= 1;
-          });
-        }
-      }
-    } finally {
-      this.addLoopRunning = false;
-    }
-  }
-
-  private async addClass(label: string): Promise<void> {
-    if (this.state.classes.includes(label)) return;
-    const { summary } = await this.call({ type: 'addClass', label });
-    this.store.update((s) => {
-      s.classes = [...s.classes, label];
-      s.summary = summary;
-      s.trained = null;
-    });
-    this.keepClasses();
-  }
-
-  private async addImage(picked: PickedFile): Promise<void> {
-    const key = this.nextKey++;
-    const { summary } = await this.call({
-      type: 'addImage',
-      key,
-      label: picked.label,
-      fileName: picked.file.name,
-      file: picked.file,
-    });
-    const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file };
-    const newClass = !this.state.classes.includes(image.label);
-    this.store.update((s) => {
-      s.images = new Map(s.images).set(image.key, image);
-      if (newClass) s.classes = [...s.classes, image.label];
-      s.summary = summary;
-      s.trained = null;
-    });
-    // Only pictures the engine could decode are kept: the others are listed as problems.
-    this.keepPicture(image);
-    if (newClass) this.keepClasses();
-  }
-
-  async removeClass(label: string): Promise<void> {
-    if (isTraining(this.state)) return;
-    try {
-      const { summary } = await this.call({ type: 'removeClass', label });
-      const removed = [...this.state.images.values()].filter((image) => image.label === label).map((image) => image.key);
-      this.store.update((s) => {
-        s.classes = s.classes.filter((c) => c !== label);
-        s.images = new Map([...s.images].filter(([, image]) => image.label !== label));
-        s.summary = summary;
-        s.trained = null;
-      });
-      this.keepClasses();
-      this.persist(() => this.library.deletePictures(removed));
-    } catch (error) {
-      if (!(error instanceof EngineGone)) this.reportError(`Could not remove class "${label}": ${messageOf(error)}`);
-    }
-  }
-
-  clearProblems(): void {
-    this.store.update((s) => {
-      s.problems = [];
-    });
-  }
-
-  /** Removes every class and picture, here, in the engine and in the browser's storage. */
-  async clearAll(): Promise<void> {
-    if (isTraining(this.state) || this.state.adding > 0) return;
-    const labels = this.state.classes;
-    this.persist(() => this.library.clear());
-    this.store.update((s) => {
-      s.classes = [];
-      s.images = new Map();
-      s.problems = [];
-      s.training = idleTraining();
-      s.trained = null;
-      s.predictions = [];
-      s.library = { ...s.library, restored: 0 };
-    });
-    // Waits for the engine to have had everything it is being given back, then empties it.
-    for (const label of labels) {
-      try {
-        const { summary } = await this.call({ type: 'removeClass', label });
-        this.store.update((s) => {
-          s.summary = summary;
-        });
-      } catch (error) {
-        // A new engine starts from the (now empty) pictures the page holds.
-        if (error instanceof EngineUnavailable || error instanceof EngineGone) return;
-        this.reportError(`Could not remove class "${label}" from the training engine: ${messageOf(error)}`);
-      }
-    }
-  }
-
-  private dropHeld(key: number, problem: FileProblem): void {
-    this.store.update((s) => {
-      const images = new Map(s.images);
-      images.delete(key);
-      s.images = images;
-      s.problems = [...s.problems, problem];
-    });
-    this.persist(() => this.library.deletePictures([key]));
-  }
-
-  // ---- keeping the pictures across reloads ------------------------------------------------
-
-  /** Puts the stored pictures and classes back in the state; the engine is given them on start. */
-  private async restoreLibrary(): Promise<void> {
-    let stored;
-    try {
-      stored = await this.library.load();
-    } catch (error) {
-      this.storageFailed(error);
-      return;
-    }
-    const images = new Map(stored.images.map((image) => [image.key, image]));
-    this.nextKey = stored.images.reduce((next, image) => Math.max(next, image.key + 1), this.nextKey);
-    this.store.update((s) => {
-      s.classes = stored.classes;
-      s.images = images;
-      s.library = { status: 'saving', restored: images.size, problem: null, partial: false };
-    });
-  }
-
-  private keepPicture(image: HeldImage): void {
-    // After a failed write (storage full), new pictures stay in memory; removals still go through.
-    if (this.state.library.status === 'memory') return;
-    this.persist(() => this.library.savePicture(image));
-  }
-
-  private keepClasses(): void {
-    const classes = this.state.classes;
-    this.persist(() => this.library.saveClasses(classes));
-  }
-
-  private persist(write: () => Promise<void>): void {
-    write().catch((error: unknown) => this.storageFailed(error));
-  }
-
-  /** The first failure says so on the page; from then on the pictures are kept in memory only. */
-  private storageFailed(error: unknown): void {
-    if (this.state.library.status === 'memory') return;
-    const problem = storageProblem(error);
-    this.store.update((s) => {
-      s.library = { ...s.library, status: 'memory', problem, partial: s.library.status === 'saving' };
-    });
-  }
-
-  // ---- training ---------------------------------------------------------------------------
-
-  /**
-   * The whole recipe: phase 1 trains the head on cached features; when `fine.unfreeze` > 0,
-   * phase 2 fine-tunes that many backbone units with it; then the final model is evaluated on
-   * the validation split. A failure in phase 2 keeps the model phase 1 made.
-   */
-  async train(settings: TrainSettings, fine: FineTuneSettings): Promise<void> {
-    if (isTraining(this.state) || !this.state.summary.trainable) return;
-    const model: TrainedModel = {
-      backboneName: this.state.engine.backboneName ?? 'model',
-      classCount: this.state.summary.classes.length,
-      fineTuned: 0,
-    };
-    this.store.update((s) => {
-      s.training = { ...idleTraining(), phase: 'features' };
-      s.trained = null;
-      s.predictions = [];
-    });
-
-    let head;
-    try {
-      head = await this.call({ type: 'train', settings });
-    } catch (error) {
-      this.trainingFailed(error, 'Training failed');
-      return;
-    }
-    this.store.update((s) => {
-      s.training = {
-        ...s.training,
-        featureMs: head.featureMs,
-        trainMs: head.trainMs,
-        split: { train: head.train, val: head.val },
-      };
-    });
-    if (head.stopped || !head.last) {
-      this.finish(head.last ? model : null, 'stopped');
-      return;
-    }
-
-    if (fine.unfreeze > 0) {
-      this.store.update((s) => {
-        s.training = { ...s.training, phase: 'caching', fine: idleFineTune(fine.unfreeze) };
-      });
-      let result;
-      try {
-        result = await this.call({ type: 'fineTune', settings: fine, seed: settings.seed });
-      } catch (error) {
-        // Phase 1's model (or, after a diverged epoch, the last good weights) is still there.
-        const tuned = this.state.training.epochs.some((e) => e.stage === 'fine');
-        const kept = tuned
-          ? 'You can still download the model and try it.'
-          : 'The phase-1 model (head only) is kept: you can still download it and try it.';
-        if (this.trainingFailed(error, 'Fine-tuning (phase 2) failed', kept)) {
-          this.store.update((s) => {
-            s.trained = { ...model, fineTuned: tuned ? fine.unfreeze : 0 };
-          });
-        }
-        return;
-      }
-      const fineEpochs = this.state.training.epochs.filter((e) => e.stage === 'fine');
-      this.store.update((s) => {
-        s.training = {
-          ...s.training,
-          fine: {
-            ...(s.training.fine ?? idleFineTune(fine.unfreeze)),
-            cacheBytes: result.cacheBytes,
-            cacheMs: result.cacheMs,
-            fineMs: result.fineMs,
-            stoppedEarly: result.stoppedEarly,
-            bestEpoch: result.stoppedEarly ? bestEpoch(fineEpochs) : null,
-          },
-        };
-      });
-      if (result.last) model.fineTuned = fine.unfreeze;
-      if (result.stopped) {
-        this.finish(model, 'stopped');
-        return;
-      }
-    }
-
-    if (head.val > 0) {
-      this.store.update((s) => {
-        s.training = { ...s.training, phase: 'evaluating' };
-      });
-      try {
-        const evaluation = await this.call({ type: 'evaluate' });
-        this.store.update((s) => {
-          s.training = { ...s.training, evaluation };
-        });
-      } catch (error) {
-        if (error instanceof EngineGone) {
-          this.trainingFailed(error, 'Evaluation failed');
-          return;
-        }
-        this.reportError(`Could not evaluate the model on the validation pictures: ${messageOf(error)}`);
-      }
-    }
-    this.finish(model, 'done');
-  }
-
-  private finish(model: TrainedModel | null, phase: 'done' | 'stopped'): void {
-    this.store.update((s) => {
-      s.training = { ...s.training, phase };
-      s.trained = model;
-    });
-  }
-
-  /**
-   * Shows why a step of the recipe failed; false when the engine crashed (onCrash, which runs
-   * first and knows whether the GPU gave up, has said so and restarts it without the model).
-   */
-  private trainingFailed(error: unknown, what: string, after = ''): boolean {
-    if (error instanceof EngineGone && error.crashed && !isTraining(this.state)) return false;
-    this.store.update((s) => {
-      const message = messageOf(error);
-      const text = after ? `${message}${/[.!?]$/.test(message) ? '' : '.'} ${after}` : message;
-      s.training = { ...s.training, phase: 'failed', error: `${what}: ${text}` };
-    });
-    return !(error instanceof EngineGone);
+  train(recipe: Recipe): Promise<void> {
+    return this.training.train(recipe);
   }
 
   stopTraining(): void {
-    if (!isTraining(this.state) || !this.client) return;
-    this.client.call({ type: 'stopTraining' }).catch(() => {});
+    this.training.stop();
   }
 
-  private onWorkerEvent(event: WorkerEvent): void {
-    this.store.update((s) => {
-      const t = s.training;
-      switch (event.type) {
-        case 'features':
-          s.training = {
-            ...t,
-            phase: 'features',
-            featuresDone: event.done,
-            featuresTotal: event.total,
-            featureMs: event.elapsedMs,
-          };
-          return;
-        case 'split':
-          s.training = { ...t, phase: 'training', split: { train: event.train, val: event.val }, notes: withNote(t.notes, event.note) };
-          return;
-        case 'epoch': {
-          const epochs = [...t.epochs, { ...event.report, stage: event.stage, epochMs: event.epochMs }];
-          if (event.stage === 'head') {
-            s.training = { ...t, phase: 'training', epochs, trainMs: event.elapsedMs };
-          } else if (t.fine) {
-            s.training = { ...t, phase: 'fine-tuning', epochs, fine: { ...t.fine, fineMs: event.elapsedMs } };
-          }
-          return;
-        }
-        case 'cache':
-          if (!t.fine) return;
-          s.training = {
-            ...t,
-            phase: 'caching',
-            notes: withNote(t.notes, event.note),
-            fine: { ...t.fine, cacheDone: event.done, cacheTotal: event.total, cacheBytes: event.bytes, cacheMs: event.elapsedMs },
-          };
-          return;
-      }
-    });
+  /** Training views of `file` as phase 2 draws them with `augmentation`. */
+  augmentedViews(file: File, augmentation: Augmentation, count: number, seed: number) {
+    return this.call({ type: 'augmentedViews', fileName: file.name, file, augmentation, count, seed });
+  }
+
+  // ---- pictures, forwarded for the views --------------------------------------------------
+
+  addPicked(picked: Picked): void {
+    this.pictures.addPicked(picked);
+  }
+
+  removeClass(label: string): Promise<void> {
+    return this.pictures.removeClass(label);
+  }
+
+  clearProblems(): void {
+    this.pictures.clearProblems();
+  }
+
+  clearAll(): Promise<void> {
+    return this.pictures.clearAll();
   }
 
   // ---- export and predictions -------------------------------------------------------------
@@ -809,7 +371,7 @@ export class App {
         const { predictions } = await this.call({ type: 'predict', fileName: file.name, file });
         result = { predictions, error: null };
       } catch (error) {
-        result = { predictions: null, error: reasonOf(file.name, error) };
+        result = { predictions: null, error: reasonOf(error) };
       }
       this.store.update((s) => {
         s.predictions = s.predictions.map((p) => (p.id === id ? { ...p, ...result } : p));
@@ -831,33 +393,4 @@ export class App {
       s.errors = s.errors.filter((e) => e.id !== id);
     });
   }
-}
-
-function withNote(notes: string[], note: string | null): string[] {
-  return note === null || notes.includes(note) ? notes : [...notes, note];
-}
-
-/** Phase 2's epoch with the lowest validation loss (the first of equals), as early stopping keeps. */
-function bestEpoch(epochs: EpochRecord[]): number | null {
-  let best: EpochRecord | null = null;
-  for (const e of epochs) {
-    if (e.valLoss !== null && (best === null || e.valLoss < (best.valLoss ?? Infinity))) best = e;
-  }
-  return best?.epoch ?? null;
-}
-
-/** Whether `error` ended a call because the engine crashed on WebGPU (see onGpuLost). */
-function gpuGaveUp(error: unknown): boolean {
-  return error instanceof EngineGone && error.crashed && error.backend === 'webgpu';
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** The wasm errors start with the file name; the page shows the path, so keep just the reason. */
-function reasonOf(fileName: string, error: unknown): string {
-  const message = messageOf(error);
-  const prefix = `${fileName}: `;
-  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
 }

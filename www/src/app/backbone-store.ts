@@ -4,7 +4,7 @@
 // default.
 
 import { createStore, del, get, set, type UseStore } from 'idb-keyval';
-import type { BackboneName } from './protocol';
+import type { BackboneName } from '../engine/protocol';
 import type { BackboneChoice } from './state';
 
 const KEY = 'choice';

@@ -1,7 +1,7 @@
 // The backbones the page offers, as people know them: a name with its size, and where to get
 // weights for the ones the page does not bundle.
 
-import type { BackboneName } from './protocol';
+import type { BackboneName } from '../engine/protocol';
 
 export interface BackboneInfo {
   name: BackboneName;

@@ -11,8 +11,8 @@ import {
   type Evaluation,
   type ExportFormat,
   type Prediction,
-  type Stage,
-} from './protocol';
+  type Phase,
+} from '../engine/protocol';
 
 /** A picture the page holds, so it can be given to a restarted worker. */
 export interface HeldImage {
@@ -106,7 +106,7 @@ export type TrainPhase =
   | 'failed';
 
 export interface EpochRecord extends EpochReport {
-  stage: Stage;
+  stage: Phase;
   epochMs: number;
 }
 
@@ -141,10 +141,13 @@ export interface TrainingState {
   /** Validation metrics of the final model; null until evaluated (or without validation images). */
   evaluation: Evaluation | null;
   error: string | null;
+  /** When (ms since the run started) the current stage began, and the last event arrived. */
+  stageStartMs: number;
+  lastEventMs: number;
 }
 
 /** The model the last training produced; null when there is none or the data changed since. */
-export interface TrainedModel {
+export interface ModelInfo {
   backboneName: string;
   classCount: number;
   /** Backbone units fine-tuned (phase 2); 0 when only the head was trained. */
@@ -170,7 +173,7 @@ export interface AppState {
   problems: FileProblem[];
   library: LibraryState;
   training: TrainingState;
-  trained: TrainedModel | null;
+  trained: ModelInfo | null;
   /** The format of the file being prepared for download, if one is. */
   exporting: ExportFormat | null;
   predictions: PredictionResult[];
@@ -199,6 +202,8 @@ export function idleTraining(): TrainingState {
     fine: null,
     evaluation: null,
     error: null,
+    stageStartMs: 0,
+    lastEventMs: 0,
   };
 }
 

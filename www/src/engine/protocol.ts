@@ -27,101 +27,47 @@ export type WeightsSource =
 /** The file formats the trained classifier can be saved in (see `Trainer.exportSafetensors`/`exportOnnx`). */
 export type ExportFormat = 'safetensors' | 'onnx';
 
+/** The engine's types, generated from its Rust types (src/boundary.rs): never written by hand. */
+export type {
+  Augmentation,
+  DatasetSummary as EngineDataset,
+  EngineInfo as EngineFacts,
+  EpochReport,
+  ErrorInfo,
+  ErrorKind,
+  Evaluation as EngineEvaluation,
+  Event as EngineEvent,
+  Outcome,
+  Phase,
+  Prediction,
+  Recipe,
+  Recommendation,
+  Setting,
+  Started,
+} from './generated';
+import type {
+  DatasetSummary as EngineDataset,
+  ErrorInfo,
+  Evaluation as EngineEvaluation,
+  Event as EngineEvent,
+  Outcome,
+  Prediction,
+  Recipe,
+  Recommendation,
+  Started,
+  Augmentation,
+} from './generated';
+
 export interface ClassSummary {
   label: string;
   count: number;
 }
 
-/** The recipe the data size calls for: `unfreeze` 0 means train the head only. */
-export interface Recommendation {
-  unfreeze: number;
-  reason: string;
-}
+/** The pictures as the engine has them and the recipe it recommends for them. */
+export type DatasetSummary = EngineDataset & { recommendation: Recommendation };
 
-export interface DatasetSummary {
-  classes: ClassSummary[];
-  images: number;
-  trainable: boolean;
-  /** Why training is not possible yet; null when it is. */
-  problem: string | null;
-  recommendation: Recommendation;
-}
-
-export interface TrainSettings {
-  epochs: number;
-  learningRate: number;
-  batchSize: number;
-  hiddenUnits: number;
-  dropout: number;
-  valFraction: number;
-  seed: number;
-}
-
-export const DEFAULT_SETTINGS: TrainSettings = {
-  epochs: 20,
-  learningRate: 1e-3,
-  batchSize: 32,
-  hiddenUnits: 0,
-  dropout: 0.2,
-  valFraction: 0.15,
-  seed: 42,
-};
-
-/** Phase 2 (fine-tuning the last backbone blocks with the head); `unfreeze` 0 skips it. */
-export interface FineTuneSettings {
-  unfreeze: number;
-  epochs: number;
-  /** The head's peak rate; the unfrozen blocks get `learningRate * backboneLrFactor`. */
-  learningRate: number;
-  backboneLrFactor: number;
-  labelSmoothing: number;
-  /** Epochs without a better validation loss before stopping (the best epoch's weights are kept). */
-  patience: number;
-  batchSize: number;
-  viewsPerImage: number;
-  augmentation: AugmentationSettings;
-}
-
-export interface AugmentationSettings {
-  enabled: boolean;
-  /** Smallest share of the picture a random crop covers. */
-  minCropArea: number;
-  horizontalFlip: boolean;
-  /** Largest relative change of brightness, contrast and saturation. */
-  colorJitter: number;
-}
-
-export const DEFAULT_FINE_TUNE: Omit<FineTuneSettings, 'unfreeze'> = {
-  epochs: 10,
-  learningRate: 1e-3,
-  backboneLrFactor: 0.1,
-  labelSmoothing: 0.1,
-  patience: 3,
-  batchSize: 16,
-  viewsPerImage: 2,
-  augmentation: { enabled: true, minCropArea: 0.5, horizontalFlip: true, colorJitter: 0.1 },
-};
-
-export interface EpochReport {
-  epoch: number;
-  epochs: number;
-  trainLoss: number;
-  trainAccuracy: number;
-  valLoss: number | null;
-  valAccuracy: number | null;
-  done: boolean;
-}
-
-/** Validation metrics of the model as trained, from the engine's `evaluate()`. */
-export interface Evaluation {
-  images: number;
-  loss: number;
-  accuracy: number;
-  classes: { label: string; precision: number | null; recall: number | null; support: number }[];
-  /** `confusion[true][predicted]` counts, classes in the order of `classes`. */
-  confusion: number[][];
-  misclassified: Misclassified[];
-}
+/** Validation metrics of the model as trained; misclassified pictures named by the page's key. */
+export type Evaluation = Omit<EngineEvaluation, 'misclassified'> & { misclassified: Misclassified[] };
 
 export interface Misclassified {
   /** The page's key of the picture (see `addImage`); null if the engine's id is unknown. */
@@ -133,10 +79,11 @@ export interface Misclassified {
   probability: number;
 }
 
-export interface Prediction {
-  label: string;
-  probability: number;
-}
+/**
+ * An engine event as the page receives it during a run (`finished` ends the `train` request
+ * instead): evaluations name pictures by the page's key.
+ */
+export type TrainingEvent = Exclude<EngineEvent, { type: 'evaluated' } | { type: 'finished' }> | { type: 'evaluated'; evaluation: Evaluation };
 
 /** Requests, told apart by `type`. */
 export type Request =
@@ -146,12 +93,13 @@ export type Request =
   /** `key` is the page's own id of the picture, given back in evaluation results. */
   | { type: 'addImage'; key: number; label: string; fileName: string; file: Blob }
   | { type: 'removeClass'; label: string }
-  | { type: 'train'; settings: TrainSettings }
-  | { type: 'fineTune'; settings: FineTuneSettings; seed: number }
-  | { type: 'evaluate' }
+  /** Runs the whole recipe; its events arrive as `WorkerEvent`s until it finishes or is stopped. */
+  | { type: 'train'; recipe: Recipe }
   | { type: 'stopTraining' }
   | { type: 'export'; format: ExportFormat }
-  | { type: 'predict'; fileName: string; file: Blob };
+  | { type: 'predict'; fileName: string; file: Blob }
+  /** Training views of one picture drawn as phase 2 draws them (RGBA, `count` squares of `inputSize`). */
+  | { type: 'augmentedViews'; fileName: string; file: Blob; augmentation: Augmentation; count: number; seed: number };
 
 export type RequestType = Request['type'];
 export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
@@ -173,31 +121,10 @@ export interface EngineInfo {
   summary: DatasetSummary;
 }
 
-/** Phase 1: the head on cached backbone features. */
+/** What a training request resolves to: how the run ended (its events came before). */
 export interface TrainResult {
-  train: number;
-  val: number;
-  /** A setting the engine adjusted to the data, in words (a batch larger than the split). */
-  note: string | null;
-  /** The last epoch run; null when stopped before the first epoch finished. */
-  last: EpochReport | null;
-  stopped: boolean;
-  featureMs: number;
-  trainMs: number;
-}
-
-/** Phase 2: the prefix cache is built, then the unfrozen tail and the head train together. */
-export interface FineTuneResult {
-  /** Views cached, and the memory they take. */
-  views: number;
-  cacheBytes: number;
-  cacheMs: number;
-  /** The last epoch run; null when stopped before the first epoch finished. */
-  last: EpochReport | null;
-  stopped: boolean;
-  /** Early stopping ended the run (validation loss stopped improving); the best epoch's weights are kept. */
-  stoppedEarly: boolean;
-  fineMs: number;
+  started: Started;
+  outcome: Outcome;
 }
 
 /** What each request resolves to. */
@@ -207,11 +134,10 @@ export interface ReplyData {
   addImage: { summary: DatasetSummary };
   removeClass: { summary: DatasetSummary };
   train: TrainResult;
-  fineTune: FineTuneResult;
-  evaluate: Evaluation;
   stopTraining: Record<string, never>;
   export: { bytes: Uint8Array };
   predict: { predictions: Prediction[] };
+  augmentedViews: { pixels: Uint8Array; size: number };
 }
 
 export interface Envelope {
@@ -221,16 +147,14 @@ export interface Envelope {
 
 export type Reply =
   | { kind: 'reply'; id: number; ok: true; data: ReplyData[RequestType] }
-  | { kind: 'reply'; id: number; ok: false; error: string };
+  | { kind: 'reply'; id: number; ok: false; error: ErrorInfo };
 
-export type WorkerEvent =
-  | { kind: 'event'; type: 'features'; done: number; total: number; elapsedMs: number }
-  | { kind: 'event'; type: 'split'; train: number; val: number; note: string | null }
-  | { kind: 'event'; type: 'epoch'; stage: Stage; report: EpochReport; epochMs: number; elapsedMs: number }
-  | { kind: 'event'; type: 'cache'; done: number; total: number; bytes: number; note: string | null; elapsedMs: number };
-
-/** Which phase of the recipe an epoch belongs to: 1 trains the head, 2 fine-tunes. */
-export type Stage = 'head' | 'fine';
+/** An engine event during a `train` request, with the time since the run started. */
+export interface WorkerEvent {
+  kind: 'event';
+  event: TrainingEvent;
+  elapsedMs: number;
+}
 
 export interface Crashed {
   kind: 'crashed';

@@ -10,6 +10,7 @@ import type {
   BackboneName,
   EngineInfo,
   Envelope,
+  ErrorInfo,
   ReplyData,
   RequestOf,
   RequestType,
@@ -18,6 +19,14 @@ import type {
   WorkerEvent,
   WorkerMessage,
 } from './protocol';
+
+/** An error the engine returned: the page acts on `info.kind`, never on the message's words. */
+export class EngineError extends Error {
+  constructor(readonly info: ErrorInfo) {
+    super(info.message);
+    this.name = 'EngineError';
+  }
+}
 
 /** Rejection of calls that were waiting when the engine crashed or was shut down. */
 export class EngineGone extends Error {
@@ -94,7 +103,7 @@ export class TrainerClient {
         if (!waiting) return;
         this.waiting.delete(message.id);
         if (message.ok) waiting.resolve(message.data as never);
-        else waiting.reject(new Error(message.error));
+        else waiting.reject(new EngineError(message.error));
         return;
       }
       case 'event':

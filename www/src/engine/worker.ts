@@ -1,28 +1,28 @@
 // The training worker: owns the one wasm instance and its Trainer. Requests run one at a time
 // (the Trainer is `&mut self` on the Rust side); only `stopTraining` jumps the queue.
 
-import init, { Trainer, initPanicHook } from '../pkg/webtune.js';
-import wasmUrl from '../pkg/webtune_bg.wasm?url';
+import init, { Trainer, initPanicHook } from '../../pkg/webtune.js';
+import wasmUrl from '../../pkg/webtune_bg.wasm?url';
 import type {
   BackboneName,
   DatasetSummary,
+  EngineFacts,
+  EngineEvent,
   Envelope,
-  EpochReport,
+  ErrorInfo,
   Evaluation,
-  FineTuneResult,
-  FineTuneSettings,
+  Outcome,
   Prediction,
-  Recommendation,
   ReplyData,
   Request,
   RequestType,
   Simulation,
-  Stage,
-  TrainResult,
-  TrainSettings,
+  Started,
+  TrainingEvent,
   WeightsSource,
   WorkerMessage,
 } from './protocol';
+import type { Overview, Recipe } from './generated';
 
 /** The parts of DedicatedWorkerGlobalScope used here (the DOM lib types `self` as a Window). */
 interface WorkerScope {
@@ -33,10 +33,11 @@ interface WorkerScope {
 }
 const scope = self as unknown as WorkerScope;
 
-/** Images per extractFeatures call: small enough for frequent progress, big enough to batch. */
-const FEATURE_CHUNK = 4;
-/** Views per cacheViews call, for the same reason. */
-const CACHE_CHUNK = 4;
+/**
+ * Pictures or views per engine step: small enough for frequent progress (and a quick Stop),
+ * big enough to batch.
+ */
+const STEP_BUDGET = 4;
 
 let trainer: Trainer | null = null;
 let queue: Promise<void> = Promise.resolve();
@@ -74,19 +75,25 @@ function crash(message: string): void {
 }
 
 /**
- * A trap (panic = abort, out of memory) means the instance is gone, unlike an Err from Rust; so
- * does a lost WebGPU device, which fails every later call on it.
+ * A trap (panic = abort, out of memory) or a stack overflow means the instance is gone, unlike an
+ * error the engine returns; so does a lost WebGPU device (the engine says `deviceLost`), which
+ * fails every later call on it.
  */
 function isCrash(error: unknown): boolean {
-  return dead || error instanceof WebAssembly.RuntimeError || isDeviceLost(error);
+  return dead || error instanceof WebAssembly.RuntimeError || error instanceof RangeError || errorInfo(error)?.kind === 'deviceLost';
 }
 
-/**
- * wgpu says "Parent device is lost", cubecl "the wgpu device was lost" and, on the operations
- * after it, `DevicePoisoned`; the Rust side passes these on as Backend errors (Debug-formatted).
- */
-function isDeviceLost(error: unknown): boolean {
-  return /\bdevice\b[^.\n]{0,40}\blost\b|\blost\b[^.\n]{0,20}\bdevice\b|DevicePoison|\bpoisoned\b/i.test(messageOf(error));
+/** The engine's errors carry its `ErrorInfo` fields; anything else is not the engine's. */
+function errorInfo(error: unknown): ErrorInfo | null {
+  return error instanceof Error && 'kind' in error ? (error as unknown as ErrorInfo) : null;
+}
+
+/** An error as the page receives it: the engine's own fields, or an internal one. */
+function asErrorInfo(error: unknown): ErrorInfo {
+  const info = errorInfo(error);
+  if (info) return { kind: info.kind, message: info.message, reason: info.reason, file: info.file, setting: info.setting };
+  const message = messageOf(error);
+  return { kind: 'internal', message, reason: message, file: null, setting: null };
 }
 
 function messageOf(error: unknown): string {
@@ -111,9 +118,8 @@ function ownBuffer(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 function summary(): DatasetSummary {
-  const t = requireTrainer();
-  const { classes, images, trainable, problem } = t.summary() as Omit<DatasetSummary, 'recommendation'>;
-  return { classes, images, trainable, problem, recommendation: t.recommendation() as Recommendation };
+  const { dataset, recommendation } = requireTrainer().overview() as Overview;
+  return { ...dataset, recommendation };
 }
 
 /** The weights file's bytes: downloaded from the page's origin, or read from the user's file. */
@@ -147,134 +153,59 @@ async function start(backend: string, backbone: BackboneName, weights: WeightsSo
   const importStart = performance.now();
   trainer = await Trainer.create(backbone, bytes, backend);
   const importMs = performance.now() - importStart;
-  const inUse = trainer.backend() as 'webgpu' | 'cpu';
-  // Set when "auto" fell back to the CPU, saying why.
-  const noteDetail = trainer.backendNote() ?? null;
+  const info = trainer.info() as EngineFacts;
   const note =
-    backend === 'auto' && inUse === 'cpu'
+    backend === 'auto' && info.backend === 'cpu'
       ? 'WebGPU is not available in this browser, so training runs on the CPU (WebAssembly).'
       : null;
   return {
-    backend: inUse,
-    backboneName: trainer.backboneName() as BackboneName,
-    inputSize: trainer.inputSize(),
-    maxUnfreeze: trainer.maxUnfreeze(),
-    unitsDescription: trainer.unitsDescription(),
+    backend: info.backend,
+    backboneName: info.backbone as BackboneName,
+    inputSize: info.inputSize,
+    maxUnfreeze: info.maxUnfreeze,
+    unitsDescription: info.unitsDescription,
     weightsBytes: bytes.byteLength,
     importMs,
     note,
-    noteDetail,
+    noteDetail: info.backendNote,
     summary: summary(),
   };
 }
 
-async function train(settings: TrainSettings, post: (m: WorkerMessage) => void): Promise<TrainResult> {
+/**
+ * The recipe, run by the engine: start it, then step until it says it finished, posting every
+ * event. Stop ends it between two steps; the model trained so far stays.
+ */
+async function train(recipe: Recipe, post: (m: WorkerMessage) => void): Promise<ReplyData['train']> {
   const t = requireTrainer();
   stopRequested = false;
-
-  const featureStart = performance.now();
-  let pending = t.pendingFeatures();
-  const total = pending;
-  post({ kind: 'event', type: 'features', done: 0, total, elapsedMs: 0 });
-  if (simulate === 'gpu-loss' && t.backend() === 'webgpu') {
-    throw new Error('the WebGPU device was lost (simulated: the page was opened with ?simulate=gpu-loss)');
+  const started = t.start(recipe) as Started;
+  if (simulate === 'gpu-loss' && (t.info() as EngineFacts).backend === 'webgpu') {
+    t.stop();
+    throw Object.assign(new Error('the WebGPU device was lost (simulated: the page was opened with ?simulate=gpu-loss)'), {
+      kind: 'deviceLost',
+      reason: 'the WebGPU device was lost (simulated)',
+      file: null,
+      setting: null,
+    });
   }
-  while (pending > 0) {
-    if (stopRequested) {
-      return { train: 0, val: 0, note: null, last: null, stopped: true, featureMs: performance.now() - featureStart, trainMs: 0 };
-    }
-    pending = await t.extractFeatures(FEATURE_CHUNK);
-    const elapsedMs = performance.now() - featureStart;
-    post({ kind: 'event', type: 'features', done: total - pending, total, elapsedMs });
-  }
-  const featureMs = performance.now() - featureStart;
-
-  const split = t.startHead(settings) as { train: number; val: number; note: string | null };
-  post({ kind: 'event', type: 'split', ...split });
-
-  const { last, ms } = await runEpochs('head', () => t.trainEpoch(), post);
-  return {
-    ...split,
-    last,
-    stopped: !last?.done,
-    featureMs,
-    trainMs: ms,
-  };
-}
-
-/** Runs one phase's epochs until the engine says done or the user stops, posting each. */
-async function runEpochs(
-  stage: Stage,
-  epoch: () => Promise<unknown>,
-  post: (m: WorkerMessage) => void,
-): Promise<{ last: EpochReport | null; ms: number }> {
   const start = performance.now();
-  let last: EpochReport | null = null;
-  while (!last?.done) {
-    if (stopRequested) break;
-    const epochStart = performance.now();
-    last = (await epoch()) as EpochReport;
-    const now = performance.now();
-    post({ kind: 'event', type: 'epoch', stage, report: last, epochMs: now - epochStart, elapsedMs: now - start });
+  for (;;) {
+    if (stopRequested) return { started, outcome: t.stop() as Outcome };
+    const event = (await t.step(STEP_BUDGET)) as EngineEvent;
+    if (event.type === 'finished') return { started, outcome: event.outcome };
+    post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start });
   }
-  return { last, ms: performance.now() - start };
 }
 
-/** What startFineTune and cacheViews return: views cached so far, their memory, and a setting adjusted to the data. */
-interface CacheProgress {
-  done: number;
-  total: number;
-  bytes: number;
-  note: string | null;
-}
-
-/** Phase 2 on the model phase 1 left: cache the frozen prefix's output per view, then train. */
-async function fineTune(settings: FineTuneSettings, seed: number, post: (m: WorkerMessage) => void): Promise<FineTuneResult> {
-  const t = requireTrainer();
-  // Not reset here: a Stop pressed while phase 1 ended still ends the recipe.
-  const { augmentation, viewsPerImage, ...options } = settings;
-  const cacheStart = performance.now();
-  let progress = t.startFineTune({ ...options, seed }, augmentation, viewsPerImage) as CacheProgress;
-  const views = progress.total;
-  post({ kind: 'event', type: 'cache', ...progress, elapsedMs: 0 });
-  const stopped = (cacheMs: number): FineTuneResult => ({
-    views,
-    cacheBytes: progress.bytes,
-    cacheMs,
-    last: null,
-    stopped: true,
-    stoppedEarly: false,
-    fineMs: 0,
-  });
-  while (progress.done < progress.total) {
-    if (stopRequested) return stopped(performance.now() - cacheStart);
-    progress = (await t.cacheViews(CACHE_CHUNK)) as CacheProgress;
-    post({ kind: 'event', type: 'cache', ...progress, elapsedMs: performance.now() - cacheStart });
-  }
-  const cacheMs = performance.now() - cacheStart;
-
-  const { last, ms: fineMs } = await runEpochs('fine', () => t.fineTuneEpoch(), post);
-  return {
-    views,
-    cacheBytes: progress.bytes,
-    cacheMs,
-    last,
-    stopped: !last?.done,
-    // `done` before the last planned epoch means the validation loss stopped improving.
-    stoppedEarly: last !== null && last.done && last.epoch < last.epochs,
-    fineMs,
+/** The engine names pictures by its image id; the page knows them by its key. */
+function withPageKeys(event: Exclude<EngineEvent, { type: 'finished' }>): TrainingEvent {
+  if (event.type !== 'evaluated') return event;
+  const evaluation: Evaluation = {
+    ...event.evaluation,
+    misclassified: event.evaluation.misclassified.map(({ imageId, ...rest }) => ({ key: pageKeys.get(imageId) ?? null, ...rest })),
   };
-}
-
-/** The engine names misclassified pictures by its image id; the page knows them by its key. */
-async function evaluate(): Promise<Evaluation> {
-  const result = (await requireTrainer().evaluate()) as Omit<Evaluation, 'misclassified'> & {
-    misclassified: (Omit<Evaluation['misclassified'][number], 'key'> & { imageId: number })[];
-  };
-  return {
-    ...result,
-    misclassified: result.misclassified.map(({ imageId, ...rest }) => ({ key: pageKeys.get(imageId) ?? null, ...rest })),
-  };
+  return { type: 'evaluated', evaluation };
 }
 
 async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType]; transfer?: Transferable[] }> {
@@ -295,11 +226,7 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       requireTrainer().removeClass(request.label);
       return { data: { summary: summary() } };
     case 'train':
-      return { data: await train(request.settings, (m) => scope.postMessage(m)) };
-    case 'fineTune':
-      return { data: await fineTune(request.settings, request.seed, (m) => scope.postMessage(m)) };
-    case 'evaluate':
-      return { data: await evaluate() };
+      return { data: await train(request.recipe, (m) => scope.postMessage(m)) };
     case 'stopTraining':
       stopRequested = true;
       return { data: {} };
@@ -313,6 +240,12 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       const predictions = (await requireTrainer().predict(request.fileName, bytes)) as Prediction[];
       return { data: { predictions } };
     }
+    case 'augmentedViews': {
+      const t = requireTrainer();
+      const bytes = await bytesOf(request.file);
+      const pixels = t.augmentedViews(request.fileName, bytes, request.augmentation, request.count, request.seed);
+      return { data: { pixels, size: (t.info() as EngineFacts).inputSize }, transfer: [pixels.buffer] };
+    }
   }
 }
 
@@ -325,7 +258,7 @@ async function handle({ id, request }: Envelope): Promise<void> {
     if (isCrash(error)) {
       crash(messageOf(error));
     } else {
-      scope.postMessage({ kind: 'reply', id, ok: false, error: messageOf(error) });
+      scope.postMessage({ kind: 'reply', id, ok: false, error: asErrorInfo(error) });
     }
   }
 }

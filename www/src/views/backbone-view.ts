@@ -2,10 +2,10 @@
 // what the engine has loaded (file, import time, how many units phase 2 can unfreeze) or why it
 // refused a file.
 
-import { BACKBONES, backboneInfo, isBackboneName, optionLabel } from './backbones';
+import { BACKBONES, backboneInfo, isBackboneName, optionLabel } from '../app/backbones';
 import { acceptDrops } from './drop-zone';
 import { formatBytes, formatSeconds, h } from './dom';
-import { isTraining, type AppState, type BackboneChoice } from './state';
+import { isTraining, type AppState, type BackboneChoice } from '../app/state';
 
 export interface BackboneElements {
   select: HTMLSelectElement;

@@ -3,7 +3,7 @@
 
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import type { EpochRecord } from './state';
+import type { EpochRecord } from '../app/state';
 
 const TRAIN_COLOR = '#2563eb';
 const VAL_COLOR = '#ea580c';

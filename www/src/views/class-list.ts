@@ -4,7 +4,7 @@
 
 import { h } from './dom';
 import { acceptDrops, pickedFromDrop, type Picked } from './drop-zone';
-import { isTraining, type AppState } from './state';
+import { isTraining, type AppState } from '../app/state';
 
 export interface ClassListElements {
   list: HTMLUListElement;

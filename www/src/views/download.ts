@@ -1,25 +1,25 @@
 // Saving the trained classifier: bytes from the worker become a file download, one button per
 // format.
 
-import type { ExportFormat } from './protocol';
-import type { AppState, TrainedModel } from './state';
+import type { ExportFormat } from '../engine/protocol';
+import type { AppState, ModelInfo } from '../app/state';
 
 /** What each format's button says, and what its hint adds after the file's contents. */
-const FORMATS: Record<ExportFormat, { label: string; use: string }> = {
+const FORMATS: Record<ExportFormat, { label: string; use: (inputSize: number) => string }> = {
   safetensors: {
     label: 'Download model (.safetensors)',
-    use: ', with the labels and the training settings in its metadata.',
+    use: () => ', with the labels and the training settings in its metadata.',
   },
   onnx: {
     label: 'Download ONNX',
-    use:
-      ' as one graph for onnxruntime or onnxruntime-web. Input "input": [batch, 3, 224, 224] RGB, normalised as its ' +
+    use: (size) =>
+      ` as one graph for onnxruntime or onnxruntime-web. Input "input": [batch, 3, ${size}, ${size}] RGB, normalised as its ` +
       '"normalization" metadata says; outputs "logits" and "probabilities": [batch, classes], in the order of its "labels" metadata.',
   },
 };
 
 /** `webtune-<backbone>-<n>classes.<format>`: every format under the same name but the extension. */
-export function exportFileName(trained: TrainedModel, format: ExportFormat): string {
+export function exportFileName(trained: ModelInfo, format: ExportFormat): string {
   return `webtune-${trained.backboneName}-${trained.classCount}classes.${format}`;
 }
 
@@ -58,6 +58,6 @@ export function mountDownload(
       trained && trained.fineTuned > 0
         ? `the backbone with its last ${trained.fineTuned === 1 ? 'block' : `${trained.fineTuned} blocks`} fine-tuned and the trained head`
         : 'the backbone and the trained head';
-    hint.textContent = trained ? `${exportFileName(trained, format)}: ${contents}${use}` : format === 'safetensors' ? 'Train a model first.' : '';
+    hint.textContent = trained ? `${exportFileName(trained, format)}: ${contents}${use(state.engine.inputSize ?? 0)}` : format === 'safetensors' ? 'Train a model first.' : '';
   };
 }

@@ -1,7 +1,7 @@
 // Turning dropped or picked folders into labelled files. The class label of a file is the name
 // of the folder it sits in; files outside any folder need a class given by the drop target.
 
-import type { FileProblem } from './state';
+import type { FileProblem } from '../app/state';
 
 export interface PickedFile {
   label: string;

@@ -3,8 +3,8 @@
 // pictures the model got wrong, with thumbnails of the files the page holds.
 
 import { formatPercent, h } from './dom';
-import type { Evaluation } from './protocol';
-import type { AppState } from './state';
+import type { Evaluation } from '../engine/protocol';
+import type { AppState } from '../app/state';
 
 export function mountEvaluationView(container: HTMLElement) {
   let shown: Evaluation | null = null;

@@ -2,7 +2,7 @@
 
 import { acceptDrops } from './drop-zone';
 import { formatPercent, h } from './dom';
-import type { AppState } from './state';
+import type { AppState } from '../app/state';
 
 const SHOWN = 3;
 

@@ -1,17 +1,13 @@
-// The training settings form: phase 1 (the head), the recipe (how many backbone blocks phase 2
-// fine-tunes, with the engine's recommendation as the default), phase 2's advanced settings, and
+// The training settings form: every field's default, range and help come from the engine's
+// settings table (generated from src/recipe.rs), so the form refuses exactly what the engine
+// refuses. Phase 1 (the head), the recipe (how many backbone units phase 2 fine-tunes, following
+// the engine's recommendation until the user picks a number), phase 2's advanced settings, and
 // the backend selector.
 
-import {
-  DEFAULT_FINE_TUNE,
-  DEFAULT_SETTINGS,
-  type BackendChoice,
-  type FineTuneSettings,
-  type Recommendation,
-  type TrainSettings,
-} from './protocol';
+import type { BackendChoice, Recipe, Recommendation, Setting } from '../engine/protocol';
+import { DEFAULT_RECIPE, SETTINGS } from '../engine/generated';
 import { h } from './dom';
-import { isTraining, type AppState } from './state';
+import { isTraining, type AppState } from '../app/state';
 
 export interface SettingsElements {
   form: HTMLFormElement;
@@ -28,15 +24,16 @@ export interface SettingsElements {
   backendDetails: HTMLDetailsElement;
   backendDetail: HTMLElement;
   recommendation: HTMLElement;
-  blocks: HTMLInputElement;
+  unfreeze: HTMLInputElement;
   /** Says the blocks field's range and what a unit is on the running backbone. */
-  blocksRange: HTMLElement;
+  unfreezeRange: HTMLElement;
   recipeChoice: HTMLElement;
   useRecommendation: HTMLButtonElement;
   advanced: HTMLDetailsElement;
   fineEpochs: HTMLInputElement;
   fineLearningRate: HTMLInputElement;
   backboneLrFactor: HTMLInputElement;
+  warmupEpochs: HTMLInputElement;
   backboneRate: HTMLElement;
   labelSmoothing: HTMLInputElement;
   patience: HTMLInputElement;
@@ -62,29 +59,93 @@ export function recipeName(unfreeze: number): string {
   return unfreeze === 1 ? 'fine-tune the last block' : `fine-tune the last ${unfreeze} blocks`;
 }
 
+/** Whether `value` lies in the setting's range; `units` bounds the `unfreeze` setting. Mirrors `Setting::accepts`. */
+export function accepts(setting: Setting, value: number, units: number | null): boolean {
+  const max = setting.maxIsUnits && units !== null ? { value: units, inclusive: true } : setting.max;
+  const { min } = setting;
+  return (
+    Number.isFinite(value) &&
+    (setting.kind !== 'integer' || Number.isInteger(value)) &&
+    (min === null || (min.inclusive ? value >= min.value : value > min.value)) &&
+    (max === null || (max.inclusive ? value <= max.value : value < max.value))
+  );
+}
+
+/** The allowed range in words, as the engine says it. */
+function rangeText(setting: Setting, units: number | null): string {
+  const scale = setting.displayScale;
+  const max = setting.maxIsUnits && units !== null ? { value: units, inclusive: true } : setting.max;
+  const show = (v: number) => String(Number((v * scale).toPrecision(6)));
+  const { min } = setting;
+  if (min && max) return `${min.inclusive ? 'from' : 'above'} ${show(min.value)} ${max.inclusive ? 'to' : 'below'} ${show(max.value)}`;
+  if (min) return `${min.inclusive ? 'at least' : 'above'} ${show(min.value)}`;
+  return max ? `${max.inclusive ? 'at most' : 'below'} ${show(max.value)}` : '';
+}
+
+function valueAt(recipe: Recipe, key: string): unknown {
+  return key.split('.').reduce<unknown>((v, part) => (v as Record<string, unknown>)[part], recipe);
+}
+
+function setAt(recipe: Recipe, key: string, value: unknown): void {
+  const parts = key.split('.');
+  const last = parts.pop() as string;
+  const target = parts.reduce<Record<string, unknown>>((v, part) => v[part] as Record<string, unknown>, recipe as unknown as Record<string, unknown>);
+  target[last] = value;
+}
+
 export function mountSettings(elements: SettingsElements, onBackend: (choice: BackendChoice) => void) {
-  const d = DEFAULT_SETTINGS;
-  elements.epochs.value = String(d.epochs);
-  elements.learningRate.value = String(d.learningRate);
-  elements.batchSize.value = String(d.batchSize);
-  elements.hiddenUnits.value = String(d.hiddenUnits);
-  elements.dropout.value = String(d.dropout);
-  elements.validationPercent.value = String(d.valFraction * 100);
-  elements.seed.value = String(d.seed);
-  const f = DEFAULT_FINE_TUNE;
+  /** The form field of each setting of the engine's table. */
+  const inputs: Record<string, HTMLInputElement> = {
+    unfreeze: elements.unfreeze,
+    'head.epochs': elements.epochs,
+    'head.learningRate': elements.learningRate,
+    'head.batchSize': elements.batchSize,
+    'head.hiddenUnits': elements.hiddenUnits,
+    'head.dropout': elements.dropout,
+    'head.valFraction': elements.validationPercent,
+    'head.seed': elements.seed,
+    'fineTune.epochs': elements.fineEpochs,
+    'fineTune.learningRate': elements.fineLearningRate,
+    'fineTune.backboneLrFactor': elements.backboneLrFactor,
+    'fineTune.warmupEpochs': elements.warmupEpochs,
+    'fineTune.labelSmoothing': elements.labelSmoothing,
+    'fineTune.patience': elements.patience,
+    'fineTune.batchSize': elements.fineBatchSize,
+    viewsPerImage: elements.viewsPerImage,
+    'augmentation.enabled': elements.augment,
+    'augmentation.horizontalFlip': elements.horizontalFlip,
+    'augmentation.colorJitter': elements.colorJitter,
+    'augmentation.minCropArea': elements.minCrop,
+  };
   // The engine says how many units its backbone has; until it runs, the field has no upper bound.
   let maxUnfreeze: number | null = null;
-  elements.fineEpochs.value = String(f.epochs);
-  elements.fineLearningRate.value = String(f.learningRate);
-  elements.backboneLrFactor.value = String(f.backboneLrFactor);
-  elements.labelSmoothing.value = String(f.labelSmoothing);
-  elements.patience.value = String(f.patience);
-  elements.fineBatchSize.value = String(f.batchSize);
-  elements.viewsPerImage.value = String(f.viewsPerImage);
-  elements.augment.checked = f.augmentation.enabled;
-  elements.horizontalFlip.checked = f.augmentation.horizontalFlip;
-  elements.colorJitter.value = String(f.augmentation.colorJitter);
-  elements.minCrop.value = String(f.augmentation.minCropArea * 100);
+  for (const setting of SETTINGS) {
+    const input = inputs[setting.key];
+    if (!input) throw new Error(`the settings form has no field for the engine's setting ${setting.key}`);
+    input.dataset.setting = setting.key;
+    input.title = setting.help;
+    if (setting.kind === 'boolean') {
+      input.checked = valueAt(DEFAULT_RECIPE, setting.key) === true;
+      continue;
+    }
+    const scale = setting.displayScale;
+    // Inclusive bounds are the browser's own min/max; exclusive ones are checked below.
+    if (setting.min?.inclusive) input.min = String(Number((setting.min.value * scale).toPrecision(12)));
+    if (setting.max?.inclusive) input.max = String(Number((setting.max.value * scale).toPrecision(12)));
+    input.step = setting.kind === 'integer' ? '1' : 'any';
+    input.required = true;
+    const value = valueAt(DEFAULT_RECIPE, setting.key);
+    if (typeof value === 'number') input.value = String(Number((value * scale).toPrecision(12)));
+    input.addEventListener('input', () => check(setting));
+  }
+
+  /** Marks the field invalid, with the engine's range, exactly when the engine would refuse it. */
+  function check(setting: Setting): void {
+    const input = inputs[setting.key];
+    const value = input.valueAsNumber / setting.displayScale;
+    const ok = input.value === '' || accepts(setting, value, maxUnfreeze);
+    input.setCustomValidity(ok ? '' : `${setting.label}: ${rangeText(setting, maxUnfreeze)}.`);
+  }
 
   elements.form.addEventListener('submit', (event) => event.preventDefault());
   elements.backend.addEventListener('change', () => {
@@ -95,13 +156,13 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   // user picks a number; "Use the recommendation" goes back to following it.
   let recommended: Recommendation | null = null;
   let overridden = false;
-  elements.blocks.addEventListener('input', () => {
-    overridden = recommended === null || elements.blocks.value !== String(recommended.unfreeze);
+  elements.unfreeze.addEventListener('input', () => {
+    overridden = recommended === null || elements.unfreeze.value !== String(recommended.unfreeze);
     showRecipe();
   });
   elements.useRecommendation.addEventListener('click', () => {
     overridden = false;
-    if (recommended) elements.blocks.value = String(recommended.unfreeze);
+    if (recommended) elements.unfreeze.value = String(recommended.unfreeze);
     showRecipe();
   });
   for (const input of [elements.fineLearningRate, elements.backboneLrFactor]) {
@@ -112,7 +173,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   showAugmentation();
 
   function showRecipe(): void {
-    const blocks = elements.blocks.valueAsNumber;
+    const blocks = elements.unfreeze.valueAsNumber;
     const valid = Number.isInteger(blocks) && blocks >= 0 && (maxUnfreeze === null || blocks <= maxUnfreeze);
     elements.recipeChoice.textContent = valid ? `Recipe: ${recipeName(blocks)}` : '';
     elements.recipeChoice.dataset.unfreeze = valid ? String(blocks) : '';
@@ -142,37 +203,26 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     return false;
   }
 
-  /** The settings of both phases, or null after showing the browser's message for an invalid field. */
-  function read(): { head: TrainSettings; fine: FineTuneSettings } | null {
+  /**
+   * The recipe the form says, or null after showing the browser's message for an invalid field.
+   * `unfreeze` is left to the engine's recommendation unless the user picked a number.
+   */
+  function read(): Recipe | null {
+    for (const setting of SETTINGS) if (setting.kind !== 'boolean') check(setting);
     if (!valid()) return null;
-    return {
-      head: {
-        epochs: elements.epochs.valueAsNumber,
-        learningRate: elements.learningRate.valueAsNumber,
-        batchSize: elements.batchSize.valueAsNumber,
-        hiddenUnits: elements.hiddenUnits.valueAsNumber,
-        dropout: elements.dropout.valueAsNumber,
-        valFraction: elements.validationPercent.valueAsNumber / 100,
-        seed: elements.seed.valueAsNumber,
-      },
-      fine: {
-        unfreeze: elements.blocks.valueAsNumber,
-        epochs: elements.fineEpochs.valueAsNumber,
-        learningRate: elements.fineLearningRate.valueAsNumber,
-        backboneLrFactor: elements.backboneLrFactor.valueAsNumber,
-        labelSmoothing: elements.labelSmoothing.valueAsNumber,
-        patience: elements.patience.valueAsNumber,
-        batchSize: elements.fineBatchSize.valueAsNumber,
-        viewsPerImage: elements.viewsPerImage.valueAsNumber,
-        augmentation: augmentation(),
-      },
-    };
+    const recipe: Recipe = structuredClone(DEFAULT_RECIPE);
+    for (const setting of SETTINGS) {
+      const input = inputs[setting.key];
+      setAt(recipe, setting.key, setting.kind === 'boolean' ? input.checked : input.valueAsNumber / setting.displayScale);
+    }
+    if (!overridden) recipe.unfreeze = null;
+    return recipe;
   }
 
   /** The augmentation as set now (for the preview too; an invalid number falls back to the default). */
-  function augmentation(): FineTuneSettings['augmentation'] {
+  function augmentation(): Recipe['augmentation'] {
     const number = (input: HTMLInputElement, fallback: number) => (input.validity.valid ? input.valueAsNumber : fallback);
-    const a = DEFAULT_FINE_TUNE.augmentation;
+    const a = DEFAULT_RECIPE.augmentation;
     return {
       enabled: elements.augment.checked,
       horizontalFlip: elements.horizontalFlip.checked,
@@ -188,11 +238,12 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     elements.backend.disabled = isTraining(state) || engine.status === 'starting' || state.backbone.loading;
     if (engine.maxUnfreeze !== null && engine.maxUnfreeze !== maxUnfreeze) {
       maxUnfreeze = engine.maxUnfreeze;
-      elements.blocks.max = String(maxUnfreeze);
-      elements.blocksRange.textContent =
+      elements.unfreeze.max = String(maxUnfreeze);
+      check(SETTINGS.find((s) => s.key === 'unfreeze') as Setting);
+      elements.unfreezeRange.textContent =
         `0 = head only; up to ${maxUnfreeze} (${engine.unitsDescription ?? 'backbone units'}, counted from the end)`;
       // A number the new backbone does not have becomes its largest.
-      if (elements.blocks.valueAsNumber > maxUnfreeze) elements.blocks.value = String(maxUnfreeze);
+      if (elements.unfreeze.valueAsNumber > maxUnfreeze) elements.unfreeze.value = String(maxUnfreeze);
       showRecipe();
     }
     const label = elements.backendLabel;
@@ -225,7 +276,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
           ? ['Recommended: ', h('strong', {}, recipeName(recommended.unfreeze)), `. ${recommended.reason}`]
           : [recommendation.reason]),
       );
-      if (!overridden) elements.blocks.value = String(recommended?.unfreeze ?? 0);
+      if (!overridden) elements.unfreeze.value = String(recommended?.unfreeze ?? 0);
       showRecipe();
     }
   }

@@ -4,7 +4,7 @@
 
 import { MetricsChart } from './chart';
 import { formatBytes, formatPercent, formatSeconds, h } from './dom';
-import { isTraining, type AppState, type EpochRecord, type TrainingState } from './state';
+import { isTraining, type AppState, type EpochRecord, type TrainingState } from '../app/state';
 
 export interface TrainingElements {
   train: HTMLButtonElement;

@@ -1,0 +1,214 @@
+// The user's pictures and classes: the queue that gives each picked file to the engine (one at a
+// time, so a crash names the file that caused it), removing them, and keeping them in the
+// browser's storage so that a reload brings them back.
+
+import { EngineGone } from '../engine/trainer-client';
+import type { Picked, PickedFile } from '../views/drop-zone';
+import { EngineUnavailable, gpuGaveUp, messageOf, reasonOf, type AppContext } from './context';
+import { LibraryStore, storageProblem } from './library-store';
+import { idleTraining, isTraining, type FileProblem, type HeldImage } from './state';
+
+type AddJob = { kind: 'class'; label: string } | { kind: 'image'; picked: PickedFile };
+
+export class Pictures {
+  private nextKey = 1;
+  private addQueue: AddJob[] = [];
+  private addLoopRunning = false;
+  private readonly library = new LibraryStore();
+
+  constructor(private readonly ctx: AppContext) {}
+
+
+  /** Queues picked classes and files; each file is added or reported as a problem. */
+  addPicked({ classes, files, problems }: Picked): void {
+    const known = new Set(this.ctx.state.classes);
+    const jobs: AddJob[] = [
+      ...classes.filter((label) => !known.has(label)).map((label): AddJob => ({ kind: 'class', label })),
+      ...files.map((picked): AddJob => ({ kind: 'image', picked })),
+    ];
+    this.ctx.store.update((s) => {
+      s.problems = [...s.problems, ...problems];
+      s.adding += files.length;
+    });
+    this.addQueue.push(...jobs);
+    void this.runAddLoop();
+  }
+
+  /** Works through the add queue, one job at a time; a second call while it runs does nothing. */
+  async runAddLoop(): Promise<void> {
+    if (this.addLoopRunning) return;
+    this.addLoopRunning = true;
+    try {
+      while (this.addQueue.length > 0) {
+        const job = this.addQueue[0];
+        try {
+          if (job.kind === 'class') await this.addClass(job.label);
+          else await this.addImage(job.picked);
+        } catch (error) {
+          // No engine: keep the job until one starts (restart() runs the loop again).
+          if (error instanceof EngineUnavailable) break;
+          // A backend switch ended the worker mid-call, or the GPU gave up (and the engine is
+          // restarting on the CPU): do this job again on the new one.
+          if ((error instanceof EngineGone && !error.crashed) || gpuGaveUp(error)) continue;
+          const path = job.kind === 'class' ? `${job.label}/` : job.picked.path;
+          const reason =
+            error instanceof EngineGone
+              ? `the image decoder crashed on this file: ${error.message}`
+              : job.kind === 'class'
+                ? messageOf(error)
+                : reasonOf(error);
+          this.ctx.store.update((s) => {
+            s.problems = [...s.problems, { path, reason }];
+          });
+        }
+        this.addQueue.shift();
+        if (job.kind === 'image') {
+          this.ctx.store.update((s) => {
+            s.adding -= 1;
+          });
+        }
+      }
+    } finally {
+      this.addLoopRunning = false;
+    }
+  }
+
+  private async addClass(label: string): Promise<void> {
+    if (this.ctx.state.classes.includes(label)) return;
+    const { summary } = await this.ctx.call({ type: 'addClass', label });
+    this.ctx.store.update((s) => {
+      s.classes = [...s.classes, label];
+      s.summary = summary;
+      s.trained = null;
+    });
+    this.keepClasses();
+  }
+
+  private async addImage(picked: PickedFile): Promise<void> {
+    const key = this.nextKey++;
+    const { summary } = await this.ctx.call({
+      type: 'addImage',
+      key,
+      label: picked.label,
+      fileName: picked.file.name,
+      file: picked.file,
+    });
+    const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file };
+    const newClass = !this.ctx.state.classes.includes(image.label);
+    this.ctx.store.update((s) => {
+      s.images = new Map(s.images).set(image.key, image);
+      if (newClass) s.classes = [...s.classes, image.label];
+      s.summary = summary;
+      s.trained = null;
+    });
+    // Only pictures the engine could decode are kept: the others are listed as problems.
+    this.keepPicture(image);
+    if (newClass) this.keepClasses();
+  }
+
+  async removeClass(label: string): Promise<void> {
+    if (isTraining(this.ctx.state)) return;
+    try {
+      const { summary } = await this.ctx.call({ type: 'removeClass', label });
+      const removed = [...this.ctx.state.images.values()].filter((image) => image.label === label).map((image) => image.key);
+      this.ctx.store.update((s) => {
+        s.classes = s.classes.filter((c) => c !== label);
+        s.images = new Map([...s.images].filter(([, image]) => image.label !== label));
+        s.summary = summary;
+        s.trained = null;
+      });
+      this.keepClasses();
+      this.persist(() => this.library.deletePictures(removed));
+    } catch (error) {
+      if (!(error instanceof EngineGone)) this.ctx.reportError(`Could not remove class "${label}": ${messageOf(error)}`);
+    }
+  }
+
+  clearProblems(): void {
+    this.ctx.store.update((s) => {
+      s.problems = [];
+    });
+  }
+
+  /** Removes every class and picture, here, in the engine and in the browser's storage. */
+  async clearAll(): Promise<void> {
+    if (isTraining(this.ctx.state) || this.ctx.state.adding > 0) return;
+    const labels = this.ctx.state.classes;
+    this.persist(() => this.library.clear());
+    this.ctx.store.update((s) => {
+      s.classes = [];
+      s.images = new Map();
+      s.problems = [];
+      s.training = idleTraining();
+      s.trained = null;
+      s.predictions = [];
+      s.library = { ...s.library, restored: 0 };
+    });
+    // Waits for the engine to have had everything it is being given back, then empties it.
+    for (const label of labels) {
+      try {
+        const { summary } = await this.ctx.call({ type: 'removeClass', label });
+        this.ctx.store.update((s) => {
+          s.summary = summary;
+        });
+      } catch (error) {
+        // A new engine starts from the (now empty) pictures the page holds.
+        if (error instanceof EngineUnavailable || error instanceof EngineGone) return;
+        this.ctx.reportError(`Could not remove class "${label}" from the training engine: ${messageOf(error)}`);
+      }
+    }
+  }
+
+  dropHeld(key: number, problem: FileProblem): void {
+    this.ctx.store.update((s) => {
+      const images = new Map(s.images);
+      images.delete(key);
+      s.images = images;
+      s.problems = [...s.problems, problem];
+    });
+    this.persist(() => this.library.deletePictures([key]));
+  }
+
+
+  /** Puts the stored pictures and classes back in the state; the engine is given them on start. */
+  async restoreLibrary(): Promise<void> {
+    let stored;
+    try {
+      stored = await this.library.load();
+    } catch (error) {
+      this.storageFailed(error);
+      return;
+    }
+    const images = new Map(stored.images.map((image) => [image.key, image]));
+    this.nextKey = stored.images.reduce((next, image) => Math.max(next, image.key + 1), this.nextKey);
+    this.ctx.store.update((s) => {
+      s.classes = stored.classes;
+      s.images = images;
+      s.library = { status: 'saving', restored: images.size, problem: null, partial: false };
+    });
+  }
+
+  private keepPicture(image: HeldImage): void {
+    // After a failed write (storage full), new pictures stay in memory; removals still go through.
+    if (this.ctx.state.library.status === 'memory') return;
+    this.persist(() => this.library.savePicture(image));
+  }
+
+  private keepClasses(): void {
+    const classes = this.ctx.state.classes;
+    this.persist(() => this.library.saveClasses(classes));
+  }
+
+  private persist(write: () => Promise<void>): void {
+    write().catch((error: unknown) => this.storageFailed(error));
+  }
+
+  /** The first failure says so on the page; from then on the pictures are kept in memory only. */
+  private storageFailed(error: unknown): void {
+    if (this.ctx.state.library.status === 'memory') return;
+    const problem = storageProblem(error);
+    this.ctx.store.update((s) => {
+      s.library = { ...s.library, status: 'memory', problem, partial: s.library.status === 'saving' };
+    });
+  }
+}
