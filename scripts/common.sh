@@ -91,11 +91,22 @@ build_native() {
     (cd "$ROOT" && cargo build -j "$JOBS" --bin webtune)
 }
 
-# One wasm build per run: release, WebGPU + CPU backends, then wasm-bindgen into www/pkg.
+# One wasm build per run, with the settings of wasm-pack.toml: `build_wasm app` for the page
+# people get, `build_wasm test` for the test and benchmark builds (adds the bench entry points).
+wasm_setting() {
+    python3 -c 'import sys, tomllib; c = tomllib.load(open(sys.argv[1], "rb")); v = c[sys.argv[2]][sys.argv[3]]; print(",".join(v) if isinstance(v, list) else v)' \
+        "$ROOT/wasm-pack.toml" "$@"
+}
+
 build_wasm() {
-    step "building the wasm module"
-    (cd "$ROOT" && CARGO_TARGET_DIR=$WASM_TARGET_DIR cargo build -j "$JOBS" --lib --release --target wasm32-unknown-unknown)
-    wasm-bindgen --target web --out-dir "$ROOT/www/pkg" "$WASM_TARGET_DIR/wasm32-unknown-unknown/release/webtune.wasm"
+    local kind=${1:-app} target profile features
+    target=$(wasm_setting build target)
+    profile=$(wasm_setting build profile)
+    features=$(wasm_setting features "$kind")
+    step "building the wasm module ($kind build${features:+, features: $features})"
+    (cd "$ROOT" && CARGO_TARGET_DIR=$WASM_TARGET_DIR cargo build -j "$JOBS" --lib --profile "$profile" --target "$target" ${features:+--features "$features"})
+    wasm-bindgen --target "$(wasm_setting build bindgen-target)" --out-dir "$ROOT/$(wasm_setting build out-dir)" \
+        "$WASM_TARGET_DIR/$target/$profile/webtune.wasm"
 }
 
 convert_weights() {

@@ -8,6 +8,6 @@ ensure_node_modules
 fetch_downloads
 build_native
 convert_weights
-build_wasm
+build_wasm app
 step "serving on http://127.0.0.1:${PORT:-5173}/ (Ctrl-C to stop)"
 cd "$ROOT/www" && exec npx vite --host 127.0.0.1 --port "${PORT:-5173}" --strictPort

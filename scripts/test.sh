@@ -17,7 +17,7 @@ step "native tests"
 (cd "$ROOT" && cargo test -j "$JOBS")
 
 convert_weights
-build_wasm
+build_wasm test
 step "building the page"
 (cd "$ROOT/www" && npm run build)
 step "browser end-to-end tests"
