@@ -109,8 +109,12 @@ build_wasm() {
         "$WASM_TARGET_DIR/$target/$profile/webtune.wasm"
 }
 
+# The page's copy of the default weights, and the CLI's (in $WEBTUNE_CACHE/weights, where
+# `webtune` looks by default; `webtune weights fetch` does the same from the network).
 convert_weights() {
-    [ -f "$PAGE_WEIGHTS" ] && [ "$PAGE_WEIGHTS" -nt "$WEBTUNE_BIN" ] && return
-    step "converting the backbone weights for the page"
-    "$WEBTUNE_BIN" convert "$WEIGHTS_PTH" "$PAGE_WEIGHTS"
+    if ! [ -f "$PAGE_WEIGHTS" ] || ! [ "$PAGE_WEIGHTS" -nt "$WEBTUNE_BIN" ]; then
+        step "converting the backbone weights for the page"
+        "$WEBTUNE_BIN" convert "$WEIGHTS_PTH" "$PAGE_WEIGHTS"
+    fi
+    [ -f "$WEBTUNE_CACHE/weights/efficientnet_lite0.safetensors" ] || "$WEBTUNE_BIN" weights fetch --from "$WEIGHTS_PTH"
 }

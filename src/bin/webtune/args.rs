@@ -14,19 +14,24 @@ pub struct BackboneArgs {
     #[arg(long, default_value = "efficientnet_lite0", value_parser = BackboneKind::from_name)]
     pub backbone: BackboneKind,
     /// Backbone weights: safetensors (torchvision/timm/lukemelas names) or a PyTorch .pth/.pt
-    /// state dict [default: www/public/weights/<backbone>.safetensors, as the setup writes it].
+    /// state dict [default: <cache>/weights/<backbone>.safetensors, which `webtune weights
+    /// fetch` writes; `webtune weights path` prints it].
     #[arg(long, env = "WEBTUNE_WEIGHTS")]
     pub weights: Option<PathBuf>,
 }
 
 impl BackboneArgs {
-    pub fn weights_path(&self) -> PathBuf {
-        self.weights.clone().unwrap_or_else(|| format!("www/public/weights/{}.safetensors", self.backbone.name()).into())
+    /// The weights file: `--weights`, `WEBTUNE_WEIGHTS`, else the cache (see `weights.rs`).
+    pub fn weights_path(&self) -> Result<PathBuf> {
+        match &self.weights {
+            Some(path) => Ok(path.clone()),
+            None => crate::weights::default_weights(self.backbone),
+        }
     }
 
     /// The weights file's bytes and its path for messages.
     pub fn read_weights(&self) -> Result<(Vec<u8>, String)> {
-        let path = self.weights_path();
+        let path = self.weights_path()?;
         Ok((read(&path)?, path.display().to_string()))
     }
 }

@@ -15,6 +15,7 @@ mod imagenet;
 mod labelled_files;
 mod predict;
 mod train;
+mod weights;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,10 @@ enum Command {
     Export(export::ExportArgs),
     /// Classify images with a model exported by webtune (.safetensors).
     Predict(predict::PredictArgs),
+    /// The backbones' pretrained weights: `fetch` downloads the default backbone's, `path` says
+    /// where the CLI looks.
+    #[command(subcommand)]
+    Weights(weights::WeightsCommand),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::eval(a),
         Command::Export(a) => export::export(a),
         Command::Predict(a) => predict::predict(a),
+        Command::Weights(c) => weights::weights(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
