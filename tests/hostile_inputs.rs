@@ -198,6 +198,26 @@ fn hostile_torch_checkpoints_are_refused() {
 }
 
 #[test]
+fn re_zipped_checkpoints_inflate_no_further_than_they_may() {
+    let pkl = pickle::state_dict(&[Tensor { name: "w", key: "0", numel: 2, offset: 0, shape: &[2], stride: &[1] }]);
+    let entries: [(&str, &[u8]); 2] = [("archive/data.pkl", &pkl), ("archive/data/0", &f32_bytes(&[1., 2.]))];
+    let zipped = zip_of(&entries, true);
+    assert_eq!(read_weights_file(&zipped).unwrap()["w"].as_f32().unwrap(), &[1., 2.], "deflated entries are read");
+    // The same zip claiming that data.pkl inflates to 4 GB (local header and directory record).
+    let mut lying = zipped.clone();
+    for at in 0..lying.len() - 46 {
+        let (local, central) = (lying[at..].starts_with(b"PK\x03\x04"), lying[at..].starts_with(b"PK\x01\x02"));
+        let name_at = if local { at + 30 } else { at + 46 };
+        if (local || central) && lying[name_at..].starts_with(b"archive/data.pkl") {
+            let size_at = if local { at + 22 } else { at + 24 };
+            lying[size_at..size_at + 4].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+        }
+    }
+    let message = weights_refused(&lying);
+    assert!(message.contains("archive/data.pkl: claims 4294967040 bytes"), "{message}");
+}
+
+#[test]
 fn lying_safetensors_headers_are_refused() {
     let data = f32_bytes(&[1., 2., 3., 4.]);
     let mut huge_len = safetensors_by_hand("{}", &[]);
