@@ -19,6 +19,7 @@ step "native tests"
 convert_weights
 build_wasm test
 step "building the page"
-(cd "$ROOT/www" && npm run build)
+# The bench mode adds www/bench.html, which bench/browser-*.mjs open; `npm run build` leaves it out.
+(cd "$ROOT/www" && npm run build -- --mode bench)
 step "browser end-to-end tests"
 cd "$ROOT" && WEBTUNE_BIN=$WEBTUNE_BIN node --test tests/e2e/

@@ -127,17 +127,45 @@ impl TrainedModel {
         };
         let labels: Vec<String> = serde_json::from_str(field(meta::LABELS)?)
             .map_err(|e| Error::weights(format!("metadata \"labels\" is not a list of names: {e}")))?;
+        if labels.is_empty() {
+            return Err(Error::weights("metadata \"labels\" is empty: a classifier needs at least one class"));
+        }
         let kind = BackboneKind::from_name(field(meta::BACKBONE)?)?;
         let spec = kind.spec();
         let hidden_units: usize = field(meta::HIDDEN_UNITS)?
+            .trim()
             .parse()
-            .map_err(|_| Error::weights("metadata \"head_hidden_units\" is not a number"))?;
+            .map_err(|_| Error::weights("metadata \"head_hidden_units\" is not a non-negative whole number"))?;
+        // The metadata sizes the head that is allocated next: it must agree with the tensors the
+        // file actually holds, or a few bytes of JSON could ask for gigabytes.
+        check_head_shapes(kind, hidden_units, labels.len(), &tensors)?;
         let training = metadata.get(meta::TRAINING).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
         let config = HeadConfig::new(kind.features(), labels.len()).with_hidden(hidden_units);
         let names = ClassifierNames { kind, hidden: hidden_units > 0 };
         let classifier = load_params(Classifier::new(kind, &config, device), &tensors, &names)?;
         Ok(Self { classifier, labels, spec, hidden_units, training })
     }
+}
+
+/// Checks the head tensors of an export against the sizes its metadata declares: the output
+/// layer `[classes, inputs]` and, with hidden units, the hidden layer `[hidden, features]`.
+fn check_head_shapes(kind: BackboneKind, hidden: usize, classes: usize, tensors: &TensorMap) -> Result<()> {
+    let (hidden_name, output_name) = kind.head_names(hidden > 0);
+    let expect = |name: &str, rows: usize, cols: usize, what: &str| {
+        let found = tensors.get(&format!("{name}.weight")).map(|t| t.shape.as_slice());
+        match found {
+            Some([r, c]) if *r == rows && *c == cols => Ok(()),
+            Some(shape) => Err(Error::weights(format!(
+                "{name}.weight is {shape:?}, but the metadata says {what} ([{rows}, {cols}]): the export is inconsistent"
+            ))),
+            None => Err(Error::weights(format!("{name}.weight is missing: not a {kind} export with {what}"))),
+        }
+    };
+    if hidden > 0 {
+        expect(&hidden_name, hidden, kind.features(), &format!("{hidden} hidden units"))?;
+    }
+    let inputs = if hidden > 0 { hidden } else { kind.features() };
+    expect(&output_name, classes, inputs, &format!("{classes} labels"))
 }
 
 /// PyTorch's `BatchNorm2d` has an int64 `num_batches_tracked` buffer beside its running

@@ -4,6 +4,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
 
+use super::decode::MAX_ASPECT_RATIO;
 use crate::model::BackboneSpec;
 
 /// Resizes so the shorter side is `spec.resize_size` (keeping the aspect ratio), then crops the
@@ -15,15 +16,17 @@ pub fn resize_and_center_crop(image: &RgbImage, spec: &BackboneSpec) -> RgbImage
 
 /// The first half of [`resize_and_center_crop`]: shorter side to `spec.resize_size`. What the
 /// image set keeps, so augmentation can crop elsewhere than the center.
+///
+/// The longer side is capped at [`MAX_ASPECT_RATIO`] times `spec.resize_size`: `decode_image`
+/// already refuses images more elongated than that, and the cap keeps any other caller's strip
+/// (a 16384×1 buffer) from scaling up to gigabytes; such an image is squeezed instead.
 pub fn resize_shorter_side(image: &RgbImage, spec: &BackboneSpec) -> RgbImage {
     let (w, h) = image.dimensions();
     let short = w.min(h).max(1) as f64;
     let scale = spec.resize_size as f64 / short;
-    let (nw, nh) = (
-        ((w as f64 * scale).round() as u32).max(spec.input_size),
-        ((h as f64 * scale).round() as u32).max(spec.input_size),
-    );
-    imageops::resize(image, nw, nh, FilterType::Triangle)
+    let cap = spec.resize_size as f64 * MAX_ASPECT_RATIO as f64;
+    let side = |s: u32| ((s as f64 * scale).round().min(cap) as u32).max(spec.input_size);
+    imageops::resize(image, side(w), side(h), FilterType::Triangle)
 }
 
 /// The central `spec.input_size` square of an image at least that large.
@@ -65,6 +68,18 @@ mod tests {
         assert_eq!(crop.get_pixel(218, 100).0, [255, 255, 255]);
         // Tiny images are upscaled rather than refused.
         assert_eq!(resize_and_center_crop(&RgbImage::new(3, 9), &spec).dimensions(), (224, 224));
+    }
+
+    #[test]
+    fn strips_are_capped_not_scaled_to_gigabytes() {
+        let spec = BackboneSpec::efficientnet_lite0();
+        let cap = spec.resize_size * MAX_ASPECT_RATIO;
+        // Uncapped, 16384×1 would become 4194304×256 (3.2 GB of RGB).
+        assert_eq!(resize_shorter_side(&RgbImage::new(16_384, 1), &spec).dimensions(), (cap, 256));
+        assert_eq!(resize_shorter_side(&RgbImage::new(1, 16_384), &spec).dimensions(), (256, cap));
+        assert_eq!(resize_and_center_crop(&RgbImage::new(16_384, 1), &spec).dimensions(), (224, 224));
+        // Within the ratio nothing changes: 20:1 keeps its aspect.
+        assert_eq!(resize_shorter_side(&RgbImage::new(2000, 100), &spec).dimensions(), (cap, 256));
     }
 
     #[test]

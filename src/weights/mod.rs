@@ -14,7 +14,7 @@ mod torch_zip;
 
 pub use apply::{NameMap, ParamLayout, collect_params, load_params};
 pub use safetensors_io::{read_safetensors, write_safetensors};
-pub use tensor_map::{TensorEntry, TensorMap, TensorValues};
+pub use tensor_map::{TensorEntry, TensorMap, TensorValues, check_finite};
 
 use crate::error::{Error, Result};
 
@@ -25,12 +25,12 @@ use crate::error::{Error, Result};
 /// (`module.`) and `torch.compile` (`_orig_mod.`) are removed.
 pub fn read_weights_file(bytes: &[u8]) -> Result<TensorMap> {
     let tensors = if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-        torch_zip::read_torch_zip(bytes)?
+        checked(torch_zip::read_torch_zip(bytes)?)?
     } else if is_safetensors(bytes) {
         read_safetensors(bytes)?.0
     } else if bytes.first() == Some(&0x80) {
         // A pickle's PROTO opcode: what legacy `torch.save` files start with.
-        torch_legacy::read_legacy_state_dict(bytes)?
+        checked(torch_legacy::read_legacy_state_dict(bytes)?)?
     } else {
         return Err(Error::weights(format!(
             "not a weights file{}: expected a PyTorch checkpoint (.pth, .pt, .bin) or safetensors",
@@ -41,6 +41,12 @@ pub fn read_weights_file(bytes: &[u8]) -> Result<TensorMap> {
         )));
     };
     Ok(strip_wrapper_prefixes(tensors))
+}
+
+/// `tensors` if every value is finite ([`read_safetensors`] checks its own).
+fn checked(tensors: TensorMap) -> Result<TensorMap> {
+    check_finite(&tensors)?;
+    Ok(tensors)
 }
 
 /// safetensors: an 8-byte little-endian header length, then the JSON header.

@@ -105,57 +105,137 @@ impl Value {
     }
 }
 
+/// Deepest nesting of containers a pickle may build. A state dict nests about six deep (dict,
+/// tensor call, argument tuple, storage id); a hostile pickle of a million nested lists would
+/// overflow the stack when dropped.
+pub(super) const MAX_DEPTH: u32 = 100;
+/// Most bytes of values one pickle may build, memo copies included (64 MiB). State-dict pickles
+/// hold names and small tuples, a few MB at most; memo recalls copy values, so a few hundred
+/// bytes of doubling recalls could otherwise ask for gigabytes.
+pub(super) const MAX_BUILT_BYTES: u64 = 64 << 20;
+
 /// Loads one pickle (up to its STOP opcode) from `cursor`, which is left just after it.
 pub(super) fn load(cursor: &mut Cursor<'_>) -> Result<Value> {
-    Unpickler { cursor, stack: Vec::new(), memo: HashMap::new() }.load()
+    Unpickler { cursor, stack: Vec::new(), memo: HashMap::new(), built: 0 }.load()
 }
+
+/// A stack entry: the value, how deeply it nests, and what it cost to build (its bytes).
+struct Slot {
+    value: Value,
+    depth: u32,
+    cost: u64,
+}
+
+/// What one value costs beyond its payload: the enum itself.
+const NODE: u64 = std::mem::size_of::<Value>() as u64;
 
 struct Unpickler<'c, 'a> {
     cursor: &'c mut Cursor<'a>,
-    stack: Vec<Value>,
-    memo: HashMap<u32, Value>,
+    stack: Vec<Slot>,
+    memo: HashMap<u32, Slot>,
+    /// Bytes of values built so far, against [`MAX_BUILT_BYTES`].
+    built: u64,
 }
 
 impl Unpickler<'_, '_> {
-    fn pop(&mut self) -> Result<Value> {
+    fn spend(&mut self, cost: u64) -> Result<()> {
+        self.built = self.built.saturating_add(cost);
+        if self.built > MAX_BUILT_BYTES {
+            return Err(Error::weights(format!(
+                "malformed pickle: it builds more than {} MB of values (a memo bomb?)",
+                MAX_BUILT_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// Pushes a new leaf value whose payload is `payload` bytes.
+    fn leaf(&mut self, value: Value, payload: usize) -> Result<()> {
+        let cost = NODE + payload as u64;
+        self.spend(cost)?;
+        self.stack.push(Slot { value, depth: 0, cost });
+        Ok(())
+    }
+
+    /// Pushes a container made of `items` (already paid for).
+    fn container(&mut self, make: impl FnOnce(Vec<Value>) -> Value, items: Vec<Slot>) -> Result<()> {
+        self.spend(NODE)?;
+        let depth = items.iter().map(|s| s.depth + 1).max().unwrap_or(0);
+        if depth > MAX_DEPTH {
+            return Err(Error::weights(format!("malformed pickle: nested more than {MAX_DEPTH} deep")));
+        }
+        let cost = NODE + items.iter().map(|s| s.cost).sum::<u64>();
+        self.stack.push(Slot { value: make(items.into_iter().map(|s| s.value).collect()), depth, cost });
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<Slot> {
         self.stack.pop().ok_or_else(|| Error::weights("malformed pickle: stack underflow"))
     }
 
-    fn pop_mark(&mut self) -> Result<Vec<Value>> {
+    fn pop_mark(&mut self) -> Result<Vec<Slot>> {
         let mark = self
             .stack
             .iter()
-            .rposition(|v| matches!(v, Value::Mark))
+            .rposition(|s| matches!(s.value, Value::Mark))
             .ok_or_else(|| Error::weights("malformed pickle: missing mark"))?;
         let items = self.stack.split_off(mark + 1);
         self.stack.pop();
         Ok(items)
     }
 
-    fn top(&mut self) -> Result<&mut Value> {
-        self.stack.last_mut().ok_or_else(|| Error::weights("malformed pickle: empty stack"))
+    /// Adds `items` to the container on top of the stack with `add`, updating its depth and cost.
+    fn extend_top(&mut self, items: Vec<Slot>, add: impl FnOnce(&mut Value, Vec<Value>) -> Result<()>) -> Result<()> {
+        let depth = items.iter().map(|s| s.depth + 1).max().unwrap_or(0);
+        let cost: u64 = items.iter().map(|s| s.cost).sum();
+        let top = self.stack.last_mut().ok_or_else(|| Error::weights("malformed pickle: empty stack"))?;
+        if depth > MAX_DEPTH {
+            return Err(Error::weights(format!("malformed pickle: nested more than {MAX_DEPTH} deep")));
+        }
+        top.depth = top.depth.max(depth);
+        top.cost += cost;
+        add(&mut top.value, items.into_iter().map(|s| s.value).collect())
     }
 
-    fn set_items(&mut self, pairs: Vec<(Value, Value)>) -> Result<()> {
-        match self.top()? {
+    fn set_items(&mut self, items: Vec<Slot>) -> Result<()> {
+        if items.len() % 2 != 0 {
+            return Err(Error::weights("malformed pickle: odd number of dict items"));
+        }
+        self.extend_top(items, |top, values| match top {
             Value::Dict(items) | Value::Call { items, .. } => {
-                items.extend(pairs);
+                items.extend(pairs(values)?);
                 Ok(())
             }
             other => Err(Error::weights(format!("malformed pickle: SETITEM on {}", other.describe()))),
-        }
+        })
     }
 
+    fn append(&mut self, items: Vec<Slot>) -> Result<()> {
+        self.extend_top(items, |top, values| match top {
+            Value::List(items) => {
+                items.extend(values);
+                Ok(())
+            }
+            _ => Err(Error::weights("malformed pickle: APPEND to non-list")),
+        })
+    }
+
+    /// Memo entries are copies (values are not shared), so each copy is paid for.
     fn memoize(&mut self, index: u32) -> Result<()> {
-        let value = self.top()?.clone();
-        self.memo.insert(index, value);
+        let cost = self.stack.last().ok_or_else(|| Error::weights("malformed pickle: empty stack"))?.cost;
+        self.spend(cost)?; // before the copy is made
+        let top = &self.stack[self.stack.len() - 1];
+        let copy = Slot { value: top.value.clone(), depth: top.depth, cost };
+        self.memo.insert(index, copy);
         Ok(())
     }
 
     fn recall(&mut self, index: u32) -> Result<()> {
-        let value =
-            self.memo.get(&index).cloned().ok_or_else(|| Error::weights("malformed pickle: bad memo"))?;
-        self.stack.push(value);
+        let cost = self.memo.get(&index).ok_or_else(|| Error::weights("malformed pickle: bad memo"))?.cost;
+        self.spend(cost)?; // before the copy is made
+        let slot = &self.memo[&index];
+        let copy = Slot { value: slot.value.clone(), depth: slot.depth, cost };
+        self.stack.push(copy);
         Ok(())
     }
 
@@ -169,22 +249,22 @@ impl Unpickler<'_, '_> {
                 0x95 => {
                     self.cursor.u64_le()?; // FRAME length: frames are only a read-ahead hint
                 }
-                b'.' => return self.pop(), // STOP
-                b'(' => self.stack.push(Value::Mark),
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
+                b'.' => return Ok(self.pop()?.value), // STOP
+                b'(' => self.leaf(Value::Mark, 0)?,
+                b'N' => self.leaf(Value::None, 0)?,
+                0x88 => self.leaf(Value::Bool(true), 0)?,
+                0x89 => self.leaf(Value::Bool(false), 0)?,
                 b'K' => {
                     let v = self.cursor.u8()?;
-                    self.stack.push(Value::Int(v as i64))
+                    self.leaf(Value::Int(v as i64), 0)?
                 }
                 b'M' => {
                     let v = self.cursor.u16_le()?;
-                    self.stack.push(Value::Int(v as i64))
+                    self.leaf(Value::Int(v as i64), 0)?
                 }
                 b'J' => {
                     let v = self.cursor.u32_le()? as i32;
-                    self.stack.push(Value::Int(v as i64))
+                    self.leaf(Value::Int(v as i64), 0)?
                 }
                 0x8a => {
                     // LONG1: little-endian two's complement of n bytes
@@ -199,10 +279,11 @@ impl Unpickler<'_, '_> {
                         buf[n..].fill(0xff);
                     }
                     let v = u128::from_le_bytes(buf);
-                    self.stack.push(match i64::try_from(v as i128) {
+                    let value = match i64::try_from(v as i128) {
                         Ok(small) => Value::Int(small),
                         Err(_) => Value::BigInt(v),
-                    })
+                    };
+                    self.leaf(value, 0)?
                 }
                 b'I' => {
                     let line = self.cursor.line()?;
@@ -211,49 +292,54 @@ impl Unpickler<'_, '_> {
                         "01" => Value::Bool(true),
                         _ => Value::Int(line.parse().map_err(|_| Error::weights("bad INT in pickle"))?),
                     };
-                    self.stack.push(v)
+                    self.leaf(v, 0)?
                 }
                 b'G' => {
                     let v = f64::from_be_bytes(self.cursor.take(8)?.try_into().unwrap());
-                    self.stack.push(Value::Float(v))
+                    self.leaf(Value::Float(v), 0)?
                 }
                 b'X' | 0x8c | 0x8d => {
                     let n = match op {
-                        b'X' => self.cursor.u32_le()? as usize,
-                        0x8c => self.cursor.u8()? as usize,
-                        _ => self.cursor.u64_le()? as usize,
+                        b'X' => self.cursor.u32_le()? as u64,
+                        0x8c => self.cursor.u8()? as u64,
+                        _ => self.cursor.u64_le()?,
                     };
+                    // Checked in u64: `as usize` would wrap on 32-bit wasm.
+                    let n = usize::try_from(n).map_err(|_| truncated())?;
                     let raw = self.cursor.take(n)?;
                     let s = std::str::from_utf8(raw).map_err(|_| Error::weights("bad UTF-8 in pickle"))?;
-                    self.stack.push(Value::Str(s.to_string()))
+                    self.leaf(Value::Str(s.to_string()), n)?
                 }
                 b'T' | b'U' | b'B' | b'C' => {
                     let n = match op {
                         b'T' | b'B' => self.cursor.u32_le()? as usize,
                         _ => self.cursor.u8()? as usize,
                     };
-                    let raw = self.cursor.take(n)?.to_vec();
+                    let raw = self.cursor.take(n)?;
                     // Python 2 pickles store text as byte strings.
-                    self.stack.push(match (op, String::from_utf8(raw.clone())) {
-                        (b'T' | b'U', Ok(s)) => Value::Str(s),
-                        _ => Value::Bytes(raw),
-                    })
+                    let value = match (op, std::str::from_utf8(raw)) {
+                        (b'T' | b'U', Ok(s)) => Value::Str(s.to_string()),
+                        _ => Value::Bytes(raw.to_vec()),
+                    };
+                    self.leaf(value, n)?
                 }
-                b')' => self.stack.push(Value::Tuple(Vec::new())),
-                b']' => self.stack.push(Value::List(Vec::new())),
-                b'}' => self.stack.push(Value::Dict(Vec::new())),
+                b')' => self.leaf(Value::Tuple(Vec::new()), 0)?,
+                b']' => self.leaf(Value::List(Vec::new()), 0)?,
+                b'}' => self.leaf(Value::Dict(Vec::new()), 0)?,
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items))
+                    self.container(Value::Tuple, items)?
                 }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::List(items))
+                    self.container(Value::List, items)?
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let pairs = pairs(items)?;
-                    self.stack.push(Value::Dict(pairs))
+                    if items.len() % 2 != 0 {
+                        return Err(Error::weights("malformed pickle: odd number of dict items"));
+                    }
+                    self.container(|values| Value::Dict(pairs(values).unwrap_or_default()), items)?
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -261,52 +347,53 @@ impl Unpickler<'_, '_> {
                         return Err(Error::weights("malformed pickle: short tuple"));
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Value::Tuple(items))
+                    self.container(Value::Tuple, items)?
                 }
                 b'a' => {
                     let item = self.pop()?;
-                    match self.top()? {
-                        Value::List(items) => items.push(item),
-                        _ => return Err(Error::weights("malformed pickle: APPEND to non-list")),
-                    }
+                    self.append(vec![item])?
                 }
                 b'e' => {
-                    let new = self.pop_mark()?;
-                    match self.top()? {
-                        Value::List(items) => items.extend(new),
-                        _ => return Err(Error::weights("malformed pickle: APPENDS to non-list")),
-                    }
+                    let items = self.pop_mark()?;
+                    self.append(items)?
                 }
                 b's' => {
                     let value = self.pop()?;
                     let key = self.pop()?;
-                    self.set_items(vec![(key, value)])?
+                    self.set_items(vec![key, value])?
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
-                    let pairs = pairs(items)?;
-                    self.set_items(pairs)?
+                    self.set_items(items)?
                 }
                 b'c' => {
                     let module = self.cursor.line()?.to_string();
                     let name = self.cursor.line()?.to_string();
-                    self.stack.push(global(module, name)?)
+                    let payload = module.len() + name.len();
+                    self.leaf(global(module, name)?, payload)?
                 }
                 0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
+                    let name = self.pop()?.value;
+                    let module = self.pop()?.value;
                     match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.stack.push(global(m, n)?),
+                        (Value::Str(m), Value::Str(n)) => self.leaf(global(m, n)?, 0)?,
                         _ => return Err(Error::weights("malformed pickle: STACK_GLOBAL")),
                     }
                 }
                 b'R' | 0x81 => {
-                    let args = match self.pop()? {
-                        Value::Tuple(args) => args,
-                        _ => return Err(Error::weights("malformed pickle: REDUCE without tuple")),
-                    };
-                    let callable = Box::new(self.pop()?);
-                    self.stack.push(Value::Call { callable, args, items: Vec::new() })
+                    let args = self.pop()?;
+                    if !matches!(args.value, Value::Tuple(_)) {
+                        return Err(Error::weights("malformed pickle: REDUCE without tuple"));
+                    }
+                    let callable = self.pop()?;
+                    self.container(
+                        |mut both| {
+                            let Some(Value::Tuple(args)) = both.pop() else { unreachable!("checked above") };
+                            let callable = Box::new(both.pop().unwrap_or(Value::None));
+                            Value::Call { callable, args, items: Vec::new() }
+                        },
+                        vec![callable, args],
+                    )?
                 }
                 b'b' => {
                     // BUILD sets object state; a state dict's only state is `_metadata`.
@@ -314,7 +401,7 @@ impl Unpickler<'_, '_> {
                 }
                 b'Q' => {
                     let pid = self.pop()?;
-                    self.stack.push(Value::PersistentId(Box::new(pid)))
+                    self.container(|mut pid| Value::PersistentId(Box::new(pid.pop().unwrap_or(Value::None))), vec![pid])?
                 }
                 b'q' => {
                     let i = self.cursor.u8()? as u32;
@@ -403,6 +490,52 @@ mod tests {
         }
         let err = load_all(b"\x80\x02ctorch\nload\n.").unwrap_err().to_string();
         assert!(err.contains("torch.load"), "{err}");
+    }
+
+    #[test]
+    fn memo_recalls_cannot_multiply_memory() {
+        // [1], then a list of two recalls of the previous list, doubled 30 times: 2^30 copies.
+        let mut pickle = b"\x80\x02]K\x01aq\x00".to_vec();
+        for k in 1..=30u8 {
+            pickle.extend([b'(', b'h', k - 1, b'h', k - 1, b'l', b'q', k]);
+        }
+        pickle.push(b'.');
+        let err = load_all(&pickle).unwrap_err().to_string();
+        assert!(err.contains("builds more than 64 MB of values"), "{err}");
+        // Ten doublings are fine: a recall is a copy, paid for once.
+        let mut small = b"\x80\x02]K\x01aq\x00".to_vec();
+        for k in 1..=10u8 {
+            small.extend([b'(', b'h', k - 1, b'h', k - 1, b'l', b'q', k]);
+        }
+        small.push(b'.');
+        assert!(matches!(load_all(&small).unwrap(), Value::List(items) if items.len() == 2));
+    }
+
+    #[test]
+    fn nesting_is_limited_whatever_builds_it() {
+        let deep = |open: &[u8], close: &[u8], n: usize| {
+            let mut p = b"\x80\x02".to_vec();
+            for _ in 0..n {
+                p.extend(open);
+            }
+            for _ in 0..n.saturating_sub(1) {
+                p.extend(close);
+            }
+            p.push(b'.');
+            p
+        };
+        let cases = [
+            deep(b"]", b"a", 300_000),        // lists appended into lists
+            deep(b"(", b"t", 10_000),         // MARK ... TUPLE, nested
+            deep(b"", b"\x85", 10_000),       // TUPLE1 of TUPLE1 ... of None
+            deep(b"K\x01}", b"s", 10_000),     // dicts as values
+        ];
+        for (i, pickle) in cases.iter().enumerate() {
+            let pickle = if i == 2 { [&b"\x80\x02N"[..], &pickle[2..]].concat() } else { pickle.clone() };
+            let err = load_all(&pickle).unwrap_err().to_string();
+            assert!(err.contains("nested more than 100 deep"), "case {i}: {err}");
+        }
+        assert!(load_all(&deep(b"]", b"a", 100)).is_ok(), "100 deep is allowed");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use super::tensor_map::{TensorEntry, TensorMap, TensorValues};
+use super::tensor_map::{TensorEntry, TensorMap, TensorValues, check_finite};
 use crate::error::{Error, Result};
 
 /// Tensors and the `__metadata__` table of a safetensors file.
@@ -32,6 +32,7 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<(TensorMap, HashMap<String, Stri
         };
         map.insert(name.to_string(), TensorEntry { shape: view.shape().to_vec(), values });
     }
+    check_finite(&map)?;
     Ok((map, metadata))
 }
 

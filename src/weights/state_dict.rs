@@ -115,12 +115,24 @@ impl TensorRef {
         if count == 0 {
             return Ok(Vec::new());
         }
+        // A stride of 0 repeats elements: 700 bytes could stand for a 4 GiB tensor.
+        if self.shape.iter().zip(&self.stride).any(|(&d, &s)| d > 1 && s == 0) {
+            return Err(bad(&format!(
+                "stride 0 in {:?} (an expanded view); save `tensor.contiguous()` or `.clone()` instead",
+                self.stride
+            )));
+        }
         self.shape
             .iter()
             .zip(&self.stride)
             .try_fold(self.offset, |at, (&d, &s)| at.checked_add((d - 1).checked_mul(s)?))
             .filter(|&last| last < data.len())
             .ok_or_else(|| bad(&format!("storage {} is too short for the tensor", self.storage_key)))?;
+        // More elements than the storage holds means the view overlaps itself: the same kind of
+        // amplification, and never what `state_dict()` saves.
+        if count > data.len() {
+            return Err(bad(&format!("a view of {count} elements overlaps itself in storage {}", self.storage_key)));
+        }
         if self.is_contiguous() {
             return Ok(data[self.offset..self.offset + count].to_vec());
         }
@@ -211,12 +223,15 @@ fn tensor_ref(name: &str, args: &[Value]) -> Result<TensorRef> {
         return Err(bad());
     };
     let (storage_key, storage_type, view_offset) = storage_of(pid).map_err(|e| Error::weights(format!("{name}: {e}")))?;
+    let at = |what: &str, e: Error| Error::weights(format!("{name}: {what}: {e}"));
     Ok(TensorRef {
         storage_key,
         storage_type,
-        offset: view_offset + as_usize(offset)?,
-        shape: as_usizes(shape)?,
-        stride: as_usizes(stride)?,
+        offset: view_offset
+            .checked_add(as_usize(offset).map_err(|e| at("storage offset", e))?)
+            .ok_or_else(|| Error::weights(format!("{name}: storage offset too large")))?,
+        shape: as_usizes(shape).map_err(|e| at("size", e))?,
+        stride: as_usizes(stride).map_err(|e| at("stride", e))?,
     })
 }
 
@@ -278,9 +293,14 @@ pub(super) fn materialize(tensors: &[(String, TensorRef)], storages: &HashMap<St
     Ok(map)
 }
 
+/// A non-negative integer that fits this target's `usize` (32 bits on wasm32, where `as` would
+/// silently wrap 2^32 + 4 to 4).
 fn as_usize(v: &Value) -> Result<usize> {
     match v {
-        Value::Int(i) if *i >= 0 => Ok(*i as usize),
+        Value::Int(i) if *i >= 0 => {
+            usize::try_from(*i).map_err(|_| Error::weights(format!("{i} is too large for this platform")))
+        }
+        Value::Int(i) => Err(Error::weights(format!("expected a non-negative integer, found {i}"))),
         other => Err(Error::weights(format!("expected a non-negative integer, found {}", other.describe()))),
     }
 }
@@ -328,13 +348,13 @@ mod tests {
             ("t", tensor(global("torch", "FloatStorage"), "0", 0, &[3, 2], &[1, 3])),
             ("tail", tensor(global("torch", "float32"), "0", 4, &[2], &[1])),
             ("row", tensor(global("torch", "FloatStorage"), "0", 3, &[1, 3], &[7, 1])),
-            ("broadcast", tensor(global("torch", "FloatStorage"), "0", 2, &[2, 2], &[0, 1])),
+            ("one", tensor(global("torch", "FloatStorage"), "0", 2, &[1, 2], &[0, 1])),
         ]);
         let map = materialize(&find_state_dict(&root).unwrap(), &storages()).unwrap();
         assert_eq!(map["t"].as_f32().unwrap(), &[0., 3., 1., 4., 2., 5.]);
         assert_eq!(map["tail"].as_f32().unwrap(), &[4., 5.]);
         assert_eq!(map["row"].as_f32().unwrap(), &[3., 4., 5.]);
-        assert_eq!(map["broadcast"].as_f32().unwrap(), &[2., 3., 2., 3.]);
+        assert_eq!(map["one"].as_f32().unwrap(), &[2., 3.], "stride 0 on a size-1 dimension is harmless");
     }
 
     #[test]
@@ -343,6 +363,26 @@ mod tests {
             let root = dict(vec![("t", tensor(global("torch", "FloatStorage"), "0", offset, &shape, &stride))]);
             let err = materialize(&find_state_dict(&root).unwrap(), &storages()).unwrap_err().to_string();
             assert!(err.starts_with("t: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn views_that_repeat_elements_are_refused() {
+        // stride 0 (an expanded tensor), a self-overlapping view, a negative stride and offset.
+        let cases: [(i64, &[i64], &[i64], &str); 5] = [
+            (0, &[2, 2], &[0, 1], "stride 0"),
+            (0, &[1 << 20, 1 << 9], &[0, 0], "stride 0"),
+            (0, &[3, 3], &[1, 1], "overlaps itself"),
+            (5, &[2], &[-1], "stride: expected a non-negative integer, found -1"),
+            (-1, &[2], &[1], "storage offset: expected a non-negative integer, found -1"),
+        ];
+        for (offset, shape, stride, expected) in cases {
+            let root = dict(vec![("t", tensor(global("torch", "FloatStorage"), "0", offset, shape, stride))]);
+            let err = find_state_dict(&root)
+                .and_then(|tensors| materialize(&tensors, &storages()).map(drop))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("t: ") && err.contains(expected), "{err}");
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::pickle::{self, Cursor, Value, truncated};
+use super::pickle::{self, Cursor, Value};
 use super::state_dict::{find_state_dict, materialize, storage_types};
 use super::tensor_map::TensorMap;
 use crate::error::{Error, Result};
@@ -47,11 +47,17 @@ pub(super) fn read_legacy_state_dict(bytes: &[u8]) -> Result<TensorMap> {
     let types = storage_types(&saved)?;
     let mut storages = HashMap::new();
     for key in keys {
-        let count = cursor.u64_le()? as usize;
+        let count = cursor.u64_le()?;
         let dtype = *types
             .get(key.as_str())
             .ok_or_else(|| Error::weights(format!("storage {key} is not used by any tensor")))?;
-        let raw = cursor.take(count.checked_mul(dtype.size()).ok_or_else(truncated)?)?;
+        // In u64 and against the bytes actually left, before anything is allocated: the count is
+        // the file's word, and `as usize` would wrap on 32-bit wasm.
+        let left = (cursor.bytes.len() - cursor.pos) as u64;
+        let size = count.checked_mul(dtype.size() as u64).filter(|&n| n <= left).ok_or_else(|| {
+            Error::weights(format!("storage {key} claims {count} elements, more than the {left} bytes left in the file"))
+        })?;
+        let raw = cursor.take(size as usize)?;
         if tensors.iter().any(|(_, t)| t.storage_key == key) {
             storages.insert(key, dtype.decode(raw));
         }
@@ -133,6 +139,19 @@ mod tests {
         for cut in [3, 20, 60, file.len() - 9, file.len() - 1] {
             let err = read_legacy_state_dict(&file[..cut]).unwrap_err().to_string();
             assert!(!err.is_empty(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn storage_counts_past_the_file_are_refused_before_allocating() {
+        let mut file = legacy_file();
+        // The first storage's element count sits 8 + 16 + 8 + 8 bytes from the end.
+        let at = file.len() - 40;
+        assert_eq!(file[at..at + 8], 4u64.to_le_bytes());
+        for count in [9u64, 1 << 62, u64::MAX, (1 << 32) + 4] {
+            file[at..at + 8].copy_from_slice(&count.to_le_bytes());
+            let err = read_legacy_state_dict(&file).unwrap_err().to_string();
+            assert!(err.contains(&format!("storage k0 claims {count} elements")), "{err}");
         }
     }
 

@@ -30,7 +30,8 @@ pub(super) fn read_torch_zip(bytes: &[u8]) -> Result<TensorMap> {
         return Err(Error::weights("a zip file, but not a PyTorch checkpoint: no data.pkl in it"));
     };
     let root = &pickle_name[..pickle_name.len() - "data.pkl".len()];
-    if archive.index_for_name(&format!("{root}constants.pkl")).is_some() {
+    let code = format!("{root}code/");
+    if archive.index_for_name(&format!("{root}constants.pkl")).is_some() || archive.file_names().any(|n| n.starts_with(&code)) {
         return Err(Error::weights(
             "a TorchScript archive (torch.jit.save), not a state dict: save one with \
              `torch.save(torch.jit.load(path).state_dict(), \"weights.pth\")`",
@@ -75,10 +76,12 @@ fn entry<'a>(archive: &mut Archive<'a>, bytes: &'a [u8], name: &str) -> Result<C
     let index = archive.index_for_name(name).ok_or_else(|| Error::weights(format!("{name}: missing")))?;
     let raw = archive.by_index_raw(index).map_err(damaged)?;
     if raw.compression() == CompressionMethod::Stored {
-        let start = raw.data_start() as usize;
-        let end = start.checked_add(raw.compressed_size() as usize);
-        return end
-            .and_then(|end| bytes.get(start..end))
+        // `usize::try_from`, not `as`: on 32-bit wasm a 4 GiB + 10 size would wrap to 10.
+        let start = usize::try_from(raw.data_start()).ok();
+        let end = start.zip(usize::try_from(raw.compressed_size()).ok()).and_then(|(start, n)| start.checked_add(n));
+        return start
+            .zip(end)
+            .and_then(|(start, end)| bytes.get(start..end))
             .map(Cow::Borrowed)
             .ok_or_else(|| Error::weights(format!("{name}: the zip file is truncated")));
     }
@@ -90,8 +93,25 @@ fn entry<'a>(archive: &mut Archive<'a>, bytes: &'a [u8], name: &str) -> Result<C
              with torch.save rather than re-zipping it"
         ))
     };
-    let mut file = archive.by_index(index).map_err(|e| refused(&e))?;
-    let mut out = Vec::with_capacity(file.size().min(1 << 30) as usize);
-    file.read_to_end(&mut out).map_err(|e| refused(&e))?;
+    let file = archive.by_index(index).map_err(|e| refused(&e))?;
+    // Deflate cannot expand more than 1032:1, so a larger declared size is a lie; reading stops
+    // at the declared size, so a stream that inflates further cannot allocate more either.
+    let declared = file.size();
+    if declared > file.compressed_size().saturating_mul(MAX_DEFLATE_RATIO) || declared > MAX_ENTRY_BYTES {
+        return Err(Error::weights(format!(
+            "{name}: claims {declared} bytes from {} compressed (a zip bomb, or a damaged zip)",
+            file.compressed_size()
+        )));
+    }
+    let mut out = Vec::new();
+    file.take(declared).read_to_end(&mut out).map_err(|e| refused(&e))?;
+    if (out.len() as u64) < declared {
+        return Err(Error::weights(format!("{name}: the zip entry is truncated")));
+    }
     Ok(Cow::Owned(out))
 }
+
+/// Deflate's largest possible expansion ratio.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+/// Largest entry inflated in memory (2 GiB): bigger than any image-classifier backbone.
+const MAX_ENTRY_BYTES: u64 = 2 << 30;
