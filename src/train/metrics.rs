@@ -75,11 +75,15 @@ pub fn wilson_interval(correct: usize, n: usize) -> (f64, f64) {
         return (0.0, 1.0);
     }
     const Z: f64 = 1.959_963_984_540_054;
+    let all = correct >= n;
     let (n, p) = (n as f64, correct.min(n) as f64 / n as f64);
     let z2 = Z * Z;
     let center = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
     let half = Z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    ((center - half).max(0.0), (center + half).min(1.0))
+    // Exact ends at 0 % and 100 % (rounding would otherwise show 0.9999999999999999).
+    let lo = if correct == 0 { 0.0 } else { (center - half).max(0.0) };
+    let hi = if all { 1.0 } else { (center + half).min(1.0) };
+    (lo, hi)
 }
 
 /// [`wilson_interval`] of an accuracy measured on `n` images, as the `[lo, hi]` the reports carry.
@@ -144,6 +148,7 @@ mod tests {
             assert!((l - lo).abs() < 1e-7 && (h - hi).abs() < 1e-7, "{correct}/{n}: ({l}, {h}) vs ({lo}, {hi})");
         }
         assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+        assert_eq!((wilson_interval(30, 30).1, wilson_interval(0, 30).0), (1.0, 0.0));
         assert_eq!(accuracy_interval(1.0, 4), [wilson_interval(4, 4).0, 1.0]);
     }
 
