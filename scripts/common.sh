@@ -60,11 +60,12 @@ ensure_node_modules() {
 }
 
 # numpy for the reference implementation the tests compare against, onnxruntime to run the ONNX
-# export independently of webtune.
+# export independently of webtune, scikit-learn for the logistic regression the head is held to
+# (tests/head_quality.rs).
 ensure_numpy() {
-    python3 -c 'import numpy, onnxruntime' 2>/dev/null && return
-    step "installing numpy and onnxruntime (independent references the tests compare against)"
-    python3 -m pip install -q numpy onnxruntime
+    python3 -c 'import numpy, onnxruntime, sklearn' 2>/dev/null && return
+    step "installing numpy, onnxruntime and scikit-learn (independent references the tests compare against)"
+    python3 -m pip install -q numpy onnxruntime scikit-learn
 }
 
 # The default backbone and two test photos come from PyPI wheels (zip files): no model hub.

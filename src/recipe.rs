@@ -125,6 +125,16 @@ pub const SETTINGS: &[Setting] = &[
         )
     },
     setting("head.seed", "Seed", "Same seed, same pictures and settings: the same model.", Integer, incl(0.0), incl(4_294_967_295.0)),
+    setting(
+        "head.patience",
+        "Head patience",
+        "Head epochs without a better validation loss before phase 1 stops (the best epoch is kept); 0 runs every epoch.",
+        Integer,
+        incl(0.0),
+        incl(10_000.0),
+    ),
+    setting("head.weightDecay", "Weight decay", "L2 penalty on the head's weights; keeps it from over-fitting small sets.", Number, incl(0.0), incl(1.0)),
+    setting("head.standardize", "Standardise features", "Scale each feature by its training-split statistics, so one learning rate fits every dataset.", Boolean, None, None),
     setting("fineTune.epochs", "Fine-tune epochs", "Most epochs of phase 2; early stopping usually ends sooner.", Integer, incl(1.0), incl(1000.0)),
     setting("fineTune.learningRate", "Fine-tune learning rate", "The head's peak rate in phase 2.", Number, excl(0.0), incl(1.0)),
     setting(

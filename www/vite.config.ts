@@ -39,7 +39,7 @@ export default defineConfig(({ mode }) => ({
       // The page; the phase-2 step benchmark that bench/browser-*.mjs open only in a bench build
       // (`npm run build -- --mode bench`, what scripts/test.sh makes), so that a deployed page
       // carries no benchmark entry point (paths from the project root, www/).
-      input: mode === 'bench' ? { main: 'index.html', bench: 'bench.html' } : { main: 'index.html' },
+      input: (mode === 'bench' ? { main: 'index.html', bench: 'bench.html' } : { main: 'index.html' }) as Record<string, string>,
     },
   },
 }));

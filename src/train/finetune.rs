@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{EpochReport, EpochSums, diverged, loss_and_accuracy};
+use super::metrics::{EpochReport, EpochSums, accuracy_interval, diverged, loss_and_accuracy};
 use super::prefix_cache::PrefixCache;
 use crate::error::{Error, Result};
 use crate::model::{BackboneKind, Classifier};
@@ -135,7 +135,8 @@ pub struct FineTuner {
     plan: UnfreezePlan,
     classes: usize,
     model: Classifier,
-    best: Option<(f64, Classifier, usize)>,
+    /// `(validation loss, epoch, validation accuracy, model)` of the best epoch so far.
+    best: Option<(f64, usize, f64, Classifier)>,
     since_best: usize,
     head_optimizer: ModuleOptimizer,
     backbone_optimizer: ModuleOptimizer,
@@ -205,14 +206,14 @@ impl FineTuner {
     /// The epoch (1-based) whose weights [`model`](Self::model) returns, when there was a
     /// validation split.
     pub fn best_epoch(&self) -> Option<usize> {
-        self.best.as_ref().map(|b| b.2)
+        self.best.as_ref().map(|b| b.1)
     }
 
     /// The model to keep: the epoch with the best validation loss (or the last one without a
     /// validation split), in inference mode.
     pub fn model(&self) -> Classifier {
         match &self.best {
-            Some((_, best, _)) => best.valid(),
+            Some((.., best)) => best.valid(),
             None => self.model.valid(),
         }
     }
@@ -279,8 +280,8 @@ impl FineTuner {
         } else {
             let logits = self.val_logits(&self.model.valid()).await?;
             let (loss, accuracy) = loss_and_accuracy(&logits, self.classes, self.val.targets());
-            if self.best.as_ref().is_none_or(|(best, _, _)| loss < *best) {
-                self.best = Some((loss, self.model.clone(), self.epoch));
+            if self.best.as_ref().is_none_or(|(best, ..)| loss < *best) {
+                self.best = Some((loss, self.epoch, accuracy, self.model.clone()));
                 self.since_best = 0;
             } else {
                 self.since_best += 1;
@@ -295,6 +296,9 @@ impl FineTuner {
             train_accuracy: totals.1 / n,
             val_loss,
             val_accuracy,
+            val_accuracy_interval: val_accuracy.map(|a| accuracy_interval(a, self.val.len())),
+            best_epoch: self.best.as_ref().map(|b| b.1),
+            best_val_accuracy: self.best.as_ref().map(|b| b.2),
             done: self.is_done(),
         })
     }

@@ -42,21 +42,55 @@ pub(crate) fn diverged(phase: &str, loss: f64, epoch: usize, learning_rate: f64)
     ))
 }
 
-/// One epoch of head training, as the page and the CLI report it.
+/// One epoch of training, as the page and the CLI report it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct EpochReport {
     /// 1-based.
     pub epoch: usize,
+    /// Most epochs; early stopping may end the run before.
     pub epochs: usize,
     pub train_loss: f64,
     pub train_accuracy: f64,
     /// `None` when the validation split is empty.
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
-    /// True after the last epoch.
+    /// Wilson 95 % interval of `val_accuracy` (`valAccuracyInterval: [lo, hi]`): on 4 pictures a
+    /// measured 100 % only says "somewhere above 51 %".
+    pub val_accuracy_interval: Option<[f64; 2]>,
+    /// The epoch whose weights are kept (lowest validation loss so far), with its validation
+    /// accuracy: after early stopping this, not the last epoch, is the model. `None` without a
+    /// validation split (the last epoch is kept).
+    pub best_epoch: Option<usize>,
+    pub best_val_accuracy: Option<f64>,
+    /// True after the last epoch, or when early stopping ended the run.
     pub done: bool,
+}
+
+/// Wilson score interval (95 %, z = 1.96) of a proportion `correct / n`: unlike the plain
+/// `p ± z·√(p(1−p)/n)`, it stays inside [0, 1] and does not collapse to a point at 0 % or 100 %,
+/// which is what small validation splits show. `(0, 1)` when `n` is 0.
+pub fn wilson_interval(correct: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let all = correct >= n;
+    let (n, p) = (n as f64, correct.min(n) as f64 / n as f64);
+    let z2 = Z * Z;
+    let center = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    // Exact ends at 0 % and 100 % (rounding would otherwise show 0.9999999999999999).
+    let lo = if correct == 0 { 0.0 } else { (center - half).max(0.0) };
+    let hi = if all { 1.0 } else { (center + half).min(1.0) };
+    (lo, hi)
+}
+
+/// [`wilson_interval`] of an accuracy measured on `n` images, as the `[lo, hi]` the reports carry.
+pub fn accuracy_interval(accuracy: f64, n: usize) -> [f64; 2] {
+    let (lo, hi) = wilson_interval((accuracy * n as f64).round() as usize, n);
+    [lo, hi]
 }
 
 /// Mean softmax cross-entropy and accuracy of row-major `[n, classes]` logits.
@@ -101,6 +135,24 @@ mod tests {
         assert_eq!(acc, 0.5);
     }
 
+    /// Values from statsmodels' `proportion_confint(count, nobs, alpha=0.05, method="wilson")`.
+    #[test]
+    fn wilson_interval_matches_statsmodels() {
+        for (correct, n, lo, hi) in [
+            (4, 4, 0.510_109_2, 1.0),
+            (0, 4, 0.0, 0.489_890_8),
+            (43, 50, 0.738_138_1, 0.930_491_7),
+            (1, 2, 0.094_531_2, 0.905_468_8),
+            (870, 1000, 0.847_732_0, 0.889_436_2),
+        ] {
+            let (l, h) = wilson_interval(correct, n);
+            assert!((l - lo).abs() < 1e-7 && (h - hi).abs() < 1e-7, "{correct}/{n}: ({l}, {h}) vs ({lo}, {hi})");
+        }
+        assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+        assert_eq!((wilson_interval(30, 30).1, wilson_interval(0, 30).0), (1.0, 0.0));
+        assert_eq!(accuracy_interval(1.0, 4), [wilson_interval(4, 4).0, 1.0]);
+    }
+
     #[test]
     fn softmax_sums_to_one_and_keeps_order() {
         let p = softmax(&[1.0, 3.0, -2.0]);
@@ -140,6 +192,9 @@ pub struct Evaluation {
     pub images: usize,
     pub loss: f64,
     pub accuracy: f64,
+    /// Wilson 95 % interval of `accuracy` over `images` (see [`wilson_interval`]).
+    #[serde(rename = "accuracyInterval")]
+    pub accuracy_interval: [f64; 2],
     pub classes: Vec<ClassMetrics>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<usize>>,
@@ -178,7 +233,8 @@ pub fn evaluate(logits: &[f32], labels: &[String], targets: &[usize], images: &[
             }
         })
         .collect();
-    Evaluation { images: targets.len(), loss, accuracy, classes, confusion, misclassified }
+    let accuracy_interval = accuracy_interval(accuracy, targets.len());
+    Evaluation { images: targets.len(), loss, accuracy, accuracy_interval, classes, confusion, misclassified }
 }
 
 #[cfg(test)]
@@ -198,6 +254,7 @@ mod evaluation_tests {
         assert_eq!(e.classes[1].precision, Some(1.0));
         assert!((e.classes[1].recall.unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(e.accuracy, 0.75);
+        assert_eq!(e.accuracy_interval, accuracy_interval(0.75, 4));
         assert_eq!(e.misclassified.len(), 1);
         assert_eq!((e.misclassified[0].file_name.as_str(), e.misclassified[0].predicted_label.as_str()), ("1.png", "a"));
     }

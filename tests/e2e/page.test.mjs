@@ -542,7 +542,7 @@ function checkModelFile(bytes, recipe = null) {
   assert.ok(training?.head, `metadata "training" must describe the head: ${metadata.training}`);
   if (recipe) {
     assert.ok(training.fine_tune, `metadata "training" must have "fine_tune" after phase 2: ${metadata.training}`);
-    assert.equal(training.fine_tune.options.unfreeze, recipe.unfreeze);
+    assert.equal(training.fine_tune.unfreeze, recipe.unfreeze);
     assert.equal(training.fine_tune.views_per_image, recipe.views);
   } else {
     assert.equal(training.fine_tune, undefined, 'no "fine_tune" for a head-only model');

@@ -54,7 +54,7 @@ async function download(url: string): Promise<Uint8Array> {
 
 async function timeSteps(config: Extract<BenchConfig, { mode: 'steps' }>): Promise<void> {
   const trainer = await Trainer.create('efficientnet_lite0', await download(config.weightsUrl), config.backend);
-  const backend = trainer.backend();
+  const backend = (trainer.info() as { backend: string }).backend;
   post({ kind: 'ready', backend });
   for (const unfreeze of config.unfreeze) {
     for (const cached of [true, false]) {
@@ -75,7 +75,7 @@ async function timeBackbones(config: Extract<BenchConfig, { mode: 'backbones' }>
       post({
         kind: 'backbone',
         result: {
-          backend: trainer.backend(),
+          backend: (trainer.info() as { backend: string }).backend,
           backbone,
           fileBytes: bytes.byteLength,
           parameters: trainer.backboneParameters(),

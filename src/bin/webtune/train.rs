@@ -165,7 +165,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 bar.inc(1);
                 if phase == Phase::Head {
                     times.head = elapsed;
-                    head_val_accuracy = report.val_accuracy;
+                    // Early stopping keeps the best epoch's head, not the last one's.
+                    head_val_accuracy = report.best_val_accuracy.or(report.val_accuracy);
                 } else {
                     times.fine = elapsed;
                 }

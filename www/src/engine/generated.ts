@@ -74,13 +74,28 @@ export type EpochReport = {
 /**
  * 1-based.
  */
-epoch: number, epochs: number, trainLoss: number, trainAccuracy: number, 
+epoch: number, 
+/**
+ * Most epochs; early stopping may end the run before.
+ */
+epochs: number, trainLoss: number, trainAccuracy: number, 
 /**
  * `None` when the validation split is empty.
  */
 valLoss: number | null, valAccuracy: number | null, 
 /**
- * True after the last epoch.
+ * Wilson 95 % interval of `val_accuracy` (`valAccuracyInterval: [lo, hi]`): on 4 pictures a
+ * measured 100 % only says "somewhere above 51 %".
+ */
+valAccuracyInterval: [number, number] | null, 
+/**
+ * The epoch whose weights are kept (lowest validation loss so far), with its validation
+ * accuracy: after early stopping this, not the last epoch, is the model. `None` without a
+ * validation split (the last epoch is kept).
+ */
+bestEpoch: number | null, bestValAccuracy: number | null, 
+/**
+ * True after the last epoch, or when early stopping ended the run.
  */
 done: boolean, };
 
@@ -96,7 +111,11 @@ reason: string, file: string | null, setting: string | null, };
 
 export type ErrorKind = "badFile" | "weights" | "dataset" | "badSettings" | "training" | "deviceLost" | "outOfMemory" | "internal";
 
-export type Evaluation = { images: number, loss: number, accuracy: number, classes: Array<ClassMetrics>, 
+export type Evaluation = { images: number, loss: number, accuracy: number, 
+/**
+ * Wilson 95 % interval of `accuracy` over `images` (see [`wilson_interval`]).
+ */
+accuracyInterval: [number, number], classes: Array<ClassMetrics>, 
 /**
  * `confusion[true][predicted]` counts.
  */
@@ -137,11 +156,13 @@ batchSize: number, };
 
 export type HeadOptions = { 
 /**
- * Passes over the training split. Default 20: a linear head on good features converges fast.
+ * Most passes over the training split. Default 300: on cached features an epoch costs
+ * milliseconds, and early stopping usually ends the run well before (digits, 300 pictures:
+ * 20 epochs reached 0.66 validation accuracy, training to convergence 0.86).
  */
 epochs: number, 
 /**
- * Adam learning rate. Default 1e-3.
+ * Adam learning rate on standardised features. Default 1e-3.
  */
 learningRate: number, 
 /**
@@ -164,7 +185,28 @@ valFraction: number,
  * Seed for the split, the head's initial weights, augmentation and the batch order of
  * both phases. Default 42.
  */
-seed: number, };
+seed: number, 
+/**
+ * Epochs without a lower validation loss before training stops and the best epoch's head is
+ * restored; 0 runs every epoch. Default 20: epochs are cheap, and the validation loss of a
+ * small split is noisy, so a short patience would stop on a bump. Without a validation split
+ * every epoch runs.
+ */
+patience: number, 
+/**
+ * L2 penalty `weight_decay / 2 · ‖W‖²` on the linear weights (not biases), in standardised
+ * feature units, added to the mean cross-entropy (scikit-learn's `C` is `1 / (weight_decay · n)`).
+ * Default 1e-2: on digits (300 pictures) it gave the lowest validation loss of 0, 1e-3,
+ * 3e-3, 1e-2, 3e-2 and 1e-1, and it keeps the weights bounded when training runs long
+ * without a validation split to stop it.
+ */
+weightDecay: number, 
+/**
+ * Standardise each feature dimension with the training split's mean and standard deviation.
+ * Default true: pooled backbone features differ in scale by orders of magnitude between
+ * dimensions, which makes a single learning rate too slow for some and too fast for others.
+ */
+standardize: boolean, };
 
 export type Misclassified = { imageId: number, fileName: string, trueLabel: string, predictedLabel: string, 
 /**
@@ -396,6 +438,51 @@ export const SETTINGS: Setting[] = [
   {
     "advanced": true,
     "displayScale": 1.0,
+    "help": "Head epochs without a better validation loss before phase 1 stops (the best epoch is kept); 0 runs every epoch.",
+    "key": "head.patience",
+    "kind": "integer",
+    "label": "Head patience",
+    "max": {
+      "inclusive": true,
+      "value": 10000.0
+    },
+    "maxIsUnits": false,
+    "min": {
+      "inclusive": true,
+      "value": 0.0
+    }
+  },
+  {
+    "advanced": true,
+    "displayScale": 1.0,
+    "help": "L2 penalty on the head's weights; keeps it from over-fitting small sets.",
+    "key": "head.weightDecay",
+    "kind": "number",
+    "label": "Weight decay",
+    "max": {
+      "inclusive": true,
+      "value": 1.0
+    },
+    "maxIsUnits": false,
+    "min": {
+      "inclusive": true,
+      "value": 0.0
+    }
+  },
+  {
+    "advanced": true,
+    "displayScale": 1.0,
+    "help": "Scale each feature by its training-split statistics, so one learning rate fits every dataset.",
+    "key": "head.standardize",
+    "kind": "boolean",
+    "label": "Standardise features",
+    "max": null,
+    "maxIsUnits": false,
+    "min": null
+  },
+  {
+    "advanced": true,
+    "displayScale": 1.0,
     "help": "Most epochs of phase 2; early stopping usually ends sooner.",
     "key": "fineTune.epochs",
     "kind": "integer",
@@ -607,11 +694,14 @@ export const DEFAULT_RECIPE: Recipe = {
   "head": {
     "batchSize": 32,
     "dropout": 0.2,
-    "epochs": 20,
+    "epochs": 300,
     "hiddenUnits": 0,
     "learningRate": 0.001,
+    "patience": 20,
     "seed": 42,
-    "valFraction": 0.15
+    "standardize": true,
+    "valFraction": 0.15,
+    "weightDecay": 0.01
   },
   "unfreeze": null,
   "viewsPerImage": 2

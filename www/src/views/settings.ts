@@ -18,6 +18,9 @@ export interface SettingsElements {
   dropout: HTMLInputElement;
   validationPercent: HTMLInputElement;
   seed: HTMLInputElement;
+  headPatience: HTMLInputElement;
+  weightDecay: HTMLInputElement;
+  standardize: HTMLInputElement;
   backend: HTMLSelectElement;
   backendLabel: HTMLElement;
   backendNote: HTMLElement;
@@ -104,6 +107,9 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     'head.dropout': elements.dropout,
     'head.valFraction': elements.validationPercent,
     'head.seed': elements.seed,
+    'head.patience': elements.headPatience,
+    'head.weightDecay': elements.weightDecay,
+    'head.standardize': elements.standardize,
     'fineTune.epochs': elements.fineEpochs,
     'fineTune.learningRate': elements.fineLearningRate,
     'fineTune.backboneLrFactor': elements.backboneLrFactor,
