@@ -18,6 +18,9 @@ pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 mod web;
+// The bench page's side-by-side exports (BatchNorm folding, against TF.js); not the page's API.
+#[cfg(target_arch = "wasm32")]
+mod bench_web;
 
 pub use error::{Error, Result};
 pub use inference::{Prediction, TrainedModel};
