@@ -4,7 +4,7 @@
 //
 //   webtune init-weights --backbone mobilenet_v2 DIR/mobilenet_v2.safetensors
 //   webtune init-weights --backbone efficientnet_lite0 DIR/efficientnet_lite0.safetensors
-//   node bench/side-by-side.mjs DIR [--rounds 5] [--steps 3] [--threads 2] [--train-rounds 3]
+//   node bench/side-by-side.mjs DIR [--rounds 5] [--steps 3] [--threads 2] [--train-rounds 2]
 //        [--train-backends webgl,webgpu,wasm] [--skip-train]
 //
 // Workloads: the MobileNetV2 (α = 1.0) backbone forward at 224 px, batch 1 and 8 (TF.js: built
@@ -30,13 +30,13 @@ const { values: opts, positionals } = parseArgs({
     rounds: { type: 'string', default: '5' },
     steps: { type: 'string', default: '3' },
     threads: { type: 'string', default: String(availableParallelism()) },
-    'train-rounds': { type: 'string', default: '3' },
+    'train-rounds': { type: 'string', default: '2' },
     'train-backends': { type: 'string', default: 'webgl,webgpu,wasm' },
     'skip-train': { type: 'boolean', default: false },
   },
 });
 if (positionals.length !== 1) {
-  console.error('usage: node bench/side-by-side.mjs WEIGHTS_DIR [--rounds 5] [--steps 3] [--threads N] [--train-rounds 3] [--skip-train]');
+  console.error('usage: node bench/side-by-side.mjs WEIGHTS_DIR [--rounds 5] [--steps 3] [--threads N] [--train-rounds 2] [--skip-train]');
   process.exit(2);
 }
 const weightsDir = resolve(positionals[0]);

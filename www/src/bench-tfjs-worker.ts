@@ -156,6 +156,10 @@ async function init(request: Extract<TfjsRequest, { op: 'init' }>): Promise<Tfjs
   await tf.ready();
   const threads = request.backend === 'wasm' ? getThreadsCount() : null;
   let info = `tfjs ${tf.version.tfjs}`;
+  if (request.backend === 'wasm') {
+    // The threaded build needs SharedArrayBuffer, i.e. a cross-origin isolated worker.
+    info += `, crossOriginIsolated ${self.crossOriginIsolated}, multithread ${await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT')}, simd ${await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')}`;
+  }
   if (request.backend === 'webgl') info += `, WEBGL_VERSION ${tf.env().getNumber('WEBGL_VERSION')}`;
   if (request.backend === 'webgpu') {
     const adapter = await (navigator as Navigator & { gpu?: { requestAdapter(): Promise<{ info?: { vendor: string; architecture: string } } | null> } }).gpu?.requestAdapter();
