@@ -9,8 +9,10 @@
 //!   (forward of the unfrozen tail and the head, backward, two Adam updates, loss read-back),
 //!   unfreezing the backbone's recommended smallest number of units.
 //!
-//! `cargo bench --bench cpu_speed` (a few minutes on 2 cores); filter as criterion does, e.g.
-//! `cargo bench --bench cpu_speed -- forward/mobilenet_v2`. Threads: `RAYON_NUM_THREADS=1`.
+//! `cargo bench --profile dev --bench cpu_speed` (a few minutes on 2 cores; the dev profile
+//! builds dependencies at opt-level 3 and reuses the test build, where plain `cargo bench`
+//! would build burn again in release); filter as criterion does, e.g.
+//! `cargo bench --profile dev --bench cpu_speed -- forward/mobilenet_v2`. Threads: `RAYON_NUM_THREADS=1`.
 //! Samples are few (10, one iteration each) because a ResNet-50 forward takes a second here:
 //! read the medians, not criterion's change detection.
 
