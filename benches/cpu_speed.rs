@@ -60,7 +60,7 @@ fn head_epoch(c: &mut Criterion) {
     for kind in BackboneKind::ALL {
         let features = |rows: usize| {
             let values = Tensor::<2>::random([rows, kind.features()], Distribution::Uniform(0.0, 6.0), &device);
-            LabelledFeatures { rows: values.into_data().to_vec().unwrap(), targets: (0..rows).map(|i| i % classes).collect() }
+            LabelledFeatures { rows: values.into_data().try_to_vec().unwrap(), targets: (0..rows).map(|i| i % classes).collect() }
         };
         // Enough epochs that the trainer never finishes while criterion samples it.
         let options = HeadOptions { epochs: 10_000, ..HeadOptions::default() };

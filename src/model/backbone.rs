@@ -223,16 +223,16 @@ mod tests {
             let mut backbone = Backbone::init(kind, &device);
             randomise_batch_norms(&mut backbone);
             let folded = backbone.fold_batch_norm();
-            let expected = backbone.forward(input.clone()).into_data().to_vec::<f32>().unwrap();
-            let actual = folded.forward(input.clone()).into_data().to_vec::<f32>().unwrap();
+            let expected = backbone.forward(input.clone()).into_data().try_to_vec::<f32>().unwrap();
+            let actual = folded.forward(input.clone()).into_data().try_to_vec::<f32>().unwrap();
             let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
             let worst = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs()).fold(0f32, f32::max);
             eprintln!("{kind}: max |folded - unfolded| = {worst:e}, features up to {scale}");
             assert!(worst <= 1e-4 * scale, "{kind}: max |folded - unfolded| = {worst} (features up to {scale})");
             // And the prefix the phase-2 cache stores, at a split inside the network.
             let split = kind.units() - 2;
-            let expected = backbone.forward_prefix(input.clone(), split).into_data().to_vec::<f32>().unwrap();
-            let actual = folded.forward_prefix(input.clone(), split).into_data().to_vec::<f32>().unwrap();
+            let expected = backbone.forward_prefix(input.clone(), split).into_data().try_to_vec::<f32>().unwrap();
+            let actual = folded.forward_prefix(input.clone(), split).into_data().try_to_vec::<f32>().unwrap();
             let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
             let worst = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs()).fold(0f32, f32::max);
             assert!(worst <= 1e-4 * scale, "{kind}: prefix before unit {split}: max difference {worst} (values up to {scale})");
