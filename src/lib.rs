@@ -23,6 +23,10 @@ pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 mod web;
+// The bench page's side-by-side exports (BatchNorm folding, against TF.js); not the page's API,
+// so only in builds with the `bench` feature.
+#[cfg(all(target_arch = "wasm32", feature = "bench"))]
+mod bench_web;
 
 pub use error::{Error, ErrorKind, Result};
 pub use inference::{Prediction, TrainedModel};

@@ -1,6 +1,6 @@
 //! Building blocks shared by the convolutional backbones.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
@@ -10,6 +10,9 @@ use burn::tensor::{Device, Tensor};
 pub struct ConvBn {
     pub conv: Conv2d,
     pub bn: BatchNorm,
+    /// BatchNorm is already folded into `conv` (which then has a bias) and is skipped; see
+    /// [`fold_batch_norm`](Self::fold_batch_norm). False for every unit a spec builds.
+    pub folded: bool,
 }
 
 impl ConvBn {
@@ -64,7 +67,7 @@ impl ConvBnSpec {
             .with_bias(false)
             .init(device);
         let bn = BatchNormConfig::new(self.channels[1]).with_epsilon(self.bn_epsilon).init(device);
-        ConvBn { conv, bn }
+        ConvBn { conv, bn, folded: false }
     }
 }
 
@@ -73,7 +76,33 @@ impl ConvBn {
     /// - input: `[batch, in_channels, height, width]`
     /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(input))
+        let x = self.conv.forward(input);
+        if self.folded { x } else { self.bn.forward(x) }
+    }
+
+    /// The same unit with BatchNorm in inference mode folded into the convolution:
+    /// `w' = w · γ/√(σ² + ε)` per output channel and `b' = β − μ · γ/√(σ² + ε)` (plus the scaled
+    /// conv bias, if any). Exact for BatchNorm on running statistics, which is how a frozen
+    /// backbone runs; it saves BN's four elementwise passes over every activation (burn-flex has
+    /// no fused batch norm). For inference only: the folded conv's bias has no name in the weight
+    /// files, and training it would not be training BatchNorm.
+    pub fn fold_batch_norm(&self) -> ConvBn {
+        if self.folded {
+            return self.clone();
+        }
+        let bn = &self.bn;
+        let device = self.conv.weight.val().device();
+        let scale = bn.gamma.val().to_device(&device) / (bn.running_var.value().to_device(&device) + bn.epsilon).sqrt(); // [out]
+        let shift = bn.beta.val().to_device(&device) - bn.running_mean.value().to_device(&device) * scale.clone();
+        let bias = match &self.conv.bias {
+            Some(bias) => bias.val() * scale.clone() + shift,
+            None => shift,
+        };
+        let [out] = scale.dims();
+        let mut conv = self.conv.clone();
+        conv.weight = Param::from_tensor(self.conv.weight.val() * scale.reshape([out, 1, 1, 1]));
+        conv.bias = Some(Param::from_tensor(bias));
+        ConvBn { conv, bn: self.bn.clone(), folded: true }
     }
 
     /// [`forward`](Self::forward) followed by ReLU6, the activation of the Lite and MobileNet families.
@@ -134,6 +163,11 @@ impl MbConvSpec {
 }
 
 impl MbConv {
+    /// Every [`ConvBn`] of the block, in forward order.
+    pub(crate) fn conv_bns_mut(&mut self) -> impl Iterator<Item = &mut ConvBn> {
+        self.expand.iter_mut().chain([&mut self.depthwise, &mut self.project])
+    }
+
     /// # Shapes
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, out_channels, h / stride, w / stride]`

@@ -82,6 +82,14 @@ impl MbConvNet {
         self.top.conv.weight.dims()[0]
     }
 
+    /// Every [`ConvBn`] of the network, in forward order.
+    pub(crate) fn conv_bns_mut(&mut self) -> Vec<&mut ConvBn> {
+        let mut units = vec![&mut self.stem];
+        units.extend(self.blocks.iter_mut().flat_map(MbConv::conv_bns_mut));
+        units.push(&mut self.top);
+        units
+    }
+
     /// Pooled features.
     ///
     /// # Shapes

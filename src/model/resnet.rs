@@ -40,6 +40,11 @@ pub struct ResidualBlock {
 }
 
 impl ResidualBlock {
+    /// Every [`ConvBn`] of the block, the shortcut's last.
+    pub(crate) fn conv_bns_mut(&mut self) -> impl Iterator<Item = &mut ConvBn> {
+        [&mut self.conv1, &mut self.conv2].into_iter().chain(self.conv3.iter_mut()).chain(self.downsample.iter_mut())
+    }
+
     /// # Shapes
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, out_channels, h / stride, w / stride]`
@@ -145,6 +150,15 @@ impl ResNet {
     /// The four stages, in order.
     pub fn stages(&self) -> [&[ResidualBlock]; 4] {
         [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+    }
+
+    /// Every [`ConvBn`] of the network, the stem's first.
+    pub(crate) fn conv_bns_mut(&mut self) -> Vec<&mut ConvBn> {
+        let mut units = vec![&mut self.stem];
+        for stage in [&mut self.layer1, &mut self.layer2, &mut self.layer3, &mut self.layer4] {
+            units.extend(stage.iter_mut().flat_map(ResidualBlock::conv_bns_mut));
+        }
+        units
     }
 
     /// Pooled features.

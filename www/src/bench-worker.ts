@@ -1,9 +1,11 @@
 // The benchmark's worker, so the bench page stays responsive. Two modes: `steps` loads the
 // engine on the asked backend and times phase-2 steps with `timeFineTuneSteps`, one
 // configuration at a time; `backbones` builds each backbone from its weights file in turn and
-// times the import (`Trainer.create`) and a forward pass (`timeForward`).
+// times the import (`Trainer.create`) and a forward pass (`timeForward`). The side-by-side mode
+// sends `SideBySideRequest`s instead, one at a time, each answered by one `SideBySideReply`:
+// webtune's CPU path through the bench-only `BenchBackbone` (src/bench_web.rs).
 
-import init, { Trainer, initPanicHook } from '../pkg/webtune.js';
+import init, { BenchBackbone, Trainer, initPanicHook } from '../pkg/webtune.js';
 import wasmUrl from '../pkg/webtune_bg.wasm?url';
 import type { BackboneName } from './engine/protocol';
 
@@ -36,6 +38,18 @@ export interface BackboneTiming {
   /** Median of `steps` forwards after a warm-up, features read back. */
   forwardMs: number;
 }
+
+export type SideBySideRequest =
+  | { op: 'load'; backbone: BackboneName; weightsUrl: string }
+  /** Median ms of `steps` forwards at 224 px (after a warm-up), BatchNorm folded or not. */
+  | { op: 'forward'; backbone: BackboneName; batch: number; steps: number; folded: boolean }
+  /** Median ms of `steps` phase-2 steps from the cached prefix (after a warm-up step). */
+  | { op: 'phase2'; backbone: BackboneName; unfreeze: number; batch: number; steps: number };
+
+export type SideBySideReply =
+  | { ok: true; loadMs: number; foldMs: number }
+  | { ok: true; medianMs: number }
+  | { ok: false; error: string };
 
 export type BenchMessage =
   | { kind: 'ready'; backend: string }
@@ -92,7 +106,40 @@ async function timeBackbones(config: Extract<BenchConfig, { mode: 'backbones' }>
   }
 }
 
-self.addEventListener('message', (event: MessageEvent<BenchConfig>) => {
+const sideBySide = new Map<BackboneName, BenchBackbone>();
+let engine: Promise<void> | undefined;
+
+async function answer(request: SideBySideRequest): Promise<SideBySideReply> {
+  await (engine ??= init({ module_or_path: wasmUrl }).then(() => initPanicHook()));
+  const loaded = (name: BackboneName) => {
+    const backbone = sideBySide.get(name);
+    if (!backbone) throw new Error(`${name} is not loaded`);
+    return backbone;
+  };
+  switch (request.op) {
+    case 'load': {
+      const bytes = await download(request.weightsUrl);
+      const start = performance.now();
+      const backbone = BenchBackbone.create(request.backbone, bytes);
+      sideBySide.get(request.backbone)?.free();
+      sideBySide.set(request.backbone, backbone);
+      return { ok: true, loadMs: performance.now() - start, foldMs: backbone.foldMs() };
+    }
+    case 'forward':
+      return { ok: true, medianMs: await loaded(request.backbone).timeForward(request.batch, request.steps, request.folded) };
+    case 'phase2':
+      return { ok: true, medianMs: await loaded(request.backbone).timeFineTuneSteps(request.unfreeze, request.batch, request.steps) };
+  }
+}
+
+self.addEventListener('message', (event: MessageEvent<BenchConfig | SideBySideRequest>) => {
+  if ('op' in event.data) {
+    answer(event.data).then(
+      (reply) => self.postMessage(reply),
+      (error: unknown) => self.postMessage({ ok: false, error: error instanceof Error ? error.message : String(error) } satisfies SideBySideReply),
+    );
+    return;
+  }
   const config = event.data;
   const run = async () => {
     await init({ module_or_path: wasmUrl });
