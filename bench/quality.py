@@ -29,31 +29,18 @@ import io
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-import zlib
 
 import numpy as np
 
+from digits import png  # bench/digits.py: the same 8-bit PNG writer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIMAGE = "scikit-image==0.26.0"
-
-
-def png(gray):
-    """An 8-bit RGB PNG of a 2-D uint8 array."""
-    h, w = gray.shape
-    rgb = np.repeat(gray[:, :, None], 3, axis=2)
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
 def write(folder, name, gray):
