@@ -490,6 +490,10 @@ async function refusedPhaseTwo(page, byTestId, settings, recipe) {
 /** The final metrics tables agree with each other and with the validation split. */
 async function checkEvaluation(page, byTestId, val) {
   const overall = await byTestId('eval-overall').evaluate((el) => ({ ...el.dataset }));
+  // Never a bare accuracy on a handful of pictures: the Wilson interval is shown beside it.
+  assert.ok(Number(overall.accuracyLow) <= Number(overall.accuracy) && Number(overall.accuracy) <= Number(overall.accuracyHigh), JSON.stringify(overall));
+  assert.ok(Number(overall.accuracyHigh) - Number(overall.accuracyLow) > 0.2, `a few pictures leave a wide interval: ${JSON.stringify(overall)}`);
+  assert.match(await byTestId('eval-overall').innerText(), /95 % interval/);
   assert.equal(Number(overall.images), val, 'evaluated on the validation pictures');
   const classes = await page.$$eval('[data-testid="eval-classes"] tbody tr', (rows) => rows.map((row) => ({ ...row.dataset })));
   assert.deepEqual(classes.map((c) => c.label), LABELS);

@@ -49,13 +49,21 @@ function overallTable(e: Evaluation): HTMLTableElement {
       'data-testid': 'eval-overall',
       'data-images': e.images,
       'data-accuracy': e.accuracy,
+      'data-accuracy-low': e.accuracyInterval[0],
+      'data-accuracy-high': e.accuracyInterval[1],
       'data-loss': e.loss,
     },
     h(
       'tbody',
       {},
       h('tr', {}, h('th', { scope: 'row' }, 'validation pictures'), h('td', {}, String(e.images))),
-      h('tr', {}, h('th', { scope: 'row' }, 'accuracy'), h('td', {}, formatPercent(e.accuracy))),
+      // With few validation pictures the accuracy says little: the 95 % (Wilson) interval says how little.
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row' }, 'accuracy'),
+        h('td', {}, `${formatPercent(e.accuracy)} (95 % interval ${formatPercent(e.accuracyInterval[0])}–${formatPercent(e.accuracyInterval[1])})`),
+      ),
       h('tr', {}, h('th', { scope: 'row' }, 'loss (cross-entropy)'), h('td', {}, e.loss.toFixed(4))),
     ),
   );

@@ -118,7 +118,10 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
         `train accuracy ${formatPercent(last.trainAccuracy)}` +
         (last.valAccuracy === null
           ? ' (no validation images)'
-          : `; validation loss ${last.valLoss?.toFixed(4)}, validation accuracy ${formatPercent(last.valAccuracy)}`)
+          : `; validation loss ${last.valLoss?.toFixed(4)}, validation accuracy ${formatPercent(last.valAccuracy)}` +
+            (last.valAccuracyInterval
+              ? ` (95 % interval ${formatPercent(last.valAccuracyInterval[0])}–${formatPercent(last.valAccuracyInterval[1])})`
+              : ''))
       : '';
   };
 }
