@@ -1,29 +1,13 @@
 import { defineConfig } from 'vite';
 
-// Cross-origin isolation (SharedArrayBuffer, precise timers) for the page and its worker.
-const isolation = {
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Embedder-Policy': 'require-corp',
-};
+// The headers the page is served with, in one file that vite (dev server and preview), the
+// browser tests' static server and the README's static-host section share: cross-origin
+// isolation (SharedArrayBuffer, precise timers), and a Content-Security-Policy under which the
+// page loads nothing from elsewhere and compiles only its own wasm ('wasm-unsafe-eval', never
+// 'unsafe-eval'); inline styles stay allowed for the chart library and Vite's dev-time CSS.
+import pageHeaders from './headers.json';
 
-// The page never sends a picture anywhere: everything it loads comes from its own origin, and
-// the only code it compiles is its own wasm ('wasm-unsafe-eval', never 'unsafe-eval'). Inline
-// styles stay allowed for the chart library and Vite's dev-time CSS injection; workers may be
-// blob: URLs. README.md ("Hostile input and privacy") lists the same header for static hosts.
-export const contentSecurityPolicy = [
-  "default-src 'self'",
-  "script-src 'self' 'wasm-unsafe-eval'",
-  "worker-src 'self' blob:",
-  "img-src 'self' blob: data:",
-  "connect-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "object-src 'none'",
-  "base-uri 'self'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
-
-const headers = { ...isolation, 'Content-Security-Policy': contentSecurityPolicy };
+const headers: Record<string, string> = pageHeaders;
 
 export default defineConfig(({ mode }) => ({
   // Relative asset URLs: the built page works from any sub-path (a static host, GitHub Pages).

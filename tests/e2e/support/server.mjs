@@ -1,9 +1,13 @@
-// A static file server for the built page, cross-origin isolated like `vite preview`.
+// A static file server for the built page, with the headers `vite preview` sends (www/headers.json:
+// cross-origin isolation and the Content-Security-Policy), so the browser tests run under them.
 
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
+
+const PAGE_HEADERS = JSON.parse(readFileSync(new URL('../../../www/headers.json', import.meta.url), 'utf8'));
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -25,8 +29,7 @@ const TYPES = {
 export async function serveStatic(root, mounts = {}) {
   const server = createServer(async (request, response) => {
     const headers = {
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Embedder-Policy': 'require-corp',
+      ...PAGE_HEADERS,
       'Cross-Origin-Resource-Policy': 'same-origin',
       'Cache-Control': 'no-store',
     };
