@@ -167,12 +167,17 @@ pub const SETTINGS: &[Setting] = &[
 ];
 
 impl Setting {
-    /// Whether `value` is allowed, `units` being the backbone's unit count.
-    pub fn accepts(&self, value: f64, units: Option<usize>) -> bool {
-        let max = match (self.max_is_units, units) {
+    /// The upper bound, `units` being the backbone's unit count (for `unfreeze`).
+    fn upper(&self, units: Option<usize>) -> Option<Bound> {
+        match (self.max_is_units, units) {
             (true, Some(units)) => incl(units as f64),
             _ => self.max,
-        };
+        }
+    }
+
+    /// Whether `value` is allowed, `units` being the backbone's unit count.
+    pub fn accepts(&self, value: f64, units: Option<usize>) -> bool {
+        let max = self.upper(units);
         let above = |b: Bound| if b.inclusive { value >= b.value } else { value > b.value };
         let below = |b: Bound| if b.inclusive { value <= b.value } else { value < b.value };
         value.is_finite()
@@ -183,10 +188,7 @@ impl Setting {
 
     /// "between 1 and 1000", "in (0, 1]": the allowed range in words.
     pub fn range_text(&self, units: Option<usize>) -> String {
-        let max = match (self.max_is_units, units) {
-            (true, Some(units)) => incl(units as f64),
-            _ => self.max,
-        };
+        let max = self.upper(units);
         match (self.min, max) {
             (Some(lo), Some(hi)) if lo.inclusive && hi.inclusive && self.kind == SettingKind::Integer => {
                 format!("a whole number between {} and {}", lo.value, hi.value)

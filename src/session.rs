@@ -93,6 +93,11 @@ pub enum Event {
     Finished { outcome: Outcome },
 }
 
+impl Outcome {
+    /// A run that ended before it had a model.
+    const NO_MODEL: Outcome = Outcome { stopped: true, has_model: false, fine_tuned: 0, stopped_early: false, best_epoch: None };
+}
+
 impl Event {
     pub fn is_finished(&self) -> bool {
         matches!(self, Event::Finished { .. })
@@ -540,14 +545,10 @@ fn settle(state: State) -> (State, Outcome) {
     let run = match state {
         State::Head(run) | State::Caching(run, _) | State::FineTuning(run) | State::Evaluating(run) => run,
         State::Done(run, outcome) => return (State::Done(run, outcome.clone()), outcome),
-        State::Idle | State::Features { .. } => {
-            let outcome = Outcome { stopped: true, has_model: false, fine_tuned: 0, stopped_early: false, best_epoch: None };
-            return (State::Idle, outcome);
-        }
+        State::Idle | State::Features { .. } => return (State::Idle, Outcome::NO_MODEL),
     };
     if !run.has_model() {
-        let outcome = Outcome { stopped: true, has_model: false, fine_tuned: 0, stopped_early: false, best_epoch: None };
-        return (State::Idle, outcome);
+        return (State::Idle, Outcome::NO_MODEL);
     }
     let (fine_tuned, stopped_early, best_epoch) = match &run.fine {
         Some(tuner) if tuner.epochs_done() > 0 => (run.unfreeze, tuner.stopped_early(), tuner.best_epoch()),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use crate::data::{decode_image, resize_and_center_crop, to_input_tensor};
 use crate::error::{Error, Result};
@@ -53,19 +53,14 @@ impl ImageNetModel {
     }
 
     /// The evaluation input of each `(file name, bytes)`: shorter side resized, center crop,
-    /// normalised, as NCHW `f32` values.
-    pub fn preprocess(&self, files: &[(String, Vec<u8>)]) -> Result<Vec<f32>> {
+    /// normalised; `[images, 3, size, size]`.
+    pub fn preprocess(&self, files: &[(String, Vec<u8>)]) -> Result<Tensor<4>> {
         let crops = files.iter().map(|(name, bytes)| Ok(resize_and_center_crop(&decode_image(name, bytes)?, &self.spec))).collect::<Result<Vec<_>>>()?;
-        let input = to_input_tensor(&crops.iter().collect::<Vec<_>>(), &self.spec, &self.device);
-        let data = pollster::block_on(input.into_data_async()).map_err(|e| Error::read_back("reading the input", e))?;
-        data.try_to_vec::<f32>().map_err(|e| Error::read_back("reading the input", e))
+        Ok(to_input_tensor(&crops.iter().collect::<Vec<_>>(), &self.spec, &self.device))
     }
 
     /// `[images, 1000]` logits, row-major, for an input from [`preprocess`](Self::preprocess).
-    pub async fn logits(&self, input: Vec<f32>) -> Result<Vec<f32>> {
-        let size = self.spec.input_size as usize;
-        let images = input.len() / (3 * size * size);
-        let input = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input, [images, 3, size, size]), &self.device);
+    pub async fn logits(&self, input: Tensor<4>) -> Result<Vec<f32>> {
         let data = self.model.forward(input).into_data_async().await.map_err(|e| Error::read_back("reading logits", e))?;
         data.try_to_vec::<f32>().map_err(|e| Error::read_back("reading logits", e))
     }

@@ -40,7 +40,8 @@ pub fn imagenet(a: ImageNetArgs) -> Result<()> {
     let files = a.images.iter().map(|p| Ok((p.display().to_string(), read(p)?))).collect::<Result<Vec<_>>>()?;
     let input = model.preprocess(&files)?;
     if let Some(path) = &a.save_input {
-        write(path, &input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+        let values = input.clone().into_data().try_to_vec::<f32>().map_err(|e| webtune::Error::Backend(format!("reading the input: {e:?}")))?;
+        write(path, &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     }
     let logits = pollster::block_on(model.logits(input))?;
     let results: Vec<ImageNetResult> = files
