@@ -66,11 +66,13 @@ pub struct Outcome {
     pub stopped: bool,
     /// There is a model to export and try (at least one head epoch finished).
     pub has_model: bool,
-    /// Backbone units the model's phase 2 fine-tuned; 0 when only the head trained.
+    /// Backbone units the kept model's phase 2 fine-tuned; 0 when only the head trained, or
+    /// when no fine-tuning epoch beat the phase-1 model (then `best_epoch` is 0).
     pub fine_tuned: usize,
     /// Phase 2 ended before its last epoch because the validation loss stopped improving.
     pub stopped_early: bool,
-    /// The phase-2 epoch (1-based) whose weights were kept, when phase 2 had a validation split.
+    /// The phase-2 epoch (1-based) whose weights were kept, when phase 2 ran with a validation
+    /// split; 0: the phase-1 model was kept, no fine-tuning epoch had a lower validation loss.
     pub best_epoch: Option<usize>,
 }
 
@@ -551,7 +553,10 @@ fn settle(state: State) -> (State, Outcome) {
         return (State::Idle, Outcome::NO_MODEL);
     }
     let (fine_tuned, stopped_early, best_epoch) = match &run.fine {
-        Some(tuner) if tuner.epochs_done() > 0 => (run.unfreeze, tuner.stopped_early(), tuner.best_epoch()),
+        Some(tuner) if tuner.epochs_done() > 0 => {
+            let kept_phase_one = tuner.best_epoch() == Some(0);
+            (if kept_phase_one { 0 } else { run.unfreeze }, tuner.stopped_early(), tuner.best_epoch())
+        }
         _ => (0, false, None),
     };
     let finished = match &run.fine {

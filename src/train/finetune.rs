@@ -135,7 +135,9 @@ pub struct FineTuner {
     plan: UnfreezePlan,
     classes: usize,
     model: Classifier,
-    /// `(validation loss, epoch, validation accuracy, model)` of the best epoch so far.
+    /// `(validation loss, epoch, validation accuracy, model)` of the best epoch so far; epoch 0
+    /// is the phase-1 model fine-tuning started from, so phase 2 never hands back a model that
+    /// is worse on validation than the head alone.
     best: Option<(f64, usize, f64, Classifier)>,
     since_best: usize,
     head_optimizer: ModuleOptimizer,
@@ -204,7 +206,8 @@ impl FineTuner {
     }
 
     /// The epoch (1-based) whose weights [`model`](Self::model) returns, when there was a
-    /// validation split.
+    /// validation split; 0 when no fine-tuning epoch beat the phase-1 model's validation loss,
+    /// which is then kept.
     pub fn best_epoch(&self) -> Option<usize> {
         self.best.as_ref().map(|b| b.1)
     }
@@ -258,6 +261,12 @@ impl FineTuner {
     pub async fn train_epoch(&mut self) -> Result<EpochReport> {
         if self.is_done() {
             return Err(Error::Training("fine-tuning already finished".into()));
+        }
+        if self.epoch == 0 && self.best.is_none() && !self.val.is_empty() {
+            // The baseline: the phase-1 model, scored like every fine-tuning epoch.
+            let logits = self.val_logits(&self.model.valid()).await?;
+            let (loss, accuracy) = loss_and_accuracy(&logits, self.classes, self.val.targets());
+            self.best = Some((loss, 0, accuracy, self.model.clone()));
         }
         let before = self.model.clone();
         let mut order: Vec<usize> = (0..self.train.len()).collect();
@@ -441,6 +450,43 @@ mod tests {
         assert!(err.contains("loss became NaN") && err.contains("were kept"), "{err}");
         assert!(tuner.is_done());
         assert_eq!(lite(&tuner.model().backbone).top.conv.weight.val().into_data(), before);
+    }
+
+    /// Phase 2 on 4 random pictures all labelled 0, validated on the same pictures with
+    /// `val_labels`: each step raises class 0's probability, whatever the pictures look like.
+    fn tuner_validated_on(val_labels: &[usize]) -> (FineTuner, Vec<f32>) {
+        let device = Device::flex();
+        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), &device);
+        let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 1).unwrap();
+        let input = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let prefix = classifier.backbone.forward_prefix(input, plan.first_tail_unit());
+        let [_, c, h, w] = prefix.dims();
+        let rows = prefix.into_data().try_to_vec::<f32>().unwrap();
+        let (mut train, mut val) = (PrefixCache::new(CacheStorage::F32), PrefixCache::new(CacheStorage::F32));
+        train.push_rows_for_test([c, h, w], &rows, &[0, 0, 0, 0]);
+        val.push_rows_for_test([c, h, w], &rows, val_labels);
+        let options = FineTuneOptions { epochs: 2, batch_size: 4, learning_rate: 1e-2, patience: 5, ..Default::default() };
+        let tuner = FineTuner::new(classifier, 2, plan, options, 7, train, val, &device).unwrap();
+        let start = pollster::block_on(tuner.val_logits(&tuner.model())).unwrap();
+        (tuner, start)
+    }
+
+    #[test]
+    fn the_phase_one_model_is_kept_when_no_epoch_beats_it() {
+        // Validation labels opposite to the training labels: every step makes validation worse.
+        let (mut tuner, start) = tuner_validated_on(&[1, 1, 1, 1]);
+        while !tuner.is_done() {
+            pollster::block_on(tuner.train_epoch()).unwrap();
+        }
+        assert_eq!(tuner.best_epoch(), Some(0));
+        assert_eq!(pollster::block_on(tuner.val_logits(&tuner.model())).unwrap(), start);
+
+        // The same labels: fine-tuning helps, and its epoch is kept.
+        let (mut tuner, _) = tuner_validated_on(&[0, 0, 0, 0]);
+        while !tuner.is_done() {
+            pollster::block_on(tuner.train_epoch()).unwrap();
+        }
+        assert!(tuner.best_epoch().unwrap() >= 1, "{:?}", tuner.best_epoch());
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub struct EpochReport {
     pub val_accuracy_interval: Option<[f64; 2]>,
     /// The epoch whose weights are kept (lowest validation loss so far), with its validation
     /// accuracy: after early stopping this, not the last epoch, is the model. `None` without a
-    /// validation split (the last epoch is kept).
+    /// validation split (the last epoch is kept). In phase 2, 0 is the phase-1 model, kept when
+    /// no fine-tuning epoch beat it.
     pub best_epoch: Option<usize>,
     pub best_val_accuracy: Option<f64>,
     /// True after the last epoch, or when early stopping ended the run.

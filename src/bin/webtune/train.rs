@@ -195,8 +195,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
         }
     };
     bar.finish_and_clear();
-    if outcome.stopped_early {
-        log(format!("early stopping kept fine-tune epoch {}", outcome.best_epoch.unwrap_or(0)));
+    match outcome.best_epoch {
+        Some(0) => {
+            log("no fine-tuning epoch beat the head alone on validation loss: kept the phase-1 model".into())
+        }
+        Some(epoch) if outcome.stopped_early => log(format!("early stopping kept fine-tune epoch {epoch}")),
+        _ => {}
     }
 
     let model = session.trained_model()?;

@@ -120,8 +120,9 @@ export interface FineTuneState {
   cacheBytes: number;
   cacheMs: number | null;
   fineMs: number | null;
-  /** Early stopping ended it: the weights of `bestEpoch` (phase-2 numbering) were kept. */
+  /** Early stopping ended phase 2 before its last epoch. */
   stoppedEarly: boolean;
+  /** The phase-2 epoch whose weights were kept (0: none beat the head alone, the phase-1 model was kept). */
   bestEpoch: number | null;
 }
 

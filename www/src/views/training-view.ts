@@ -169,14 +169,18 @@ function renderTimings(timings: HTMLElement, training: TrainingState): void {
 
 function renderEarlyStop(note: HTMLElement, training: TrainingState): void {
   const fine = training.fine;
-  const shown = fine?.stoppedEarly === true;
+  const keptHead = fine?.bestEpoch === 0;
+  const shown = fine?.stoppedEarly === true || keptHead;
   note.hidden = !shown;
   note.dataset.bestEpoch = fine?.bestEpoch == null ? '' : String(fine.bestEpoch);
   if (!shown) return;
   const ran = training.epochs.filter((e) => e.stage === 'fine').length;
-  note.textContent =
-    `Early stopping ended fine-tuning after epoch ${ran}: the validation loss had not improved for ${ran - (fine.bestEpoch ?? ran)} epochs. ` +
-    `The weights of fine-tuning epoch ${fine.bestEpoch ?? '?'} (the best validation loss) were kept.`;
+  const ended = fine.stoppedEarly
+    ? `Early stopping ended fine-tuning after epoch ${ran}: the validation loss had not improved for ${ran - (fine.bestEpoch ?? ran)} epochs. `
+    : '';
+  note.textContent = keptHead
+    ? `${ended}No fine-tuning epoch had a lower validation loss than the head alone, so the phase-1 model was kept.`
+    : `${ended}The weights of fine-tuning epoch ${fine.bestEpoch ?? '?'} (the best validation loss) were kept.`;
 }
 
 function statusText(state: AppState): string {
