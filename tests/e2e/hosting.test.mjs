@@ -10,7 +10,7 @@
 //
 //   cd www && npm run build && cd .. && node --test tests/e2e/hosting.test.mjs
 //
-// Needs nginx (Debian `nginx-light`; WEBTUNE_NGINX names another binary).
+// Needs nginx: WEBTUNE_NGINX, as scripts/test.sh sets it, or /usr/sbin/nginx.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

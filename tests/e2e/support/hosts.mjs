@@ -10,10 +10,13 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
 import { TYPES } from './server.mjs';
 
+/** nginx: WEBTUNE_NGINX (scripts/common.sh unpacks one into the cache), or the system's. */
 export const NGINX = process.env.WEBTUNE_NGINX ?? '/usr/sbin/nginx';
+/** The mime.types that comes with that nginx (<prefix>/usr/sbin/nginx → <prefix>/etc/nginx). */
+const MIME_TYPES = join(dirname(dirname(dirname(NGINX))), 'etc', 'nginx', 'mime.types');
 
 /**
  * Rules of a `_headers` file: a line that starts at column 0 is a path pattern (`*` matches any
@@ -96,7 +99,7 @@ export async function serveWithHeadersFile(root, { port = 0, replace = {} } = {}
  */
 export async function serveWithNginx(root) {
   if (!existsSync(NGINX)) {
-    throw new Error(`nginx not found at ${NGINX}: install it (apt-get install -y nginx-light) or set WEBTUNE_NGINX`);
+    throw new Error(`nginx not found at ${NGINX}: run scripts/test.sh (it unpacks Debian's nginx), or set WEBTUNE_NGINX`);
   }
   const port = await freePort();
   const prefix = await mkdtemp(join(tmpdir(), 'webtune-nginx-'));
@@ -110,7 +113,7 @@ pid ${join(prefix, 'nginx.pid')};
 error_log stderr warn;
 events {}
 http {
-    include /etc/nginx/mime.types;
+    include ${MIME_TYPES};
     default_type application/octet-stream;
     access_log off;
     ${['client_body_temp_path', 'proxy_temp_path', 'fastcgi_temp_path', 'uwsgi_temp_path', 'scgi_temp_path'].map(temp).join('\n    ')}
