@@ -43,6 +43,22 @@ ensure_chromium() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 }
 
+# nginx for tests/e2e/hosting.test.mjs, which serves the built page with the snippet the build
+# writes (www/dist/nginx.conf) from an instance of its own. Debian's packages are unpacked into
+# the cache, not installed, so no system service starts (WEBTUNE_NGINX names another binary).
+export WEBTUNE_NGINX=${WEBTUNE_NGINX:-$WEBTUNE_CACHE/nginx/usr/sbin/nginx}
+ensure_nginx() {
+    [ -x "$WEBTUNE_NGINX" ] && return
+    step "unpacking Debian's nginx into $WEBTUNE_CACHE/nginx"
+    local debs
+    debs=$(mktemp -d)
+    # apt-get download needs the package lists, which a fresh container may lack.
+    (cd "$debs" && { apt-get download -q nginx nginx-common || { as_root apt-get update -q && apt-get download -q nginx nginx-common; }; })
+    mkdir -p "$WEBTUNE_CACHE/nginx"
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$WEBTUNE_CACHE/nginx"; done
+    rm -rf "$debs"
+}
+
 # Mesa's lavapipe, a software Vulkan driver, so `webtune --backend wgpu` and its test run on
 # machines without a GPU (CI). Harmless where a GPU driver is installed: wgpu prefers hardware.
 ensure_vulkan_driver() {

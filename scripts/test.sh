@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ensure_wasm_target
 ensure_wasm_bindgen
 ensure_chromium
+ensure_nginx
 ensure_vulkan_driver
 ensure_node_modules
 ensure_numpy

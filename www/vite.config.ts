@@ -1,11 +1,14 @@
 import { defineConfig } from 'vite';
+import { VitePWA } from 'vite-plugin-pwa';
 
 // The headers the page is served with, in one file that vite (dev server and preview), the
-// browser tests' static server and the README's static-host section share: cross-origin
-// isolation (SharedArrayBuffer, precise timers), and a Content-Security-Policy under which the
-// page loads nothing from elsewhere and compiles only its own wasm ('wasm-unsafe-eval', never
-// 'unsafe-eval'); inline styles stay allowed for the chart library and Vite's dev-time CSS.
+// browser tests' static server and the static hosts' configurations (hosting.ts) share:
+// cross-origin isolation (SharedArrayBuffer, precise timers), and a Content-Security-Policy
+// under which the page loads nothing from elsewhere and compiles only its own wasm
+// ('wasm-unsafe-eval', never 'unsafe-eval'); inline styles stay allowed for the chart library
+// and Vite's dev-time CSS.
 import pageHeaders from './headers.json';
+import { hostingConfigs } from './hosting';
 
 const headers: Record<string, string> = pageHeaders;
 
@@ -15,6 +18,32 @@ export default defineConfig(({ mode }) => ({
   server: { headers },
   preview: { headers },
   worker: { format: 'es' },
+  plugins: [
+    hostingConfigs(),
+    // The service worker that makes the page work offline after one visit (registered by
+    // src/offline.ts; nothing in dev): it precaches the page, its scripts and styles, the wasm
+    // module and the bundled weights, and nothing of the benchmark page.
+    VitePWA({
+      injectRegister: false,
+      registerType: 'prompt',
+      manifest: false,
+      workbox: {
+        globPatterns: ['index.html', 'assets/*.{js,css,wasm}', 'weights/*.safetensors'],
+        globIgnores: ['bench.html', 'assets/bench-*'],
+        // The wasm module (~30 MB) and the weights (~19 MB) are the point of caching.
+        maximumFileSizeToCacheInBytes: 64 * 1024 * 1024,
+        // A navigation to the page with a query (`?backend=cpu`) gets the cached page offline;
+        // other paths (bench.html) go to the network. Workbox tests path and query.
+        navigateFallback: 'index.html',
+        navigateFallbackAllowlist: [/\/(index\.html)?(\?.*)?$/],
+        // One file, sw.js, for the hosts' configurations to name.
+        inlineWorkboxRuntime: true,
+        // On the first visit the worker takes over the open page (nothing is served
+        // differently); an update still waits for the reload the page offers.
+        clientsClaim: true,
+      },
+    }),
+  ],
   build: {
     target: 'es2022',
     // The wasm module is several MB by nature; do not warn about it.

@@ -2,6 +2,7 @@
 // them from the one state on every change.
 
 import './style.css';
+import './offline';
 import { App } from './app/app';
 import { mountAugmentPreview } from './views/augment-preview';
 import { mountBackbone } from './views/backbone-view';

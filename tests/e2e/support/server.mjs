@@ -9,7 +9,8 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 
 const PAGE_HEADERS = JSON.parse(readFileSync(new URL('../../../www/headers.json', import.meta.url), 'utf8'));
 
-const TYPES = {
+/** The types a plain static server gives by file extension. */
+export const TYPES = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.mjs': 'text/javascript; charset=utf-8',
