@@ -197,6 +197,9 @@ async function train(recipe: Recipe, post: (m: WorkerMessage) => void): Promise<
   // Time spent paused is left out of the run's times.
   let pausedMs = 0;
   for (;;) {
+    // A step on the CPU settles through microtasks only: without a turn of the event loop here,
+    // Stop and Pause (messages) would not be read until the whole run had finished.
+    await nextTask();
     if (paused && !stopRequested) {
       const since = performance.now();
       await new Promise<void>((resolve) => {
@@ -209,6 +212,11 @@ async function train(recipe: Recipe, post: (m: WorkerMessage) => void): Promise<
     if (event.type === 'finished') return { started, outcome: event.outcome };
     post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start - pausedMs });
   }
+}
+
+/** Resolves on the next turn of the event loop, after any message already received. */
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 function setPaused(value: boolean): void {
