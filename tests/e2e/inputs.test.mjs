@@ -87,6 +87,9 @@ describe('getting pictures in, and the sample project', () => {
     await writeFile(plain, makeZip({ 'green/a.png': picture('green'), 'green/b.png': picture('green'), 'readme.png': picture('blue') }, 0));
     const encrypted = join(workDir, 'locked.zip');
     await writeFile(encrypted, markEncrypted(makeZip({ 'green/secret.png': picture('green') }, 0)));
+    // Two class folders that read as one label once trimmed: refused as a whole, as by the CLI.
+    const merged = join(workDir, 'merged.zip');
+    await writeFile(merged, makeZip({ 'cat/a.png': picture('red'), 'cat /b.png': picture('red') }));
     const damaged = join(workDir, 'damaged.zip');
     const whole = makeZip({ 'red/x.png': picture('red'), 'blue/y.png': picture('blue') });
     await writeFile(damaged, whole.subarray(0, Math.floor(whole.length / 2)));
@@ -104,6 +107,11 @@ describe('getting pictures in, and the sample project', () => {
       await byTestId('zip-input').setInputFiles(damaged);
       await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="error"]')].some((e) => e.textContent.includes('damaged.zip')));
       assert.match(await errorsOn(page), /damaged\.zip: not a readable zip file \(truncated or damaged\?\)/);
+      await waitForClassCounts(page, { blue: 2, red: 3 });
+
+      await byTestId('zip-input').setInputFiles(merged);
+      await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="error"]')].some((e) => e.textContent.includes('merged.zip')));
+      assert.match(await errorsOn(page), /merged\.zip: class folders "cat " and "cat" all read as "cat"/);
       await waitForClassCounts(page, { blue: 2, red: 3 });
 
       // An encrypted entry is listed with the reason; a zip dropped onto the drop zone is read too.

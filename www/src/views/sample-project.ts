@@ -41,7 +41,8 @@ export function mountSampleProject(container: HTMLElement, base: URL, actions: S
   const fresh = h('button', { type: 'button', class: 'secondary', 'data-testid': 'new-project' }, 'New project');
   const about = h('p', { class: 'small muted', 'data-testid': 'sample-about' });
   about.hidden = true;
-  container.append(h('div', { class: 'project-actions' }, sample, fresh), about);
+  const hint = h('span', { class: 'small muted' }, 'brick, grass and gravel: crops of CC0 photos that scikit-image ships');
+  container.append(h('div', { class: 'project-actions' }, sample, hint, fresh), about);
   let loading = false;
 
   sample.addEventListener('click', () => {
