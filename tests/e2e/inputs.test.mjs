@@ -133,7 +133,7 @@ describe('getting pictures in, and the sample project', () => {
     });
   });
 
-  test('a pasted picture and webcam captures go into the chosen class', { timeout: 6 * 60_000 }, async () => {
+  test('a pasted picture and webcam captures go into the chosen class; New project empties the page', { timeout: 6 * 60_000 }, async () => {
     await withPage('paste-webcam', FAKE_CAMERA, async (page, byTestId) => {
       await page.goto(server.url);
       await waitForEngine(page, 'cpu');
@@ -174,6 +174,12 @@ describe('getting pictures in, and the sample project', () => {
       assert.equal(await byTestId('capture-video').isVisible(), false);
       assert.equal(Number(await byTestId('capture-count').getAttribute('data-count')), captured);
       assert.equal(await page.locator('[data-testid="file-problem"]').count(), 0, (await problems(page)).join(' | '));
+
+      // "New project" (once confirmed) starts from an empty page.
+      page.once('dialog', (dialog) => void dialog.accept());
+      await byTestId('new-project').click();
+      await page.waitForFunction(() => document.querySelectorAll('[data-testid="class-row"]').length === 0);
+      assert.equal(await byTestId('new-project').isVisible(), false);
     });
   });
 
