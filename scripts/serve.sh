@@ -6,6 +6,7 @@ ensure_wasm_target
 ensure_wasm_bindgen
 ensure_node_modules
 fetch_downloads
+make_sample_project
 build_native
 convert_weights
 build_wasm app

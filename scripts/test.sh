@@ -12,6 +12,7 @@ ensure_vulkan_driver
 ensure_node_modules
 ensure_numpy
 fetch_downloads
+make_sample_project
 
 build_native
 step "native tests"

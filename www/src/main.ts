@@ -9,7 +9,12 @@ import { mountBackbone } from './views/backbone-view';
 import { mountClassList } from './views/class-list';
 import { byId, h } from './views/dom';
 import { mountDownload } from './views/download';
-import { mountDropZone } from './views/drop-zone';
+import { mountDropZone, type Picked } from './views/drop-zone';
+import { mountCapture } from './views/capture';
+import { mountPauseButton } from './views/pause-button';
+import { mountSampleProject } from './views/sample-project';
+import { mountWebcamLive } from './views/webcam-live';
+import { mountZipInput, readZips } from './views/zip-input';
 import { mountEvaluationView } from './views/evaluation-view';
 import { mountPredict } from './views/predict';
 import type { ExportFormat } from './engine/protocol';
@@ -35,7 +40,17 @@ for (const type of ['dragover', 'drop'] as const) {
   window.addEventListener(type, (event) => event.preventDefault());
 }
 
-mountDropZone(byId('drop-zone'), byId<HTMLInputElement>('folder-input'), (picked) => app.addPicked(picked));
+const addPicked = (picked: Picked) => app.addPicked(picked);
+const reportError = (text: string) => app.reportError(text);
+const openZips = (zips: File[]) => void readZips(zips, byId('zip-status'), addPicked, reportError);
+mountDropZone(byId('drop-zone'), byId<HTMLInputElement>('folder-input'), addPicked, openZips);
+mountZipInput(byId<HTMLInputElement>('zip-input'), openZips);
+const renderCapture = mountCapture(byId('capture'), { addPicked, reportError });
+const renderSample = mountSampleProject(byId('sample-project'), new URL('sample/', document.baseURI), {
+  addPicked,
+  clearAll: () => app.clearAll(),
+  reportError,
+});
 
 const renderClasses = mountClassList(
   {
@@ -161,6 +176,9 @@ const renderPredict = mountPredict(
   (files) => void app.predict(files),
 );
 
+const renderPause = mountPauseButton(byId<HTMLButtonElement>('pause'), (paused) => void app.setTrainingPaused(paused));
+const renderWebcamLive = mountWebcamLive(byId('webcam-live'), { predict: (file) => app.predictFrame(file), reportError });
+
 const errorList = byId<HTMLUListElement>('error-list');
 function renderErrors(state: AppState): void {
   errorList.hidden = state.errors.length === 0;
@@ -183,5 +201,9 @@ app.store.subscribe((state) => {
   renderAugmentPreview(state);
   for (const render of renderDownloads) render(state);
   renderPredict(state);
+  renderCapture(state);
+  renderSample(state);
+  renderPause(state);
+  renderWebcamLive(state);
 });
 app.start();

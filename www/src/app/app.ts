@@ -314,6 +314,16 @@ export class App implements AppContext {
     this.training.stop();
   }
 
+  setTrainingPaused(paused: boolean): Promise<void> {
+    return this.training.setPaused(paused);
+  }
+
+  /** The trained model's classes for one picture (a webcam frame), most likely first. */
+  async predictFrame(file: File) {
+    const { predictions } = await this.call({ type: 'predict', fileName: file.name, file });
+    return predictions;
+  }
+
   /** Training views of `file` as phase 2 draws them with `augmentation`. */
   augmentedViews(file: File, augmentation: Augmentation, count: number, seed: number) {
     return this.call({ type: 'augmentedViews', fileName: file.name, file, augmentation, count, seed });

@@ -142,6 +142,8 @@ export interface TrainingState {
   /** Validation metrics of the final model; null until evaluated (or without validation images). */
   evaluation: Evaluation | null;
   error: string | null;
+  /** The user paused the run: the engine holds it between two steps until Resume (or Stop). */
+  paused: boolean;
   /** When (ms since the run started) the current stage began, and the last event arrived. */
   stageStartMs: number;
   lastEventMs: number;
@@ -203,6 +205,7 @@ export function idleTraining(): TrainingState {
     fine: null,
     evaluation: null,
     error: null,
+    paused: false,
     stageStartMs: 0,
     lastEventMs: 0,
   };

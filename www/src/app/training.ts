@@ -56,13 +56,27 @@ export class TrainingRun {
         : ' The model trained so far (head only) is kept: you can still download it and try it.'
       : '';
     this.ctx.store.update((s) => {
-      s.training = { ...s.training, phase: 'failed', error: `${where}: ${message}${/[.!?]$/.test(message) ? '' : '.'}${after}` };
+      s.training = { ...s.training, phase: 'failed', paused: false, error: `${where}: ${message}${/[.!?]$/.test(message) ? '' : '.'}${after}` };
       if (kept) s.trained = { backboneName, classCount, fineTuned };
     });
   }
 
   stop(): void {
     if (isTraining(this.ctx.state)) this.ctx.stop();
+  }
+
+  /** Pause holds the run between two engine steps; the engine keeps its state until Resume. */
+  async setPaused(paused: boolean): Promise<void> {
+    if (!isTraining(this.ctx.state) || this.ctx.state.training.paused === paused) return;
+    try {
+      await this.ctx.call({ type: 'pauseTraining', paused });
+    } catch (error) {
+      if (!(error instanceof EngineGone)) this.ctx.reportError(`Could not ${paused ? 'pause' : 'resume'} training: ${messageOf(error)}`);
+      return;
+    }
+    this.ctx.store.update((s) => {
+      if (isTraining(s)) s.training = { ...s.training, paused };
+    });
   }
 
   onWorkerEvent({ event, elapsedMs }: WorkerEvent): void {
@@ -109,7 +123,7 @@ export function reduceTraining(training: TrainingState, event: TrainingEvent, el
 /** The training panel once the run is over, as the engine's outcome says. */
 export function finishTraining(training: TrainingState, outcome: Outcome): TrainingState {
   const fine = training.fine && { ...training.fine, stoppedEarly: outcome.stoppedEarly, bestEpoch: outcome.bestEpoch };
-  return { ...training, phase: outcome.stopped ? 'stopped' : 'done', fine };
+  return { ...training, phase: outcome.stopped ? 'stopped' : 'done', fine, paused: false };
 }
 
 function withNotes(notes: string[], added: string[]): string[] {

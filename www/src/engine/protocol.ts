@@ -96,6 +96,8 @@ export type Request =
   /** Runs the whole recipe; its events arrive as `WorkerEvent`s until it finishes or is stopped. */
   | { type: 'train'; recipe: Recipe }
   | { type: 'stopTraining' }
+  /** Holds the run between two steps (the engine keeps its state) until `paused: false`. */
+  | { type: 'pauseTraining'; paused: boolean }
   | { type: 'export'; format: ExportFormat }
   | { type: 'predict'; fileName: string; file: Blob }
   /** Training views of one picture drawn as phase 2 draws them (RGBA, `count` squares of `inputSize`). */
@@ -135,6 +137,7 @@ export interface ReplyData {
   removeClass: { summary: DatasetSummary };
   train: TrainResult;
   stopTraining: Record<string, never>;
+  pauseTraining: Record<string, never>;
   export: { bytes: Uint8Array };
   predict: { predictions: Prediction[] };
   augmentedViews: { pixels: Uint8Array; size: number };

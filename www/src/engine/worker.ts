@@ -1,5 +1,5 @@
 // The training worker: owns the one wasm instance and its Trainer. Requests run one at a time
-// (the Trainer is `&mut self` on the Rust side); only `stopTraining` jumps the queue.
+// (the Trainer is `&mut self` on the Rust side); only `stopTraining` and `pauseTraining` jump the queue.
 
 import init, { Trainer, initPanicHook } from '../../pkg/webtune.js';
 import wasmUrl from '../../pkg/webtune_bg.wasm?url';
@@ -42,6 +42,9 @@ const STEP_BUDGET = 4;
 let trainer: Trainer | null = null;
 let queue: Promise<void> = Promise.resolve();
 let stopRequested = false;
+/** While a run is paused: wakes it (on Resume or Stop). */
+let wake: (() => void) | null = null;
+let paused = false;
 let dead = false;
 let lastPanic: string | null = null;
 let simulate: Simulation | null = null;
@@ -179,6 +182,7 @@ async function start(backend: string, backbone: BackboneName, weights: WeightsSo
 async function train(recipe: Recipe, post: (m: WorkerMessage) => void): Promise<ReplyData['train']> {
   const t = requireTrainer();
   stopRequested = false;
+  paused = false;
   const started = t.start(recipe) as Started;
   if (simulate === 'gpu-loss' && (t.info() as EngineFacts).backend === 'webgpu') {
     t.stop();
@@ -190,11 +194,36 @@ async function train(recipe: Recipe, post: (m: WorkerMessage) => void): Promise<
     });
   }
   const start = performance.now();
+  // Time spent paused is left out of the run's times.
+  let pausedMs = 0;
   for (;;) {
+    // A step on the CPU settles through microtasks only: without a turn of the event loop here,
+    // Stop and Pause (messages) would not be read until the whole run had finished.
+    await nextTask();
+    if (paused && !stopRequested) {
+      const since = performance.now();
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      pausedMs += performance.now() - since;
+    }
     if (stopRequested) return { started, outcome: t.stop() as Outcome };
     const event = (await t.step(STEP_BUDGET)) as EngineEvent;
     if (event.type === 'finished') return { started, outcome: event.outcome };
-    post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start });
+    post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start - pausedMs });
+  }
+}
+
+/** Resolves on the next turn of the event loop, after any message already received. */
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+function setPaused(value: boolean): void {
+  paused = value;
+  if (!value) {
+    wake?.();
+    wake = null;
   }
 }
 
@@ -229,6 +258,11 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       return { data: await train(request.recipe, (m) => scope.postMessage(m)) };
     case 'stopTraining':
       stopRequested = true;
+      wake?.();
+      wake = null;
+      return { data: {} };
+    case 'pauseTraining':
+      setPaused(request.paused);
       return { data: {} };
     case 'export': {
       const t = requireTrainer();
@@ -265,7 +299,7 @@ async function handle({ id, request }: Envelope): Promise<void> {
 
 scope.addEventListener('message', (event) => {
   const envelope = event.data;
-  if (envelope.request.type === 'stopTraining') {
+  if (envelope.request.type === 'stopTraining' || envelope.request.type === 'pauseTraining') {
     void handle(envelope);
     return;
   }

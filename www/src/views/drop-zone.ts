@@ -2,6 +2,7 @@
 // of the folder it sits in; files outside any folder need a class given by the drop target.
 
 import type { FileProblem } from '../app/state';
+import { isZipName } from './zip-input';
 
 export interface PickedFile {
   label: string;
@@ -109,13 +110,16 @@ async function walk(entry: FileSystemEntry, found: Found): Promise<void> {
 }
 
 /** Files from a drop, walking any folders in it. */
-export async function pickedFromDrop(data: DataTransfer, label?: string): Promise<Picked> {
+export async function pickedFromDrop(data: DataTransfer, label?: string, skipZips = false): Promise<Picked> {
   // Entries must be taken before the first await: the DataTransfer is emptied after the event.
   const entries = [...data.items]
     .filter((item) => item.kind === 'file')
     .map((item) => item.webkitGetAsEntry())
-    .filter((entry): entry is FileSystemEntry => entry !== null);
-  if (entries.length === 0) return pickedFromInput(data.files, label);
+    .filter((entry): entry is FileSystemEntry => entry !== null)
+    .filter((entry) => !(skipZips && entry.isFile && isZipName(entry.name)));
+  if (entries.length === 0) {
+    return pickedFromInput([...data.files].filter((file) => !(skipZips && isZipName(file.name))), label);
+  }
   const found: Found = { entries: [], emptyFolders: [], problems: [] };
   for (const entry of entries) await walk(entry, found);
   const picked = labelled(found.entries, label);
@@ -155,14 +159,22 @@ export function acceptDrops(element: HTMLElement, onDrop: (data: DataTransfer) =
   });
 }
 
-/** The dataset drop zone and folder input: folders whose sub-folders are the classes. */
+/**
+ * The dataset drop zone and folder input: folders whose sub-folders are the classes; zip files
+ * dropped at the top go to `onZips` (zip-input.ts), everything else is walked as folders.
+ */
 export function mountDropZone(
   zone: HTMLElement,
   input: HTMLInputElement,
   onPicked: (picked: Picked) => void,
+  onZips: (zips: File[]) => void = () => {},
 ): void {
   acceptDrops(zone, (data) => {
-    void pickedFromDrop(data).then(onPicked);
+    const zips = [...data.files].filter((file) => isZipName(file.name));
+    void pickedFromDrop(data, undefined, zips.length > 0).then((picked) => {
+      if (picked.files.length + picked.classes.length + picked.problems.length > 0) onPicked(picked);
+    });
+    if (zips.length > 0) onZips(zips);
   });
   input.addEventListener('change', () => {
     if (input.files && input.files.length > 0) onPicked(pickedFromInput(input.files));

@@ -52,7 +52,8 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
     elements.problem.hidden = !problem || busy;
 
     elements.status.dataset.phase = training.phase;
-    elements.status.textContent = statusText(state);
+    elements.status.dataset.paused = String(busy && training.paused);
+    elements.status.textContent = (busy && training.paused ? 'Paused. ' : '') + statusText(state);
 
     const { featuresDone, featuresTotal } = training;
     elements.progress.max = Math.max(featuresTotal, 1);
