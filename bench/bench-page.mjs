@@ -1,5 +1,5 @@
 // Runs www/dist/bench.html with a query and returns what it measured. The page's contract
-// (www/src/bench.ts): `document.body.dataset.done = "1"` when finished, `dataset.error` when it
+// (www/src/bench/bench.ts): `document.body.dataset.done = "1"` when finished, `dataset.error` when it
 // failed, and the results in `window.__benchResults`.
 
 /** Opens `bench.html?query` on `server` in `page`; resolves to the results, or throws the page's error. */

@@ -5,9 +5,9 @@
 // sends `SideBySideRequest`s instead, one at a time, each answered by one `SideBySideReply`:
 // webtune's CPU path through the bench-only `BenchBackbone` (src/bench_web.rs).
 
-import init, { BenchBackbone, Trainer, initPanicHook } from '../pkg/webtune.js';
-import wasmUrl from '../pkg/webtune_bg.wasm?url';
-import type { BackboneName } from './engine/protocol';
+import init, { BenchBackbone, Trainer, initPanicHook } from '../../pkg/webtune.js';
+import wasmUrl from '../../pkg/webtune_bg.wasm?url';
+import type { BackboneName } from '../engine/protocol';
 
 export type BenchConfig =
   | { mode: 'steps'; backend: 'cpu' | 'webgpu'; weightsUrl: string; unfreeze: number[]; batch: number; steps: number }

@@ -9,11 +9,11 @@
 // alternate rounds between webtune (`webtune`, bench-worker.ts) and TF.js (`tfjs:<backend>:<threads>`,
 // bench-tfjs-worker.ts, started with its `init` request on first use).
 
-import './style.css';
+import '../style.css';
 import type { BackboneTiming, BenchConfig, BenchMessage, SideBySideReply, SideBySideRequest, StepTiming } from './bench-worker';
 import type { TfjsReply, TfjsRequest } from './bench-tfjs-worker';
-import { isBackboneName } from './app/backbones';
-import { byId, formatBytes, h } from './views/dom';
+import { isBackboneName } from '../app/backbones';
+import { byId, formatBytes, h } from '../views/dom';
 
 type SideBySide = {
   call(worker: 'webtune', request: SideBySideRequest): Promise<SideBySideReply>;
