@@ -123,9 +123,16 @@ describe('class cards in headless Chromium', () => {
       assert.deepEqual(await thumbPaths(page, 'green'), [movedPath]);
       const deleted = card(page, 'blue').locator('[data-testid="thumb"]').first();
       const deletedPath = await deleted.getAttribute('title');
-      await deleted.locator('[data-testid="remove-picture"]').click();
+      await deleted.locator('[data-testid="remove-picture"]').focus();
+      await page.keyboard.press('Enter');
       await waitForClassCounts(page, { blue: 2, crimson: 2, green: 1 });
       assert.ok(!(await thumbPaths(page, 'blue')).includes(deletedPath));
+      // The keyboard's focus moves to the picture that took its place, not to the page's top.
+      await page.waitForFunction(
+        () => document.activeElement?.getAttribute('data-testid') === 'remove-picture' && document.activeElement.closest('[data-label="blue"]'),
+        null,
+        { timeout: 10_000 },
+      );
 
       // Merge green into crimson, after a confirmation.
       await card(page, 'green').locator('[data-testid="merge-select"]').selectOption('crimson');

@@ -7,7 +7,7 @@ import { EngineError, EngineGone } from '../engine/trainer-client';
 import type { Picked, PickedFile } from '../views/drop-zone';
 import { EngineUnavailable, gpuGaveUp, messageOf, reasonOf, type AppContext } from './context';
 import { LibraryStore, storageProblem } from './library-store';
-import { idleTraining, isTraining, type FileProblem, type HeldImage } from './state';
+import { editsBlocked, idleTraining, isTraining, type FileProblem, type HeldImage } from './state';
 
 type AddJob = { kind: 'class'; label: string } | { kind: 'image'; picked: PickedFile };
 
@@ -125,14 +125,9 @@ export class Pictures {
     }
   }
 
-  /**
-   * Why classes and pictures cannot be edited now, or null: not while training runs (the engine
-   * refuses too), nor while pictures are still being read (they would land in the old class).
-   */
+  /** Why classes and pictures cannot be edited now (see `editsBlocked`), or null. */
   editBlocked(): string | null {
-    if (isTraining(this.ctx.state)) return 'Stop training first: classes cannot change while it runs.';
-    if (this.ctx.state.adding > 0) return 'Wait until every picture is read.';
-    return null;
+    return editsBlocked(this.ctx.state);
   }
 
   /** Adds an empty class by name; resolves to why it was not added, or null. */
@@ -187,7 +182,8 @@ export class Pictures {
 
   /** Removes one picture, here, in the engine and in the browser's storage. */
   async removePicture(key: number): Promise<string | null> {
-    if (isTraining(this.ctx.state)) return this.editBlocked();
+    const blocked = this.editBlocked();
+    if (blocked) return blocked;
     return this.edit('remove the picture', async () => {
       const { summary } = await this.ctx.call({ type: 'removePicture', key });
       this.ctx.store.update((s) => {

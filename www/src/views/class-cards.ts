@@ -11,7 +11,7 @@
 
 import { h } from './dom';
 import { acceptDrops, pickedFromDrop, pickedFromInput, type Picked } from './drop-zone';
-import { isTraining, type AppState, type HeldImage } from '../app/state';
+import { editsBlocked, isTraining, type AppState, type HeldImage } from '../app/state';
 
 export interface ClassCardsElements {
   list: HTMLUListElement;
@@ -54,7 +54,7 @@ interface CardData {
   labels: string[];
   /** Training runs: nothing can change. */
   training: boolean;
-  /** Why renames, merges and moves wait (pictures still being read), or null. */
+  /** Why renames, merges, moves and picture deletions wait (pictures being read), or null. */
   blocked: string | null;
 }
 
@@ -133,7 +133,7 @@ class ThumbGrid {
     const controlsFor = JSON.stringify([data.labels, data.training, data.blocked !== null]);
     if (controlsFor !== this.controlsFor) {
       this.controlsFor = controlsFor;
-      for (const key of [...this.cells.keys()]) this.drop(key);
+      for (const key of [...this.cells.keys()]) this.drop(key, true);
     }
 
     const wanted = new Map<number, number>();
@@ -145,14 +145,8 @@ class ThumbGrid {
         wanted.set(images[index].key, index);
       }
     }
-    // A cell leaves with its focused control: remember where, to focus what takes its place.
-    const focused = document.activeElement;
-    for (const [key, { cell }] of this.cells) {
-      if (wanted.has(key)) continue;
-      if (focused instanceof HTMLElement && cell.contains(focused) && this.focusAfter === null) {
-        this.focusAfter = { index: Number(cell.dataset.index), testId: focused.dataset.testid ?? '' };
-      }
-      this.drop(key);
+    for (const key of [...this.cells.keys()]) {
+      if (!wanted.has(key)) this.drop(key, true);
     }
     for (const [key, index] of wanted) {
       let entry = this.cells.get(key);
@@ -196,7 +190,7 @@ class ThumbGrid {
       { type: 'button', class: 'thumb-remove secondary', 'data-testid': 'remove-picture', 'aria-label': `Delete picture ${name}`, title: 'Delete this picture' },
       '✕',
     );
-    remove.disabled = data.training;
+    remove.disabled = data.training || data.blocked !== null;
     remove.addEventListener('click', () => this.hooks.remove(image.key));
     const cell = h(
       'div',
@@ -207,9 +201,14 @@ class ThumbGrid {
     return { cell, url };
   }
 
-  private drop(key: number): void {
+  /** Removes a cell and revokes its URL; `keepFocus`: a focused control's place is remembered. */
+  private drop(key: number, keepFocus = false): void {
     const entry = this.cells.get(key);
     if (!entry) return;
+    const focused = document.activeElement;
+    if (keepFocus && focused instanceof HTMLElement && entry.cell.contains(focused) && this.focusAfter === null) {
+      this.focusAfter = { index: Number(entry.cell.dataset.index), testId: focused.dataset.testid ?? '' };
+    }
     entry.cell.remove();
     URL.revokeObjectURL(entry.url);
     this.cells.delete(key);
@@ -482,7 +481,7 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
 
   function renderCards(state: AppState): void {
     const training = isTraining(state);
-    const blocked = state.adding > 0 ? 'Wait until every picture is read.' : null;
+    const blocked = training ? null : editsBlocked(state);
     const labels = state.summary.classes.map((c) => c.label);
     const groups = byLabel(state);
     const shown = new Set(labels);
