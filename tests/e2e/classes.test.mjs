@@ -148,9 +148,13 @@ describe('class cards in headless Chromium', () => {
       await card(page, 'spare').locator('[data-testid="remove-class"]').click();
       await card(page, 'spare').locator('[data-testid="cancel-card-action"]').click();
       await waitForClassCounts(page, { blue: 2, crimson: 3, spare: 0 });
-      await card(page, 'spare').locator('[data-testid="remove-class"]').click();
-      await card(page, 'spare').locator('[data-testid="confirm-card-action"]').click();
+      await card(page, 'spare').locator('[data-testid="remove-class"]').focus();
+      await page.keyboard.press('Enter');
+      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'confirm-card-action');
+      await page.keyboard.press('Enter');
       await waitForClassCounts(page, { blue: 2, crimson: 3 });
+      // The keyboard's focus stays in the list: on the card now in the deleted one's place.
+      await page.waitForFunction(() => document.activeElement?.getAttribute('data-testid') === 'rename-class', null, { timeout: 10_000 });
 
       // Files dropped onto a card join that class.
       const dropped = [colourPicture('red', 501), colourPicture('red', 502)].map((png) => png.toString('base64'));

@@ -322,7 +322,9 @@ class ClassCard {
     });
     this.confirmButton.addEventListener('click', () => {
       const confirming = this.confirming;
-      this.closeConfirm(false);
+      // The focus goes back to the card's button; if the card goes (a delete, a merge), the
+      // list hands it on.
+      this.closeConfirm(true);
       confirming?.action();
     });
     cancel.addEventListener('click', () => this.closeConfirm(true));
@@ -485,8 +487,10 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     const labels = state.summary.classes.map((c) => c.label);
     const groups = byLabel(state);
     const shown = new Set(labels);
+    let lostFocusAt: number | null = null;
     for (const [label, card] of cards) {
       if (shown.has(label)) continue;
+      if (card.element.contains(document.activeElement)) lostFocusAt = [...elements.list.children].indexOf(card.element);
       onScreen.unobserve(card.element);
       card.destroy();
       cards.delete(label);
@@ -511,6 +515,13 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     if (focusLabel !== null && cards.has(focusLabel)) {
       cards.get(focusLabel)?.focusName();
       focusLabel = null;
+    } else if (lostFocusAt !== null) {
+      // A card left with the keyboard's focus: on to the card now in its place, or "New class".
+      const next = elements.list.children[Math.min(lostFocusAt, elements.list.children.length - 1)] as HTMLElement | undefined;
+      const label = next?.dataset.label;
+      const card = label === undefined ? undefined : cards.get(label);
+      if (card) card.focusName();
+      else elements.addName.focus();
     }
   }
 
