@@ -218,6 +218,8 @@ describe('class cards in headless Chromium', () => {
       await renameByKeyboard(page, 'red', 'crimson');
       await waitForClassCounts(page, { blue: 3, crimson: 3 });
       assert.equal(await byTestId('download-button').isDisabled(), false, 'a rename keeps the trained model');
+      const evaluated = await page.$$eval('[data-testid="eval-classes"] tbody tr', (rows) => rows.map((row) => row.dataset.label));
+      assert.deepEqual(evaluated, ['blue', 'crimson'], 'the results on show name the renamed class');
       const [download] = await Promise.all([page.waitForEvent('download', { timeout: 120_000 }), byTestId('download-button').click()]);
       const path = join(dir, 'renamed.safetensors');
       await download.saveAs(path);

@@ -7,7 +7,7 @@ import { EngineError, EngineGone } from '../engine/trainer-client';
 import type { Picked, PickedFile } from '../views/drop-zone';
 import { EngineUnavailable, gpuGaveUp, messageOf, reasonOf, type AppContext } from './context';
 import { LibraryStore, storageProblem } from './library-store';
-import { editsBlocked, idleTraining, isTraining, type FileProblem, type HeldImage } from './state';
+import { editsBlocked, idleTraining, isTraining, type AppState, type FileProblem, type HeldImage } from './state';
 
 type AddJob = { kind: 'class'; label: string } | { kind: 'image'; picked: PickedFile };
 
@@ -223,6 +223,8 @@ export class Pictures {
       }
       s.summary = summary;
       if (!keepModel) s.trained = null;
+      // The model was renamed with the class: so are its results on show.
+      else if (from !== null) renameInResults(s, from, to);
     });
     const classes = this.ctx.state.classes;
     this.persist(() => this.library.relabel(moved, classes));
@@ -330,4 +332,21 @@ export class Pictures {
       s.library = { ...s.library, status: 'memory', problem, partial: s.library.status === 'saving' };
     });
   }
+}
+
+/** The last run's evaluation and the predictions shown, with class `from` called `to`. */
+function renameInResults(s: AppState, from: string, to: string): void {
+  const name = (label: string) => (label === from ? to : label);
+  const evaluation = s.training.evaluation;
+  if (evaluation) {
+    s.training = {
+      ...s.training,
+      evaluation: {
+        ...evaluation,
+        classes: evaluation.classes.map((c) => ({ ...c, label: name(c.label) })),
+        misclassified: evaluation.misclassified.map((m) => ({ ...m, trueLabel: name(m.trueLabel), predictedLabel: name(m.predictedLabel) })),
+      },
+    };
+  }
+  s.predictions = s.predictions.map((p) => (p.predictions ? { ...p, predictions: p.predictions.map((q) => ({ ...q, label: name(q.label) })) } : p));
 }
