@@ -139,12 +139,6 @@ impl Trainer {
         self.session.remove_picture(id).map_err(js_error)
     }
 
-    /// Pictures whose backbone features are computed and kept (a run computes the others).
-    #[wasm_bindgen(js_name = cachedFeatures)]
-    pub fn cached_features(&self) -> usize {
-        self.session.cached_features()
-    }
-
     /// Starts a run of `recipe` (a [`Recipe`]; missing fields take the defaults): [`Started`].
     ///
     /// [`Started`]: crate::Started
