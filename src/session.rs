@@ -252,6 +252,45 @@ impl Session {
         Ok(())
     }
 
+    /// Renames a class (see [`ImageSet::rename_class`]). Features belong to pictures, not to
+    /// names, so none is computed again; a finished run's model takes the new name too, so it
+    /// can be exported and tried without training again. Returns the new label.
+    pub fn rename_class(&mut self, from: &str, to: &str) -> Result<String> {
+        self.editable()?;
+        let to = self.images.rename_class(from, to)?;
+        if let State::Done(run, _) = &mut self.state {
+            for label in run.labels.iter_mut().filter(|l| *l == from) {
+                *label = to.clone();
+            }
+        }
+        Ok(to)
+    }
+
+    /// Moves every picture of `from` into `into` and removes `from`; features are kept.
+    pub fn merge_classes(&mut self, from: &str, into: &str) -> Result<()> {
+        self.editable()?;
+        self.images.merge_classes(from, into)
+    }
+
+    /// Moves picture `id` to the existing class `to`; its features are kept.
+    pub fn move_picture(&mut self, id: u32, to: &str) -> Result<()> {
+        self.editable()?;
+        self.images.move_to(id, to)
+    }
+
+    /// Removes picture `id` and its features; its class stays.
+    pub fn remove_picture(&mut self, id: u32) -> Result<()> {
+        self.editable()?;
+        self.images.remove(id)?;
+        self.features.retain(|kept| kept != id);
+        Ok(())
+    }
+
+    /// Pictures whose backbone features are computed and kept.
+    pub fn cached_features(&self) -> usize {
+        self.features.len()
+    }
+
     pub fn summary(&self) -> DatasetSummary {
         self.images.summary()
     }

@@ -114,6 +114,31 @@ impl Trainer {
         self.session.remove_class(label).map_err(js_error)
     }
 
+    /// Renames class `from` to `to` (trimmed; not another class's name: that is a merge). The
+    /// pictures' features are kept. Returns the new label.
+    #[wasm_bindgen(js_name = renameClass)]
+    pub fn rename_class(&mut self, from: &str, to: &str) -> Result<String, JsValue> {
+        self.session.rename_class(from, to).map_err(js_error)
+    }
+
+    /// Moves every picture of class `from` into class `into`, then removes `from`.
+    #[wasm_bindgen(js_name = mergeClasses)]
+    pub fn merge_classes(&mut self, from: &str, into: &str) -> Result<(), JsValue> {
+        self.session.merge_classes(from, into).map_err(js_error)
+    }
+
+    /// Moves the picture `id` (from `addImage`) to the existing class `to`.
+    #[wasm_bindgen(js_name = movePicture)]
+    pub fn move_picture(&mut self, id: u32, to: &str) -> Result<(), JsValue> {
+        self.session.move_picture(id, to).map_err(js_error)
+    }
+
+    /// Removes the picture `id` (from `addImage`); its class stays, even if empty.
+    #[wasm_bindgen(js_name = removePicture)]
+    pub fn remove_picture(&mut self, id: u32) -> Result<(), JsValue> {
+        self.session.remove_picture(id).map_err(js_error)
+    }
+
     /// Starts a run of `recipe` (a [`Recipe`]; missing fields take the defaults): [`Started`].
     ///
     /// [`Started`]: crate::Started

@@ -112,3 +112,43 @@ fn wrong_weights_files_are_refused_with_the_tensor_named() {
     let err = Session::new(LITE, &bytes, Device::flex()).err().unwrap().to_string();
     assert!(err.contains("missing tensor _conv_stem.weight"), "{err}");
 }
+
+#[test]
+fn class_edits_keep_every_feature_and_a_rename_keeps_the_model() {
+    let mut session = common::session_with_generated(2, 3);
+    session.start(head_only(HeadOptions { epochs: 1, hidden_units: 16, ..Default::default() })).unwrap();
+    assert_eq!(session.cached_features(), 0);
+    // While the run goes on, classes cannot change.
+    let err = session.rename_class("disc", "circles").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Training, "{err}");
+    common::run_to_end(&mut session);
+    assert_eq!(session.cached_features(), 6);
+
+    // A rename computes nothing again, and the trained model takes the new name at once.
+    assert_eq!(session.rename_class("disc", " circles ").unwrap(), "circles");
+    assert_eq!(session.cached_features(), 6);
+    assert_eq!(session.trained_model().unwrap().labels, vec!["checks", "circles", "stripes"]);
+    let (_, name, bytes) = common::generated_dataset(1, 42).into_iter().find(|(label, ..)| label == "disc").unwrap();
+    let predictions = pollster::block_on(session.predict(&name, &bytes)).unwrap();
+    assert!(predictions.iter().any(|p| p.label == "circles") && predictions.iter().all(|p| p.label != "disc"));
+    // Refusals name the reason and change nothing.
+    assert_eq!(session.rename_class("circles", "checks").unwrap_err().kind(), ErrorKind::Dataset);
+    assert_eq!(session.rename_class("owls", "birds").unwrap_err().kind(), ErrorKind::Dataset);
+
+    // Moving a picture and merging classes keep the features too; removing one drops its own.
+    session.move_picture(0, "stripes").unwrap();
+    session.merge_classes("circles", "checks").unwrap();
+    assert_eq!(session.cached_features(), 6);
+    session.remove_picture(1).unwrap();
+    assert_eq!(session.cached_features(), 5);
+    assert_eq!(session.remove_picture(1).unwrap_err().kind(), ErrorKind::Dataset);
+    let counts: Vec<(String, usize)> = session.summary().classes.into_iter().map(|c| (c.label, c.count)).collect();
+    assert_eq!(counts, vec![("checks".to_string(), 2), ("stripes".to_string(), 3)]);
+
+    // The next run computes no feature again.
+    let started = session.start(head_only(HeadOptions { epochs: 1, hidden_units: 16, ..Default::default() })).unwrap();
+    assert_eq!(started.pending_features, 0);
+    let events = common::run_to_end(&mut session);
+    assert!(!events.iter().any(|e| matches!(e, Event::Features { .. })), "{events:?}");
+    assert_eq!(session.trained_model().unwrap().labels, vec!["checks", "stripes"]);
+}

@@ -6,6 +6,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use super::decode::decode_image;
+use super::labels::label_of;
 use super::preprocess::{center_crop, resize_shorter_side};
 use crate::error::{Error, Result};
 use crate::model::BackboneSpec;
@@ -80,15 +81,72 @@ impl ImageSet {
         Ok(id)
     }
 
-    pub fn remove(&mut self, id: u32) -> bool {
+    /// Removes one picture; its class stays, even when it is left empty.
+    pub fn remove(&mut self, id: u32) -> Result<()> {
         let before = self.images.len();
         self.images.retain(|i| i.id != id);
-        before != self.images.len()
+        if before == self.images.len() {
+            return Err(unknown_picture(id));
+        }
+        Ok(())
     }
 
     pub fn remove_class(&mut self, label: &str) {
         self.classes.remove(label);
         self.images.retain(|i| i.label != label);
+    }
+
+    /// Gives class `from` the name `to` (trimmed), which must not be another class's: joining two
+    /// classes is [`Self::merge_classes`], asked for by name. Pictures keep their ids, so nothing
+    /// computed from them (features) is lost. Returns the new label.
+    pub fn rename_class(&mut self, from: &str, to: &str) -> Result<String> {
+        self.known_class(from)?;
+        let to = valid_label(to)?;
+        if to == from {
+            return Ok(to);
+        }
+        if self.classes.contains(&to) {
+            return Err(Error::Dataset(format!(
+                "there is already a class named \"{to}\": merge \"{from}\" into it instead, or choose another name"
+            )));
+        }
+        self.relabel_class(from, &to);
+        Ok(to)
+    }
+
+    /// Moves every picture of class `from` into class `into` and removes `from`.
+    pub fn merge_classes(&mut self, from: &str, into: &str) -> Result<()> {
+        self.known_class(from)?;
+        self.known_class(into)?;
+        if from == into {
+            return Err(Error::Dataset(format!("cannot merge class \"{from}\" into itself")));
+        }
+        self.relabel_class(from, into);
+        Ok(())
+    }
+
+    /// Moves one picture to the existing class `to`.
+    pub fn move_to(&mut self, id: u32, to: &str) -> Result<()> {
+        self.known_class(to)?;
+        let image = self.images.iter_mut().find(|i| i.id == id).ok_or_else(|| unknown_picture(id))?;
+        image.label = to.to_string();
+        Ok(())
+    }
+
+    fn relabel_class(&mut self, from: &str, to: &str) {
+        self.classes.remove(from);
+        self.classes.insert(to.to_string());
+        for image in self.images.iter_mut().filter(|i| i.label == from) {
+            image.label = to.to_string();
+        }
+    }
+
+    fn known_class(&self, label: &str) -> Result<()> {
+        if self.classes.contains(label) {
+            Ok(())
+        } else {
+            Err(Error::Dataset(format!("there is no class named \"{label}\"")))
+        }
     }
 
     /// Class labels, sorted; a label's position is its class index.
@@ -127,12 +185,29 @@ impl ImageSet {
     }
 }
 
+/// A class name as typed or as a folder gave it: trimmed, and one that a dataset folder of that
+/// name would give back under the rule of [`super::labels`] (no `/`, not a hidden or clutter
+/// folder's name), so that a class made on the page survives a round trip through folders.
 fn valid_label(label: &str) -> Result<String> {
     let label = label.trim();
+    let refuse = |why: &str| Err(Error::Dataset(format!("{why}: choose another class name")));
     if label.is_empty() {
         return Err(Error::Dataset("a class name cannot be empty".into()));
     }
+    if label.contains('/') {
+        return refuse(&format!("\"{label}\" contains \"/\", which separates folders"));
+    }
+    if label.chars().any(char::is_control) {
+        return refuse("a class name cannot contain control characters (a tab, a line break)");
+    }
+    if label_of(&format!("{label}/picture")).as_deref() != Some(label) {
+        return refuse(&format!("\"{label}\" is the name of a folder datasets skip (hidden, or the system's)"));
+    }
     Ok(label.to_string())
+}
+
+fn unknown_picture(id: u32) -> Error {
+    Error::Dataset(format!("there is no picture with id {id} (it was removed)"))
 }
 
 fn trainability_problem(classes: &[ClassSummary]) -> Option<String> {
@@ -208,5 +283,88 @@ mod tests {
         assert_eq!(set.class_index("zebra"), Some(1));
         set.remove_class("ant");
         assert_eq!(set.labels(), vec!["zebra"]);
+    }
+
+    fn two_classes() -> (ImageSet, [u32; 3]) {
+        let mut set = ImageSet::new(BackboneSpec::efficientnet_lite0());
+        let a = set.add("cats", "a.png", &png([200, 10, 10])).unwrap();
+        let b = set.add("cats", "b.png", &png([210, 10, 10])).unwrap();
+        let c = set.add("dogs", "c.png", &png([10, 10, 200])).unwrap();
+        (set, [a, b, c])
+    }
+
+    fn labels_of(set: &ImageSet) -> Vec<(u32, String)> {
+        set.images().iter().map(|i| (i.id, i.label.clone())).collect()
+    }
+
+    #[test]
+    fn a_renamed_class_keeps_its_pictures_and_their_ids() {
+        let (mut set, [a, b, c]) = two_classes();
+        assert_eq!(set.rename_class("cats", "  zebras ").unwrap(), "zebras");
+        assert_eq!(set.labels(), vec!["dogs", "zebras"]);
+        assert_eq!(labels_of(&set), vec![(a, "zebras".into()), (b, "zebras".into()), (c, "dogs".into())]);
+        assert_eq!(set.rename_class("zebras", "zebras").unwrap(), "zebras", "the same name is no change");
+        // An empty class can be renamed too.
+        set.add_class("birds").unwrap();
+        set.rename_class("birds", "owls").unwrap();
+        assert_eq!(set.labels(), vec!["dogs", "owls", "zebras"]);
+    }
+
+    #[test]
+    fn a_rename_that_cannot_be_done_says_why_and_changes_nothing() {
+        let (mut set, _) = two_classes();
+        let before = labels_of(&set);
+        let refused = |set: &mut ImageSet, from: &str, to: &str| set.rename_class(from, to).unwrap_err().to_string();
+        assert!(refused(&mut set, "cats", "dogs").contains("already a class named \"dogs\": merge"));
+        assert!(refused(&mut set, "cats", " dogs\t").contains("already a class named \"dogs\""));
+        assert!(refused(&mut set, "cats", "   ").contains("cannot be empty"));
+        assert!(refused(&mut set, "cats", "").contains("cannot be empty"));
+        assert!(refused(&mut set, "cows", "bulls").contains("no class named \"cows\""));
+        assert!(refused(&mut set, "cats", "a/b").contains("\"/\""));
+        assert!(refused(&mut set, "cats", ".hidden").contains("folder datasets skip"));
+        assert!(refused(&mut set, "cats", "__MACOSX").contains("folder datasets skip"));
+        assert!(refused(&mut set, "cats", "..").contains("folder datasets skip"));
+        assert!(refused(&mut set, "cats", "a\nb").contains("control characters"));
+        assert_eq!(set.rename_class("cats", "dogs").unwrap_err().kind(), crate::error::ErrorKind::Dataset);
+        assert_eq!(labels_of(&set), before);
+        assert_eq!(set.labels(), vec!["cats", "dogs"]);
+    }
+
+    #[test]
+    fn every_accepted_name_is_the_label_its_folder_would_give() {
+        let mut set = ImageSet::new(BackboneSpec::efficientnet_lite0());
+        for name in ["cats", " spaced out ", "été", "a.b", "..c", "x y/z", ".d", "Thumbs.db", "", "\u{7f}"] {
+            if let Ok(()) = set.add_class(name) {
+                let label = name.trim();
+                assert_eq!(super::super::labels::label_of(&format!("{label}/a.jpg")).as_deref(), Some(label), "{name:?}");
+            }
+        }
+        assert_eq!(set.labels(), vec!["Thumbs.db", "a.b", "cats", "spaced out", "été"]);
+    }
+
+    #[test]
+    fn merging_moves_every_picture_and_drops_the_class() {
+        let (mut set, [a, b, c]) = two_classes();
+        set.merge_classes("dogs", "cats").unwrap();
+        assert_eq!(set.labels(), vec!["cats"]);
+        assert_eq!(labels_of(&set), vec![(a, "cats".into()), (b, "cats".into()), (c, "cats".into())]);
+        assert!(set.merge_classes("cats", "cats").unwrap_err().to_string().contains("into itself"));
+        assert!(set.merge_classes("cats", "dogs").unwrap_err().to_string().contains("no class named \"dogs\""));
+        assert!(set.merge_classes("dogs", "cats").unwrap_err().to_string().contains("no class named \"dogs\""));
+        assert_eq!(set.summary().classes, vec![ClassSummary { label: "cats".into(), count: 3 }]);
+    }
+
+    #[test]
+    fn pictures_move_between_classes_and_are_removed_by_id() {
+        let (mut set, [a, b, c]) = two_classes();
+        set.move_to(a, "dogs").unwrap();
+        assert_eq!(labels_of(&set), vec![(a, "dogs".into()), (b, "cats".into()), (c, "dogs".into())]);
+        assert!(set.move_to(a, "birds").unwrap_err().to_string().contains("no class named \"birds\""));
+        assert!(set.move_to(99, "cats").unwrap_err().to_string().contains("no picture with id 99"));
+        set.remove(b).unwrap();
+        assert!(set.remove(b).unwrap_err().to_string().contains("no picture with id"));
+        // The emptied class stays, and says it is empty.
+        assert_eq!(set.labels(), vec!["cats", "dogs"]);
+        assert!(set.summary().problem.unwrap().contains("class \"cats\" has no images"));
     }
 }

@@ -17,6 +17,14 @@ impl FeatureCache {
         self.by_image.get(&image_id).map(Vec::as_slice)
     }
 
+    pub fn len(&self) -> usize {
+        self.by_image.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_image.is_empty()
+    }
+
     pub fn contains(&self, image_id: u32) -> bool {
         self.by_image.contains_key(&image_id)
     }

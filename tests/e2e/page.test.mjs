@@ -98,6 +98,7 @@ describe('webtune page in headless Chromium', () => {
       await byTestId('folder-input').setInputFiles(dataset);
       await waitForClassCounts(page, { blue: 4, red: 4 });
       await page.locator('[data-testid="class-row"][data-label="red"] [data-testid="remove-class"]').click();
+      await page.locator('[data-testid="class-row"][data-label="red"] [data-testid="confirm-card-action"]').click();
       await waitForClassCounts(page, { blue: 4 });
       await page.reload();
       await waitForEngine(page, 'cpu');

@@ -6,7 +6,7 @@ import './offline';
 import { App } from './app/app';
 import { mountAugmentPreview } from './views/augment-preview';
 import { mountBackbone } from './views/backbone-view';
-import { mountClassList } from './views/class-list';
+import { mountClassCards } from './views/class-cards';
 import { byId, h } from './views/dom';
 import { mountDownload } from './views/download';
 import { mountDropZone, type Picked } from './views/drop-zone';
@@ -52,9 +52,12 @@ const renderSample = mountSampleProject(byId('sample-project'), new URL('sample/
   reportError,
 });
 
-const renderClasses = mountClassList(
+const renderClasses = mountClassCards(
   {
     list: byId<HTMLUListElement>('class-list'),
+    addForm: byId<HTMLFormElement>('add-class-form'),
+    addName: byId<HTMLInputElement>('new-class-name'),
+    addError: byId('add-class-error'),
     status: byId('add-status'),
     fileProblems: byId('file-problems'),
     fileProblemList: byId<HTMLUListElement>('file-problem-list'),
@@ -63,6 +66,11 @@ const renderClasses = mountClassList(
     clearAll: byId<HTMLButtonElement>('clear-all'),
   },
   {
+    addClass: (name) => app.addClassNamed(name),
+    renameClass: (from, to) => app.renameClass(from, to),
+    mergeClasses: (from, into) => app.mergeClasses(from, into),
+    movePicture: (key, label) => app.movePicture(key, label),
+    removePicture: (key) => app.removePicture(key),
     removeClass: (label) => void app.removeClass(label),
     addToClass: (picked) => app.addPicked(picked),
     clearProblems: () => app.clearProblems(),

@@ -339,6 +339,27 @@ export class App implements AppContext {
     return this.pictures.removeClass(label);
   }
 
+  // Class cards: each resolves to why the edit was refused, or null.
+  addClassNamed(name: string): Promise<string | null> {
+    return this.pictures.addClassNamed(name);
+  }
+
+  renameClass(from: string, to: string): Promise<string | null> {
+    return this.pictures.renameClass(from, to);
+  }
+
+  mergeClasses(from: string, into: string): Promise<string | null> {
+    return this.pictures.mergeClasses(from, into);
+  }
+
+  movePicture(key: number, label: string): Promise<string | null> {
+    return this.pictures.movePicture(key, label);
+  }
+
+  removePicture(key: number): Promise<string | null> {
+    return this.pictures.removePicture(key);
+  }
+
   clearProblems(): void {
     this.pictures.clearProblems();
   }

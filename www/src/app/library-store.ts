@@ -3,7 +3,7 @@
 // pictures yet). Trained models are not kept. Every write is its own transaction; IndexedDB runs
 // overlapping read-write transactions in the order they were made, so the last write wins.
 
-import { clear, createStore, delMany, entries, set, type UseStore } from 'idb-keyval';
+import { clear, createStore, delMany, entries, set, setMany, type UseStore } from 'idb-keyval';
 import type { HeldImage } from './state';
 
 export interface StoredLibrary {
@@ -44,6 +44,10 @@ function isStoredPicture(value: unknown): value is StoredPicture {
   );
 }
 
+function stored({ key, label, path, file }: HeldImage): StoredPicture {
+  return { key, label, path, name: file.name, type: file.type, lastModified: file.lastModified, bytes: file };
+}
+
 export class LibraryStore {
   private readonly store: UseStore;
 
@@ -73,17 +77,16 @@ export class LibraryStore {
     await set(CLASSES_KEY, classes, this.store);
   }
 
-  async savePicture({ key, label, path, file }: HeldImage): Promise<void> {
-    const picture: StoredPicture = {
-      key,
-      label,
-      path,
-      name: file.name,
-      type: file.type,
-      lastModified: file.lastModified,
-      bytes: file,
-    };
-    await set(pictureKey(key), picture, this.store);
+  async savePicture(image: HeldImage): Promise<void> {
+    await set(pictureKey(image.key), stored(image), this.store);
+  }
+
+  /**
+   * Rewrites pictures whose class changed (a rename, a merge, a move), and the class list, in one
+   * transaction: a reload sees all of the change or none of it.
+   */
+  async relabel(images: HeldImage[], classes: string[]): Promise<void> {
+    await setMany([[CLASSES_KEY, classes], ...images.map((image): [IDBValidKey, StoredPicture] => [pictureKey(image.key), stored(image)])], this.store);
   }
 
   async deletePictures(keys: number[]): Promise<void> {

@@ -2,11 +2,12 @@
 // time, so a crash names the file that caused it), removing them, and keeping them in the
 // browser's storage so that a reload brings them back.
 
-import { EngineGone } from '../engine/trainer-client';
+import type { DatasetSummary } from '../engine/protocol';
+import { EngineError, EngineGone } from '../engine/trainer-client';
 import type { Picked, PickedFile } from '../views/drop-zone';
 import { EngineUnavailable, gpuGaveUp, messageOf, reasonOf, type AppContext } from './context';
 import { LibraryStore, storageProblem } from './library-store';
-import { idleTraining, isTraining, type FileProblem, type HeldImage } from './state';
+import { editsBlocked, idleTraining, isTraining, type AppState, type FileProblem, type HeldImage } from './state';
 
 type AddJob = { kind: 'class'; label: string } | { kind: 'image'; picked: PickedFile };
 
@@ -124,6 +125,126 @@ export class Pictures {
     }
   }
 
+  /** Why classes and pictures cannot be edited now (see `editsBlocked`), or null. */
+  editBlocked(): string | null {
+    return editsBlocked(this.ctx.state);
+  }
+
+  /** Adds an empty class by name; resolves to why it was not added, or null. */
+  async addClassNamed(name: string): Promise<string | null> {
+    const label = name.trim();
+    if (this.ctx.state.classes.includes(label)) return `There is already a class named "${label}".`;
+    const blocked = this.editBlocked();
+    if (blocked) return blocked;
+    return this.edit(`add class "${label}"`, async () => {
+      const { summary } = await this.ctx.call({ type: 'addClass', label });
+      this.ctx.store.update((s) => {
+        s.classes = [...s.classes, label];
+        s.summary = summary;
+      });
+      this.keepClasses();
+    });
+  }
+
+  /**
+   * Renames a class. The engine keeps every picture's features (they do not depend on names)
+   * and renames the trained model's class too, so the model stays. Resolves to why not, or null.
+   */
+  async renameClass(from: string, to: string): Promise<string | null> {
+    const blocked = this.editBlocked();
+    if (blocked) return blocked;
+    return this.edit(`rename class "${from}"`, async () => {
+      const { summary, label } = await this.ctx.call({ type: 'renameClass', from, to });
+      if (label === from) return;
+      this.relabel(from, label, (image) => image.label === from, summary, { keepModel: true });
+    });
+  }
+
+  /** Moves every picture of `from` into `into`; `from` is removed. Resolves to why not, or null. */
+  async mergeClasses(from: string, into: string): Promise<string | null> {
+    const blocked = this.editBlocked();
+    if (blocked) return blocked;
+    return this.edit(`merge class "${from}" into "${into}"`, async () => {
+      const { summary } = await this.ctx.call({ type: 'mergeClasses', from, into });
+      this.relabel(from, into, (image) => image.label === from, summary, { keepModel: false });
+    });
+  }
+
+  /** Moves one picture to the class `label`. Resolves to why not, or null. */
+  async movePicture(key: number, label: string): Promise<string | null> {
+    const blocked = this.editBlocked();
+    if (blocked) return blocked;
+    return this.edit('move the picture', async () => {
+      const { summary } = await this.ctx.call({ type: 'movePicture', key, label });
+      this.relabel(null, label, (image) => image.key === key, summary, { keepModel: false });
+    });
+  }
+
+  /** Removes one picture, here, in the engine and in the browser's storage. */
+  async removePicture(key: number): Promise<string | null> {
+    const blocked = this.editBlocked();
+    if (blocked) return blocked;
+    return this.edit('remove the picture', async () => {
+      const { summary } = await this.ctx.call({ type: 'removePicture', key });
+      this.ctx.store.update((s) => {
+        const images = new Map(s.images);
+        images.delete(key);
+        s.images = images;
+        s.summary = summary;
+        s.trained = null;
+      });
+      this.persist(() => this.library.deletePictures([key]));
+    });
+  }
+
+  /**
+   * Gives the pictures `which` picks the class `to` (and renames class `from` to it in the class
+   * list, or drops `from` when `to` already exists), then stores the change in one go.
+   */
+  private relabel(
+    from: string | null,
+    to: string,
+    which: (image: HeldImage) => boolean,
+    summary: DatasetSummary,
+    { keepModel }: { keepModel: boolean },
+  ): void {
+    const moved: HeldImage[] = [];
+    this.ctx.store.update((s) => {
+      const images = new Map(s.images);
+      for (const image of s.images.values()) {
+        if (!which(image)) continue;
+        const relabelled = { ...image, label: to };
+        images.set(image.key, relabelled);
+        moved.push(relabelled);
+      }
+      s.images = images;
+      if (from !== null) {
+        s.classes = s.classes.includes(to) ? s.classes.filter((c) => c !== from) : s.classes.map((c) => (c === from ? to : c));
+      }
+      s.summary = summary;
+      if (!keepModel) s.trained = null;
+      // The model was renamed with the class: so are its results on show.
+      else if (from !== null) renameInResults(s, from, to);
+    });
+    const classes = this.ctx.state.classes;
+    this.persist(() => this.library.relabel(moved, classes));
+  }
+
+  /** Runs one edit in the engine; resolves to why it failed (in the engine's words), or null. */
+  private async edit(what: string, change: () => Promise<void>): Promise<string | null> {
+    try {
+      await change();
+      return null;
+    } catch (error) {
+      if (error instanceof EngineError) return `Could not ${what}: ${reasonOf(error)}`;
+      if (error instanceof EngineUnavailable || error instanceof EngineGone) {
+        return `Could not ${what}: the training engine is not running (${messageOf(error)}).`;
+      }
+      this.ctx.reportError(`Could not ${what}: ${messageOf(error)}`);
+      return messageOf(error);
+    }
+  }
+
   clearProblems(): void {
     this.ctx.store.update((s) => {
       s.problems = [];
@@ -211,4 +332,21 @@ export class Pictures {
       s.library = { ...s.library, status: 'memory', problem, partial: s.library.status === 'saving' };
     });
   }
+}
+
+/** The last run's evaluation and the predictions shown, with class `from` called `to`. */
+function renameInResults(s: AppState, from: string, to: string): void {
+  const name = (label: string) => (label === from ? to : label);
+  const evaluation = s.training.evaluation;
+  if (evaluation) {
+    s.training = {
+      ...s.training,
+      evaluation: {
+        ...evaluation,
+        classes: evaluation.classes.map((c) => ({ ...c, label: name(c.label) })),
+        misclassified: evaluation.misclassified.map((m) => ({ ...m, trueLabel: name(m.trueLabel), predictedLabel: name(m.predictedLabel) })),
+      },
+    };
+  }
+  s.predictions = s.predictions.map((p) => (p.predictions ? { ...p, predictions: p.predictions.map((q) => ({ ...q, label: name(q.label) })) } : p));
 }

@@ -268,6 +268,18 @@ export function isTraining(state: AppState): boolean {
   return BUSY.has(state.training.phase);
 }
 
+/**
+ * Why classes and pictures cannot be renamed, merged or moved now, or null: not while training
+ * runs (the engine refuses too), nor while pictures are still being read or given back to a
+ * (re)started engine, since those would land in the class as it was named before.
+ */
+export function editsBlocked(state: AppState): string | null {
+  if (isTraining(state)) return 'Stop training first: classes cannot change while it runs.';
+  if (state.adding > 0) return 'Wait until every picture is read.';
+  if (state.summary.images < state.images.size) return 'Wait until the training engine has every picture back.';
+  return null;
+}
+
 type Listener = (state: AppState) => void;
 
 export class Store {

@@ -93,6 +93,14 @@ export type Request =
   /** `key` is the page's own id of the picture, given back in evaluation results. */
   | { type: 'addImage'; key: number; label: string; fileName: string; file: Blob }
   | { type: 'removeClass'; label: string }
+  /** Renames a class (to is trimmed; another class's name is refused: that is a merge). Features are kept. */
+  | { type: 'renameClass'; from: string; to: string }
+  /** Moves every picture of `from` into `into` and removes `from`. */
+  | { type: 'mergeClasses'; from: string; into: string }
+  /** Moves the picture the page knows as `key` to the existing class `label`. */
+  | { type: 'movePicture'; key: number; label: string }
+  /** Removes the picture the page knows as `key`; its class stays. */
+  | { type: 'removePicture'; key: number }
   /** Runs the whole recipe; its events arrive as `WorkerEvent`s until it finishes or is stopped. */
   | { type: 'train'; recipe: Recipe }
   | { type: 'stopTraining' }
@@ -135,6 +143,11 @@ export interface ReplyData {
   addClass: { summary: DatasetSummary };
   addImage: { summary: DatasetSummary };
   removeClass: { summary: DatasetSummary };
+  /** `label`: the new name as the engine keeps it (trimmed). */
+  renameClass: { summary: DatasetSummary; label: string };
+  mergeClasses: { summary: DatasetSummary };
+  movePicture: { summary: DatasetSummary };
+  removePicture: { summary: DatasetSummary };
   train: TrainResult;
   stopTraining: Record<string, never>;
   pauseTraining: Record<string, never>;

@@ -50,6 +50,18 @@ let lastPanic: string | null = null;
 let simulate: Simulation | null = null;
 /** The page's key of each picture, by the engine's image id (evaluation names pictures by id). */
 const pageKeys = new Map<number, number>();
+/** The engine's image id of each picture, by the page's key (the page names pictures by key). */
+const engineIds = new Map<number, number>();
+
+/** The engine's id of the picture the page knows as `key`; refused as the engine refuses unknown ones. */
+function engineId(key: number): number {
+  const id = engineIds.get(key);
+  if (id === undefined) {
+    const message = `there is no picture with key ${key} in the engine (it was removed)`;
+    throw Object.assign(new Error(message), { kind: 'dataset', reason: message, file: null, setting: null });
+  }
+  return id;
+}
 
 // A Rust panic is printed by the panic hook through console.error, and then the instance traps.
 // Remember the message so the page can show it, and report the crash at once: after a panic the
@@ -249,11 +261,29 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       const bytes = await bytesOf(request.file);
       const id = requireTrainer().addImage(request.label, request.fileName, bytes);
       pageKeys.set(id, request.key);
+      engineIds.set(request.key, id);
       return { data: { summary: summary() } };
     }
     case 'removeClass':
       requireTrainer().removeClass(request.label);
       return { data: { summary: summary() } };
+    case 'renameClass': {
+      const label = requireTrainer().renameClass(request.from, request.to);
+      return { data: { summary: summary(), label } };
+    }
+    case 'mergeClasses':
+      requireTrainer().mergeClasses(request.from, request.into);
+      return { data: { summary: summary() } };
+    case 'movePicture':
+      requireTrainer().movePicture(engineId(request.key), request.label);
+      return { data: { summary: summary() } };
+    case 'removePicture': {
+      const id = engineId(request.key);
+      requireTrainer().removePicture(id);
+      engineIds.delete(request.key);
+      pageKeys.delete(id);
+      return { data: { summary: summary() } };
+    }
     case 'train':
       return { data: await train(request.recipe, (m) => scope.postMessage(m)) };
     case 'stopTraining':
