@@ -7,8 +7,8 @@ DistributedDataParallel, and writes a file webtune reads back.
 On several machines, run the same line on each with `--nnodes N --node_rank R
 --rdzv_endpoint HOST:PORT` instead of `--standalone`; DATA_DIR must be readable from every
 machine (a shared file system), but each process reads only its own share of the pictures
-(DistributedSampler). The backend is gloo (CPU); `--backend nccl` with one GPU per process works
-the same way.
+(DistributedSampler). The backend is gloo (CPU); `--backend nccl` puts one GPU under each process
+(written for, not tested here).
 
 The model is rebuilt from the file's own metadata (`backbone`, `labels`, `head_hidden_units`,
 `normalization`, sizes: see README, *The downloaded file*) and loaded with `strict=True`, so every
