@@ -19,7 +19,8 @@ EXAMPLE=$ROOT/examples/pytorch_ddp
 VENV=$WEBTUNE_CACHE/torch-venv
 PY=$VENV/bin/python
 
-if [ -n "$given_bin" ]; then WEBTUNE_BIN=$given_bin; else build_native; fi
+# Absolute: the steps below run in a temporary folder.
+if [ -n "$given_bin" ]; then WEBTUNE_BIN=$(realpath "$given_bin"); else build_native; fi
 if ! [ -f "$WEBTUNE_CACHE/weights/efficientnet_lite0.safetensors" ]; then
     fetch_downloads
     "$WEBTUNE_BIN" weights fetch --from "$WEIGHTS_PTH"
@@ -27,6 +28,8 @@ fi
 
 if ! cmp -s "$EXAMPLE/requirements.txt" "$VENV/webtune-requirements.txt"; then
     step "installing torch and friends into $VENV (once; a few minutes)"
+    # Debian's python3 makes venvs only with python3-venv (ensurepip) installed.
+    python3 -c 'import ensurepip' 2>/dev/null || { as_root apt-get update -q; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; }
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --progress-bar off -r "$EXAMPLE/requirements.txt"
     cp "$EXAMPLE/requirements.txt" "$VENV/webtune-requirements.txt"
