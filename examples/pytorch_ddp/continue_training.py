@@ -192,9 +192,12 @@ def main():
     parser.add_argument("--backend", default="gloo", help="torch.distributed backend: gloo (CPU) or nccl (GPU)")
     args = parser.parse_args()
 
+    device = torch.device("cpu")
+    if args.backend == "nccl":
+        device = torch.device(f"cuda:{int(os.environ['LOCAL_RANK'])}")
+        torch.cuda.set_device(device)  # before the process group, which nccl binds to a GPU
     dist.init_process_group(args.backend)
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device(f"cuda:{int(os.environ['LOCAL_RANK'])}") if args.backend == "nccl" else torch.device("cpu")
     torch.manual_seed(args.seed)
     say = print if rank == 0 else (lambda *a, **k: None)
 
