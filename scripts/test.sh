@@ -25,3 +25,8 @@ step "building the page"
 (cd "$ROOT/www" && npm run build -- --mode bench)
 step "browser end-to-end tests"
 cd "$ROOT" && WEBTUNE_BIN=$WEBTUNE_BIN node --test tests/e2e/
+
+# Opt-in: the round trip through PyTorch DistributedDataParallel (installs torch, about 5.5 GB).
+if [ "${WEBTUNE_TORCH:-0}" = 1 ]; then
+    WEBTUNE_BIN=$WEBTUNE_BIN bash "$ROOT/scripts/test-torch.sh"
+fi
