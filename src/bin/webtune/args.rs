@@ -40,7 +40,8 @@ impl BackboneArgs {
 #[derive(clap::Args)]
 pub struct BackendArgs {
     /// cpu: burn's CPU backend (flex). wgpu: the GPU through wgpu (Vulkan, Metal or DX12); an
-    /// error without an adapter. auto: wgpu on a hardware GPU, else the CPU.
+    /// error without an adapter. auto: wgpu on a hardware GPU, else the CPU. One GPU per run:
+    /// the training loop uses one burn device (README, "Beyond one machine", for more).
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     pub backend: BackendChoice,
 }
