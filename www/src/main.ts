@@ -11,6 +11,7 @@ import { mountDownload } from './views/download';
 import { mountDropZone } from './views/drop-zone';
 import { mountEvaluationView } from './views/evaluation-view';
 import { mountPredict } from './views/predict';
+import { mountSuspectsView } from './views/suspects-view';
 import type { ExportFormat } from './engine/protocol';
 import { isBackendChoice, mountSettings } from './views/settings';
 import { initialState, type AppState } from './app/state';
@@ -136,7 +137,12 @@ const renderTraining = mountTrainingView(
   },
 );
 
-const renderEvaluation = mountEvaluationView(byId('evaluation'));
+const heatmap = (file: Blob, fileName: string) => app.gradCam(file, fileName);
+const renderEvaluation = mountEvaluationView(byId('evaluation'), heatmap);
+const renderSuspects = mountSuspectsView(byId('label-check'), {
+  check: (limit) => app.checkLabels(limit),
+  edit: (key, label) => app.editPicture(key, label),
+});
 
 const renderAugmentPreview = mountAugmentPreview(
   { button: byId<HTMLButtonElement>('preview-augmentation'), note: byId('preview-note'), views: byId('preview-views') },
@@ -158,6 +164,7 @@ const renderPredict = mountPredict(
     hint: byId('predict-hint'),
   },
   (files) => void app.predict(files),
+  heatmap,
 );
 
 const errorList = byId<HTMLUListElement>('error-list');
@@ -179,6 +186,7 @@ app.store.subscribe((state) => {
   renderClasses(state);
   renderTraining(state);
   renderEvaluation(state);
+  renderSuspects(state);
   renderAugmentPreview(state);
   for (const render of renderDownloads) render(state);
   renderPredict(state);

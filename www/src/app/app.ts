@@ -364,7 +364,7 @@ export class App implements AppContext {
     for (const file of files) {
       const id = this.nextMessageId++;
       this.store.update((s) => {
-        s.predictions = [{ id, fileName: file.name, predictions: null, error: null }, ...s.predictions];
+        s.predictions = [{ id, fileName: file.name, file, predictions: null, error: null }, ...s.predictions];
       });
       let result: Pick<PredictionResult, 'predictions' | 'error'>;
       try {
@@ -377,6 +377,38 @@ export class App implements AppContext {
         s.predictions = s.predictions.map((p) => (p.id === id ? { ...p, ...result } : p));
       });
     }
+  }
+
+  // ---- explaining -------------------------------------------------------------------------
+
+  /** Grad-CAM of the predicted class for `file`, with the overlay to show. */
+  async gradCam(file: Blob, fileName: string) {
+    const { cam } = await this.call({ type: 'gradCam', fileName, file, classIndex: null });
+    return cam;
+  }
+
+  /** The pictures most likely mislabelled and the duplicates. */
+  checkLabels(limit: number) {
+    return this.call({ type: 'checkLabels', limit });
+  }
+
+  /**
+   * Moves one picture to class `label`, or removes it (`label` null), in the pictures the page
+   * holds and keeps; the engine is restarted on them, so the model is gone as after any change
+   * of the pictures. Resolves to why not, or null.
+   */
+  async editPicture(key: number, label: string | null): Promise<string | null> {
+    if (isTraining(this.state)) return 'Stop training first: pictures cannot change while it runs.';
+    const image = this.state.images.get(key);
+    if (!image) return 'That picture is no longer here.';
+    this.pictures.replaceHeld(image, label);
+    this.store.update((s) => {
+      s.training = idleTraining();
+      s.predictions = [];
+    });
+    this.restart();
+    await this.ready;
+    return null;
   }
 
   // ---- messages ---------------------------------------------------------------------------

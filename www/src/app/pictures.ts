@@ -159,6 +159,19 @@ export class Pictures {
     }
   }
 
+  /** Gives a held picture another class, or forgets it (`label` null), here and in storage. */
+  replaceHeld(image: HeldImage, label: string | null): void {
+    const moved = label === null ? null : { ...image, label };
+    this.ctx.store.update((s) => {
+      const images = new Map(s.images);
+      if (moved) images.set(image.key, moved);
+      else images.delete(image.key);
+      s.images = images;
+      s.trained = null;
+    });
+    this.persist(() => (moved ? this.library.savePicture(moved) : this.library.deletePictures([image.key])));
+  }
+
   dropHeld(key: number, problem: FileProblem): void {
     this.ctx.store.update((s) => {
       const images = new Map(s.images);
