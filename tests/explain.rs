@@ -163,3 +163,29 @@ fn a_planted_mislabel_is_a_top_suspect_after_training() {
     assert!(exact.mixed_labels);
     assert_eq!(exact.pictures.len(), 2);
 }
+
+/// `webtune predict --gradcam DIR` writes the engine's overlay of the predicted class.
+#[test]
+fn cli_writes_the_grad_cam_overlay() {
+    let device = Device::flex();
+    let head = HeadConfig::new(1280, 3).with_hidden(32).init_seeded(&device, 11);
+    let model = model_with(head, vec!["a".into(), "b".into(), "c".into()], 32, &device);
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("model.safetensors");
+    std::fs::write(&export, pollster::block_on(model.to_safetensors()).unwrap()).unwrap();
+    let out = dir.path().join("maps");
+    let cli = Command::new(env!("CARGO_BIN_EXE_webtune"))
+        .arg("predict")
+        .arg(&export)
+        .arg(common::photo("chelsea.png"))
+        .arg("--gradcam")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let written = image::open(out.join("chelsea.png.gradcam.png")).unwrap().to_rgba8();
+    let crop = chelsea();
+    let cam = pollster::block_on(model.grad_cam(&crop, None)).unwrap();
+    assert_eq!(written.dimensions(), (224, 224));
+    assert_eq!(written.into_raw(), cam.overlay(&crop));
+}
