@@ -150,7 +150,7 @@ function duplicatesList(check: LabelCheck): HTMLElement {
       h(
         'li',
         { 'data-testid': 'duplicate-group', 'data-kind': group.kind, 'data-mixed': String(group.mixedLabels) },
-        `${group.kind === 'exact' ? 'Identical pictures' : `Near duplicates (similarity ${group.similarity.toFixed(3)})`}${group.mixedLabels ? ' with different labels' : ''}: `,
+        `${group.kind === 'exact' ? 'Identical pictures' : `Near duplicates (features at least ${group.similarity.toFixed(3)} cosine-similar)`}${group.mixedLabels ? ' with different labels' : ''}: `,
         group.pictures.map((p) => `${p.fileName} (${p.label})`).join(', '),
       ),
     ),
