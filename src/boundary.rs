@@ -98,6 +98,9 @@ mod typescript {
             crate::data::ClassSummary::decl(&cfg),
             crate::train::ClassMetrics::decl(&cfg),
             DatasetSummary::decl(&cfg),
+            crate::explain::DuplicateGroup::decl(&cfg),
+            crate::explain::DuplicateKind::decl(&cfg),
+            crate::explain::DuplicatePicture::decl(&cfg),
             EngineInfo::decl(&cfg),
             crate::train::EpochReport::decl(&cfg),
             ErrorInfo::decl(&cfg),
@@ -105,6 +108,7 @@ mod typescript {
             crate::train::Evaluation::decl(&cfg),
             Event::decl(&cfg),
             crate::train::FineTuneOptions::decl(&cfg),
+            crate::explain::GradCam::decl(&cfg),
             crate::train::HeadOptions::decl(&cfg),
             crate::train::Misclassified::decl(&cfg),
             Outcome::decl(&cfg),
@@ -117,6 +121,8 @@ mod typescript {
             SettingKind::decl(&cfg),
             Stage::decl(&cfg),
             Started::decl(&cfg),
+            crate::explain::Suspect::decl(&cfg),
+            crate::explain::SuspectReport::decl(&cfg),
         ];
         for decl in decls {
             out.push_str("export ");

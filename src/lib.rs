@@ -11,6 +11,7 @@ pub mod backend;
 pub mod boundary;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod export;
 pub mod inference;
 pub mod model;

@@ -16,8 +16,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::data::{DatasetSummary, ImageSet, stratified_split};
+use image::RgbImage;
+
+use crate::data::{DatasetSummary, ImageSet, decode_image, resize_and_center_crop, stratified_split};
 use crate::error::{Error, Result};
+use crate::explain::{Candidate, DuplicateGroup, GradCam, NEAR_DUPLICATE_SIMILARITY, SuspectReport, duplicates, suspects};
 use crate::inference::{Prediction, TrainedModel, meta};
 use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, Head};
 use crate::recipe::Recipe;
@@ -572,6 +575,57 @@ impl Session {
 
     pub async fn predict(&self, file_name: &str, bytes: &[u8]) -> Result<Vec<Prediction>> {
         self.trained_model()?.predict_file(file_name, bytes).await
+    }
+
+    /// Grad-CAM of `class` (the predicted one when `None`) for a picture file, on the model
+    /// [`trained_model`](Self::trained_model) returns; with the center crop it explains.
+    pub async fn grad_cam(&self, file_name: &str, bytes: &[u8], class: Option<usize>) -> Result<(GradCam, RgbImage)> {
+        let crop = resize_and_center_crop(&decode_image(file_name, bytes)?, &self.spec);
+        Ok((self.trained_model()?.grad_cam(&crop, class).await?, crop))
+    }
+
+    /// Computes the features of pictures that have none yet (added after the last run), so
+    /// that every picture can be checked.
+    async fn complete_features(&mut self) -> Result<()> {
+        self.editable()?;
+        loop {
+            let pending: Vec<_> = self.images.images().iter().filter(|i| !self.features.contains(i.id)).take(8).collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            self.features.extract(&self.backbone, &self.spec, &pending).await?;
+        }
+    }
+
+    /// Every picture with its class, features and pixels, for the label checks.
+    fn candidates(&self) -> Vec<Candidate<'_>> {
+        self.images
+            .images()
+            .iter()
+            .map(|i| Candidate {
+                image_id: i.id,
+                file_name: &i.file_name,
+                class: self.images.class_index(&i.label).expect("labels come from images"),
+                features: self.features.get(i.id).expect("features are complete"),
+                pixels: i.pixels.as_raw(),
+            })
+            .collect()
+    }
+
+    /// The pictures most likely mislabelled, at most `limit` (see [`crate::explain::suspects`]):
+    /// each is predicted by a head trained, per fold, on the other pictures' features. Needs the
+    /// pictures to be trainable; features missing since the last run are computed first.
+    pub async fn suspects(&mut self, limit: usize) -> Result<SuspectReport> {
+        self.images.check_trainable()?;
+        self.complete_features().await?;
+        let seed = self.run().map_or(crate::train::HeadOptions::default().seed, |run| run.recipe.head.seed);
+        suspects(&self.candidates(), &self.images.labels(), limit, seed, &self.device).await
+    }
+
+    /// Exact and near duplicates among the pictures, across classes too.
+    pub async fn duplicates(&mut self) -> Result<Vec<DuplicateGroup>> {
+        self.complete_features().await?;
+        duplicates(&self.candidates(), &self.images.labels(), NEAR_DUPLICATE_SIMILARITY, &self.device).await
     }
 
     /// The backbone (for benchmarks and tools that need the model itself).

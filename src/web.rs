@@ -47,6 +47,15 @@ fn from_js<T: serde::de::DeserializeOwned + Default>(value: JsValue, what: &str)
         .map_err(|e| js_error(Error::Settings { setting: String::new(), message: format!("bad {what}: {e}") }))
 }
 
+/// A Grad-CAM as a JavaScript object, with its overlay as a `Uint8Array`.
+fn with_overlay(cam: &crate::explain::GradCam, crop: &image::RgbImage) -> Result<JsValue, JsValue> {
+    let object = to_js(cam)?;
+    let overlay = js_sys::Uint8Array::from(cam.overlay(crop).as_slice());
+    js_sys::Reflect::set(&object, &"overlay".into(), &overlay)
+        .map_err(|_| js_error(Error::Backend("cannot pass the Grad-CAM overlay to JavaScript".into())))?;
+    Ok(object)
+}
+
 #[wasm_bindgen]
 pub struct Trainer {
     session: Session,
@@ -175,6 +184,26 @@ impl Trainer {
     /// `[{label, probability}]`, most likely first.
     pub async fn predict(&self, file_name: String, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
         to_js(&self.session.predict(&file_name, &bytes).await.map_err(js_error)?)
+    }
+
+    /// Grad-CAM of `class` (an index into the labels; the predicted class when absent) for a
+    /// picture file: a [`GradCam`](crate::explain::GradCam) with `overlay`, the center crop it
+    /// explains with the heatmap over it (RGBA, `size`² pixels).
+    #[wasm_bindgen(js_name = gradCam)]
+    pub async fn grad_cam(&self, file_name: String, bytes: Vec<u8>, class: Option<usize>) -> Result<JsValue, JsValue> {
+        let (cam, crop) = self.session.grad_cam(&file_name, &bytes, class).await.map_err(js_error)?;
+        with_overlay(&cam, &crop)
+    }
+
+    /// The pictures most likely mislabelled, at most `limit`: a
+    /// [`SuspectReport`](crate::explain::SuspectReport).
+    pub async fn suspects(&mut self, limit: usize) -> Result<JsValue, JsValue> {
+        to_js(&self.session.suspects(limit).await.map_err(js_error)?)
+    }
+
+    /// Exact and near duplicates: `[DuplicateGroup]`.
+    pub async fn duplicates(&mut self) -> Result<JsValue, JsValue> {
+        to_js(&self.session.duplicates().await.map_err(js_error)?)
     }
 
     /// `count` training views of one picture drawn exactly as phase 2 draws them with

@@ -79,6 +79,16 @@ impl Backbone {
         each!(self, m => m.forward(input))
     }
 
+    /// The last convolution's activation maps, before global pooling: [`forward`](Self::forward)
+    /// is their spatial mean. What Grad-CAM weighs.
+    ///
+    /// # Shapes
+    /// - input: `[batch, 3, height, width]`
+    /// - output: `[batch, features, h/32, w/32]`
+    pub fn feature_maps(&self, input: Tensor<4>) -> Tensor<4> {
+        each!(self, m => m.feature_maps(input))
+    }
+
     /// The frozen part before unit `first_tail_unit`; its output is what phase 2 caches.
     ///
     /// # Shapes

@@ -121,13 +121,32 @@ impl MbConvNet {
     /// - input: the output of [`forward_prefix`](Self::forward_prefix) with the same `first_tail_unit`
     /// - output: `[batch, features]`
     pub fn forward_tail(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<2> {
+        let x = self.forward_tail_maps(input, first_tail_unit); // [batch, features, h/32, w/32]
+        let [batch, channels, _, _] = x.dims();
+        x.mean_dim(3).mean_dim(2).reshape([batch, channels])
+    }
+
+    /// [`forward_tail`](Self::forward_tail) without the pooling: the last convolution's
+    /// activation maps (what Grad-CAM weighs).
+    ///
+    /// # Shapes
+    /// - output: `[batch, features, h/32, w/32]`
+    pub fn forward_tail_maps(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<4> {
         let mut x = input;
         for block in self.blocks.iter().skip(first_tail_unit) {
             x = block.forward(x);
         }
-        let x = self.top.forward_relu6(x); // [batch, features, h/32, w/32]
-        let [batch, channels, _, _] = x.dims();
-        x.mean_dim(3).mean_dim(2).reshape([batch, channels])
+        self.top.forward_relu6(x)
+    }
+
+    /// The last convolution's activation maps, before global pooling.
+    ///
+    /// # Shapes
+    /// - input: `[batch, 3, height, width]`
+    /// - output: `[batch, features, h/32, w/32]`
+    pub fn feature_maps(&self, input: Tensor<4>) -> Tensor<4> {
+        let last = self.units() - 1;
+        self.forward_tail_maps(self.forward_prefix(input, last), last)
     }
 
     /// The parameters of the units from `first_tail_unit` on: what phase 2 trains. `top` is

@@ -193,12 +193,31 @@ impl ResNet {
     /// - input: the output of [`forward_prefix`](Self::forward_prefix) with the same `first_tail_unit`
     /// - output: `[batch, features]`
     pub fn forward_tail(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<2> {
+        let x = self.forward_tail_maps(input, first_tail_unit);
+        let [batch, channels, _, _] = x.dims(); // [batch, features, h/32, w/32]
+        x.mean_dim(3).mean_dim(2).reshape([batch, channels])
+    }
+
+    /// [`forward_tail`](Self::forward_tail) without the pooling: the last residual block's
+    /// output (what Grad-CAM weighs).
+    ///
+    /// # Shapes
+    /// - output: `[batch, features, h/32, w/32]`
+    pub fn forward_tail_maps(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<4> {
         let mut x = input;
         for block in self.stages().into_iter().skip(first_tail_unit).flatten() {
             x = block.forward(x);
         }
-        let [batch, channels, _, _] = x.dims(); // [batch, features, h/32, w/32]
-        x.mean_dim(3).mean_dim(2).reshape([batch, channels])
+        x
+    }
+
+    /// The last stage's activation maps, before global pooling.
+    ///
+    /// # Shapes
+    /// - input: `[batch, 3, height, width]`
+    /// - output: `[batch, features, h/32, w/32]`
+    pub fn feature_maps(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_tail_maps(self.forward_prefix(input, Self::UNITS - 1), Self::UNITS - 1)
     }
 
     /// The parameters of the stages from `first_tail_unit` on: what phase 2 trains when the

@@ -7,11 +7,19 @@ with the Rust code: the file reader, the layer arithmetic and the padding rule
 are written from the format and the architecture, using numpy only.
 
 Usage:
-    efficientnet_lite0.py WEIGHTS.pth INPUT.f32 OUTPUT.f32 [--features FEATURES.f32]
+    efficientnet_lite0.py WEIGHTS INPUT.f32 OUTPUT.f32 [--features FEATURES.f32]
+                          [--gradcam CAM.f32 [--class C]]
+        WEIGHTS:    the published legacy ``.pth``, or a ``.safetensors`` file
+                    with the same names (a webtune export: its classifier
+                    ``_fc`` is one Linear, or ``_fc.1``/``_fc.4`` around a ReLU).
         INPUT.f32:  raw little-endian float32, NCHW [N, 3, 224, 224], already
                     normalized ((x - 127) / 128 on 0..255 RGB).
-        OUTPUT.f32: raw little-endian float32 logits [N, 1000].
+        OUTPUT.f32: raw little-endian float32 logits [N, classes].
         FEATURES.f32: pooled head features [N, 1280] (before `_fc`).
+        CAM.f32:    Grad-CAM maps [N, 7, 7] of class C (default: each image's
+                    top class) on the last convolution's output (after its
+                    BatchNorm and ReLU6, before pooling). The gradient of the
+                    logit is derived by hand here, not by autodiff.
     efficientnet_lite0.py --self-check WEIGHTS.pth [INPUT.f32]
         Checks tensor and parameter counts; with INPUT.f32 also prints the
         top-5 classes and logits per image.
@@ -217,6 +225,40 @@ def load_legacy_pth(path):
     return out
 
 
+SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2"),
+                      "I64": np.dtype("<i8"), "I32": np.dtype("<i4")}
+
+
+def load_safetensors(path):
+    """name -> np.ndarray from a safetensors file (8-byte header size, JSON header, data)."""
+    import json
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise WeightsError(f"{path}: too short for safetensors")
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    data = raw[8 + n :]
+    out = collections.OrderedDict()
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise WeightsError(f"{path}: {name} has unsupported dtype {entry['dtype']}")
+        start, end = entry["data_offsets"]
+        out[name] = np.frombuffer(data[start:end], dtype=dtype).reshape(entry["shape"]).copy()
+    return out
+
+
+def load_weights(path):
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{":
+        return load_safetensors(path)
+    return load_legacy_pth(path)
+
+
 # --------------------------------------------------------------------------
 # Model description from the weights
 # --------------------------------------------------------------------------
@@ -334,12 +376,14 @@ class EfficientNetLite0:
         self.w = {k: v.astype(np.float64) for k, v in weights.items()
                   if np.issubdtype(v.dtype, np.floating)}
         self.blocks = block_configs(self.w)
-        fc = self.w["_fc.weight"]
-        if fc.shape != (NUM_CLASSES, HEAD_CHANNELS):
-            raise WeightsError(f"_fc.weight has shape {fc.shape}")
+        # The classifier: `_fc` (Linear) or `_fc.1` -> ReLU -> `_fc.4` (webtune's hidden layer).
+        self.hidden = "_fc.1.weight" in self.w
+        first = self.w["_fc.1.weight" if self.hidden else "_fc.weight"]
+        if first.shape[1] != HEAD_CHANNELS:
+            raise WeightsError(f"classifier input has shape {first.shape}")
 
-    def features(self, x_nchw):
-        """[N, 3, H, W] normalized input -> [N, 1280] pooled head features."""
+    def feature_maps(self, x_nchw):
+        """[N, 3, H, W] normalized input -> [N, H/32, W/32, 1280] last-conv activations."""
         w = self.w
         x = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1), dtype=np.float64)
         x = relu6(batch_norm(conv2d(x, w["_conv_stem.weight"], 2), w, "_bn0"))  # [N,112,112,32]
@@ -353,12 +397,44 @@ class EfficientNetLite0:
             x = batch_norm(conv2d(x, w[p + "_project_conv.weight"], 1), w, p + "_bn2")
             if b["stride"] == 1 and b["c_in"] == b["c_out"]:
                 x = x + inp
-        x = relu6(batch_norm(conv2d(x, w["_conv_head.weight"], 1), w, "_bn1"))  # [N,7,7,1280]
-        return x.mean(axis=(1, 2))
+        return relu6(batch_norm(conv2d(x, w["_conv_head.weight"], 1), w, "_bn1"))  # [N,7,7,1280]
+
+    def features(self, x_nchw):
+        """[N, 3, H, W] normalized input -> [N, 1280] pooled head features."""
+        return self.feature_maps(x_nchw).mean(axis=(1, 2))
 
     def logits(self, features):
-        """[N, 1280] -> [N, 1000]; dropout is identity at inference."""
-        return features @ self.w["_fc.weight"].T + self.w["_fc.bias"]
+        """[N, 1280] -> [N, classes]; dropout is identity at inference."""
+        w = self.w
+        if self.hidden:
+            h = np.maximum(features @ w["_fc.1.weight"].T + w["_fc.1.bias"], 0.0)
+            return h @ w["_fc.4.weight"].T + w["_fc.4.bias"]
+        return features @ w["_fc.weight"].T + w["_fc.bias"]
+
+    def logit_gradient(self, features, cls):
+        """d logit[cls] / d features, [N, 1280], by the chain rule through the head."""
+        w = self.w
+        if not self.hidden:
+            return np.repeat(w["_fc.weight"][cls][None, :], len(features), axis=0)
+        pre = features @ w["_fc.1.weight"].T + w["_fc.1.bias"]  # [N, hidden]
+        upstream = w["_fc.4.weight"][cls][None, :] * (pre > 0)  # ReLU passes where positive
+        return upstream @ w["_fc.1.weight"]
+
+    def grad_cam(self, x_nchw, classes=None):
+        """Grad-CAM maps [N, h, w] on the last convolution: ReLU(sum_k alpha_k A_k) with
+        alpha_k the spatial mean of d logit / d A_k. Global average pooling spreads the
+        feature gradient evenly: d logit / d A_k[i, j] = d logit / d f_k / (h * w)."""
+        maps = self.feature_maps(x_nchw)  # [N, h, w, K]
+        n, h, w_, _ = maps.shape
+        feats = maps.mean(axis=(1, 2))
+        logits = self.logits(feats)
+        out = np.zeros((n, h, w_))
+        for i in range(n):
+            cls = int(np.argmax(logits[i])) if classes is None else classes
+            grad_maps = np.broadcast_to(self.logit_gradient(feats[i : i + 1], cls)[0] / (h * w_), maps[i].shape)
+            alpha = grad_maps.mean(axis=(0, 1))  # [K]
+            out[i] = np.maximum(maps[i] @ alpha, 0.0)
+        return out, logits
 
 
 # --------------------------------------------------------------------------
@@ -421,14 +497,21 @@ def main(argv):
     ap.add_argument("input")
     ap.add_argument("output")
     ap.add_argument("--features")
+    ap.add_argument("--gradcam")
+    ap.add_argument("--class", dest="cls", type=int)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    model = EfficientNetLite0(load_legacy_pth(args.weights))
+    model = EfficientNetLite0(load_weights(args.weights))
     x = read_input(args.input)
-    logits, feats = run(model, x)
-    logits.astype("<f4").tofile(args.output)
-    if args.features:
-        feats.astype("<f4").tofile(args.features)
+    if args.gradcam:
+        cams, logits = model.grad_cam(x, args.cls)
+        cams.astype("<f4").tofile(args.gradcam)
+        logits.astype("<f4").tofile(args.output)
+    else:
+        logits, feats = run(model, x)
+        logits.astype("<f4").tofile(args.output)
+        if args.features:
+            feats.astype("<f4").tofile(args.features)
     print(f"efficientnet_lite0 reference: {len(x)} image(s) in {time.perf_counter() - t0:.2f}s",
           file=sys.stderr)
 
@@ -436,6 +519,6 @@ def main(argv):
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (WeightsError, OSError, KeyError) as e:
+    except (WeightsError, OSError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

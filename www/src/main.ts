@@ -17,6 +17,7 @@ import { mountWebcamLive } from './views/webcam-live';
 import { mountZipInput, readZips } from './views/zip-input';
 import { mountEvaluationView } from './views/evaluation-view';
 import { mountPredict } from './views/predict';
+import { mountSuspectsView } from './views/suspects-view';
 import type { ExportFormat } from './engine/protocol';
 import { isBackendChoice, mountSettings } from './views/settings';
 import { initialState, type AppState } from './app/state';
@@ -160,7 +161,12 @@ const renderTraining = mountTrainingView(
   },
 );
 
-const renderEvaluation = mountEvaluationView(byId('evaluation'));
+const heatmap = (file: Blob, fileName: string) => app.gradCam(file, fileName);
+const renderEvaluation = mountEvaluationView(byId('evaluation'), heatmap);
+const renderSuspects = mountSuspectsView(byId('label-check'), {
+  check: (limit) => app.checkLabels(limit),
+  edit: (key, label) => (label === null ? app.removePicture(key) : app.movePicture(key, label)),
+});
 
 const renderAugmentPreview = mountAugmentPreview(
   { button: byId<HTMLButtonElement>('preview-augmentation'), note: byId('preview-note'), views: byId('preview-views') },
@@ -182,6 +188,7 @@ const renderPredict = mountPredict(
     hint: byId('predict-hint'),
   },
   (files) => void app.predict(files),
+  heatmap,
 );
 
 const renderPause = mountPauseButton(byId<HTMLButtonElement>('pause'), (paused) => void app.setTrainingPaused(paused));
@@ -206,6 +213,7 @@ app.store.subscribe((state) => {
   renderClasses(state);
   renderTraining(state);
   renderEvaluation(state);
+  renderSuspects(state);
   renderAugmentPreview(state);
   for (const render of renderDownloads) render(state);
   renderPredict(state);

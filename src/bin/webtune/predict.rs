@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use webtune::Result;
+use webtune::{Error, Result, TrainedModel};
+use webtune::data::{decode_image, resize_and_center_crop};
 
 use crate::args::{BackendArgs, load_model, read};
 
@@ -20,6 +21,10 @@ pub struct PredictArgs {
     /// Print JSON: [{file, predictions: [{label, probability}]}] with every class.
     #[arg(long)]
     json: bool,
+    /// Also write each image's Grad-CAM heatmap of its predicted class, over the center crop
+    /// the model sees, as `DIR/<image name>.gradcam.png`.
+    #[arg(long, value_name = "DIR")]
+    gradcam: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArgs,
 }
@@ -34,7 +39,11 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     let model = load_model(&a.model, &a.backend)?;
     let mut results = Vec::new();
     for path in &a.images {
-        let predictions = pollster::block_on(model.predict_file(&path.display().to_string(), &read(path)?))?;
+        let bytes = read(path)?;
+        let predictions = pollster::block_on(model.predict_file(&path.display().to_string(), &bytes))?;
+        if let Some(dir) = &a.gradcam {
+            write_grad_cam(&model, path, &bytes, dir)?;
+        }
         results.push(PredictResult { file: path.display().to_string(), predictions });
     }
     if a.json {
@@ -46,4 +55,16 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         println!("{}: {}", result.file, shown.join(", "));
     }
     Ok(())
+}
+
+fn write_grad_cam(model: &TrainedModel, path: &std::path::Path, bytes: &[u8], dir: &std::path::Path) -> Result<()> {
+    let crop = resize_and_center_crop(&decode_image(&path.display().to_string(), bytes)?, &model.spec);
+    let cam = pollster::block_on(model.grad_cam(&crop, None))?;
+    let size = cam.size as u32;
+    let image = image::RgbaImage::from_raw(size, size, cam.overlay(&crop)).expect("the overlay is size² RGBA pixels");
+    let name = path.file_name().map_or("image".into(), |n| n.to_string_lossy().into_owned());
+    let out = dir.join(format!("{name}.gradcam.png"));
+    std::fs::create_dir_all(dir)
+        .and_then(|_| image.save(&out).map_err(std::io::Error::other))
+        .map_err(|source| Error::Io { path: out.display().to_string(), source })
 }

@@ -395,7 +395,7 @@ export class App implements AppContext {
     for (const file of files) {
       const id = this.nextMessageId++;
       this.store.update((s) => {
-        s.predictions = [{ id, fileName: file.name, predictions: null, error: null }, ...s.predictions];
+        s.predictions = [{ id, fileName: file.name, file, predictions: null, error: null }, ...s.predictions];
       });
       let result: Pick<PredictionResult, 'predictions' | 'error'>;
       try {
@@ -408,6 +408,19 @@ export class App implements AppContext {
         s.predictions = s.predictions.map((p) => (p.id === id ? { ...p, ...result } : p));
       });
     }
+  }
+
+  // ---- explaining -------------------------------------------------------------------------
+
+  /** Grad-CAM of the predicted class for `file`, with the overlay to show. */
+  async gradCam(file: Blob, fileName: string) {
+    const { cam } = await this.call({ type: 'gradCam', fileName, file, classIndex: null });
+    return cam;
+  }
+
+  /** The pictures most likely mislabelled and the duplicates. */
+  checkLabels(limit: number) {
+    return this.call({ type: 'checkLabels', limit });
   }
 
   // ---- messages ---------------------------------------------------------------------------

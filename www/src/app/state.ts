@@ -161,6 +161,8 @@ export interface PredictionResult {
   id: number;
   fileName: string;
   predictions: Prediction[] | null;
+  /** The picture, for its heatmap. */
+  file: File;
   error: string | null;
 }
 

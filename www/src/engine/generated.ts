@@ -44,6 +44,20 @@ export type DatasetSummary = { classes: Array<ClassSummary>, images: number, tra
  */
 problem: string | null, };
 
+export type DuplicateGroup = { kind: DuplicateKind, 
+/**
+ * The lowest feature cosine similarity between two of its pictures.
+ */
+similarity: number, 
+/**
+ * The copies carry different labels: at least one of them is wrong.
+ */
+mixedLabels: boolean, pictures: Array<DuplicatePicture>, };
+
+export type DuplicateKind = "exact" | "near";
+
+export type DuplicatePicture = { imageId: number, fileName: string, label: string, };
+
 export type EngineInfo = { 
 /**
  * The backend in use.
@@ -153,6 +167,25 @@ patience: number,
  * Views per step (default 16).
  */
 batchSize: number, };
+
+export type GradCam = { 
+/**
+ * The class explained: the predicted one unless another was asked for.
+ */
+label: string, classIndex: number, 
+/**
+ * The model's probability of that class for this picture.
+ */
+probability: number, 
+/**
+ * `ReLU(Σ_k w_k A_k)` on the last convolution's grid, row-major `[map_height, map_width]`,
+ * unnormalised.
+ */
+map: Array<number>, mapWidth: number, mapHeight: number, 
+/**
+ * Side of the input crop the map explains.
+ */
+size: number, };
 
 export type HeadOptions = { 
 /**
@@ -299,6 +332,38 @@ export type Started = { unfreeze: number,
  * Pictures whose features are still to compute.
  */
 pendingFeatures: number, };
+
+export type Suspect = { imageId: number, fileName: string, 
+/**
+ * The label it was given.
+ */
+label: string, 
+/**
+ * The class the model trained without it predicts.
+ */
+suggested: string, 
+/**
+ * Held-out probabilities of the given label and of the suggested class.
+ */
+labelProbability: number, suggestedProbability: number, 
+/**
+ * `−ln(label_probability)`, the held-out loss of the given label: the ranking, highest first.
+ */
+score: number, 
+/**
+ * Share of its nearest pictures (feature cosine similarity) that carry the suggested class.
+ */
+neighboursSuggested: number, };
+
+export type SuspectReport = { 
+/**
+ * Pictures whose held-out prediction is not their label, most suspicious first.
+ */
+suspects: Array<Suspect>, 
+/**
+ * Pictures checked, and how many folds they were split into.
+ */
+checked: number, folds: number, };
 
 /** Every setting of the recipe with its range: the engine refuses exactly what lies outside. */
 export const SETTINGS: Setting[] = [

@@ -46,6 +46,10 @@ export type {
   Started,
 } from './generated';
 import type {
+  DuplicateGroup,
+  DuplicatePicture,
+  GradCam,
+  Suspect,
   DatasetSummary as EngineDataset,
   ErrorInfo,
   Evaluation as EngineEvaluation,
@@ -85,6 +89,20 @@ export interface Misclassified {
  */
 export type TrainingEvent = Exclude<EngineEvent, { type: 'evaluated' } | { type: 'finished' }> | { type: 'evaluated'; evaluation: Evaluation };
 
+/** A Grad-CAM with its overlay: the center crop with the heatmap over it (RGBA, `size`² pixels). */
+export type HeatmapData = GradCam & { overlay: Uint8Array };
+
+/** A picture of a label check, named by the page's key (null if the engine's id is unknown). */
+type Keyed<T extends { imageId: number }> = Omit<T, 'imageId'> & { key: number | null };
+
+/** What `checkLabels` finds: suspects most suspicious first, then duplicate groups. */
+export interface LabelCheck {
+  suspects: Keyed<Suspect>[];
+  checked: number;
+  folds: number;
+  duplicates: (Omit<DuplicateGroup, 'pictures'> & { pictures: Keyed<DuplicatePicture>[] })[];
+}
+
 /** Requests, told apart by `type`. */
 export type Request =
   /** Starts the engine on `backbone` with `weights`; a file that does not fit is refused, naming the tensor. */
@@ -108,6 +126,10 @@ export type Request =
   | { type: 'pauseTraining'; paused: boolean }
   | { type: 'export'; format: ExportFormat }
   | { type: 'predict'; fileName: string; file: Blob }
+  /** Grad-CAM of class `classIndex` (the predicted class when null) for a picture file. */
+  | { type: 'gradCam'; fileName: string; file: Blob; classIndex: number | null }
+  /** The pictures most likely mislabelled (at most `limit`), then exact and near duplicates. */
+  | { type: 'checkLabels'; limit: number }
   /** Training views of one picture drawn as phase 2 draws them (RGBA, `count` squares of `inputSize`). */
   | { type: 'augmentedViews'; fileName: string; file: Blob; augmentation: Augmentation; count: number; seed: number };
 
@@ -153,6 +175,8 @@ export interface ReplyData {
   pauseTraining: Record<string, never>;
   export: { bytes: Uint8Array };
   predict: { predictions: Prediction[] };
+  gradCam: { cam: HeatmapData };
+  checkLabels: LabelCheck;
   augmentedViews: { pixels: Uint8Array; size: number };
 }
 

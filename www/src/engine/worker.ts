@@ -9,6 +9,8 @@ import type {
   EngineFacts,
   EngineEvent,
   Envelope,
+  HeatmapData,
+  LabelCheck,
   ErrorInfo,
   Evaluation,
   Outcome,
@@ -22,7 +24,7 @@ import type {
   WeightsSource,
   WorkerMessage,
 } from './protocol';
-import type { Overview, Recipe } from './generated';
+import type { DuplicateGroup, Overview, Recipe, SuspectReport } from './generated';
 
 /** The parts of DedicatedWorkerGlobalScope used here (the DOM lib types `self` as a Window). */
 interface WorkerScope {
@@ -249,6 +251,20 @@ function withPageKeys(event: Exclude<EngineEvent, { type: 'finished' }>): Traini
   return { type: 'evaluated', evaluation };
 }
 
+/** Suspects and duplicates, pictures named by the page's key. */
+async function checkLabels(limit: number): Promise<LabelCheck> {
+  const t = requireTrainer();
+  const report = (await t.suspects(limit)) as SuspectReport;
+  const groups = (await t.duplicates()) as DuplicateGroup[];
+  const keyed = <T extends { imageId: number }>({ imageId, ...rest }: T) => ({ ...rest, key: pageKeys.get(imageId) ?? null });
+  return {
+    suspects: report.suspects.map(keyed),
+    checked: report.checked,
+    folds: report.folds,
+    duplicates: groups.map((group) => ({ ...group, pictures: group.pictures.map(keyed) })),
+  };
+}
+
 async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType]; transfer?: Transferable[] }> {
   switch (request.type) {
     case 'init':
@@ -304,6 +320,13 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       const predictions = (await requireTrainer().predict(request.fileName, bytes)) as Prediction[];
       return { data: { predictions } };
     }
+    case 'gradCam': {
+      const bytes = await bytesOf(request.file);
+      const cam = (await requireTrainer().gradCam(request.fileName, bytes, request.classIndex ?? undefined)) as HeatmapData;
+      return { data: { cam }, transfer: [cam.overlay.buffer] };
+    }
+    case 'checkLabels':
+      return { data: await checkLabels(request.limit) };
     case 'augmentedViews': {
       const t = requireTrainer();
       const bytes = await bytesOf(request.file);

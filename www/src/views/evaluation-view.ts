@@ -5,9 +5,11 @@
 import { formatPercent, h } from './dom';
 import type { Evaluation } from '../engine/protocol';
 import type { AppState } from '../app/state';
+import { Heatmaps, type ComputeHeatmap } from './heatmap';
 
-export function mountEvaluationView(container: HTMLElement) {
+export function mountEvaluationView(container: HTMLElement, heatmap: ComputeHeatmap) {
   let shown: Evaluation | null = null;
+  const heatmaps = new Heatmaps(heatmap);
   /** Object URLs of the thumbnails shown now, revoked when the table is rebuilt. */
   let thumbnails: string[] = [];
 
@@ -18,6 +20,7 @@ export function mountEvaluationView(container: HTMLElement) {
     shown = evaluation;
     for (const url of thumbnails) URL.revokeObjectURL(url);
     thumbnails = [];
+    heatmaps.clear();
     if (!evaluation) {
       container.replaceChildren();
       return;
@@ -36,7 +39,10 @@ export function mountEvaluationView(container: HTMLElement) {
       overallTable(evaluation),
       classTable(evaluation),
       confusionTable(evaluation),
-      misclassifiedTable(evaluation, thumbnail),
+      misclassifiedTable(evaluation, thumbnail, (m) => {
+        const image = m.key === null ? undefined : state.images.get(m.key);
+        return image ? heatmaps.toggle(String(m.key), image.file, image.file.name) : null;
+      }),
     );
   };
 }
@@ -125,7 +131,11 @@ function confusionTable(e: Evaluation): HTMLTableElement {
   );
 }
 
-function misclassifiedTable(e: Evaluation, thumbnail: (key: number | null) => Node | null): HTMLElement {
+function misclassifiedTable(
+  e: Evaluation,
+  thumbnail: (key: number | null) => Node | null,
+  heatmap: (m: Evaluation['misclassified'][number]) => Node | null,
+): HTMLElement {
   if (e.misclassified.length === 0) {
     return h(
       'p',
@@ -140,7 +150,7 @@ function misclassifiedTable(e: Evaluation, thumbnail: (key: number | null) => No
     h(
       'thead',
       {},
-      h('tr', {}, h('th', {}, ''), h('th', {}, 'file'), h('th', {}, 'true'), h('th', {}, 'predicted'), h('th', {}, 'probability')),
+      h('tr', {}, h('th', {}, ''), h('th', {}, 'file'), h('th', {}, 'true'), h('th', {}, 'predicted'), h('th', {}, 'probability'), h('th', {}, 'heatmap')),
     ),
     h(
       'tbody',
@@ -160,6 +170,7 @@ function misclassifiedTable(e: Evaluation, thumbnail: (key: number | null) => No
           h('td', {}, m.trueLabel),
           h('td', {}, m.predictedLabel),
           h('td', {}, formatPercent(m.probability)),
+          h('td', {}, heatmap(m)),
         ),
       ),
     ),

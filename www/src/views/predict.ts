@@ -3,14 +3,17 @@
 import { acceptDrops } from './drop-zone';
 import { formatPercent, h } from './dom';
 import type { AppState } from '../app/state';
+import { Heatmaps, type ComputeHeatmap } from './heatmap';
 
 const SHOWN = 3;
 
 export function mountPredict(
   elements: { zone: HTMLElement; input: HTMLInputElement; list: HTMLUListElement; hint: HTMLElement },
   predict: (files: File[]) => void,
+  heatmap: ComputeHeatmap,
 ) {
   const { zone, input, list, hint } = elements;
+  const heatmaps = new Heatmaps(heatmap);
   acceptDrops(zone, (data) => predict([...data.files]));
   input.addEventListener('change', () => {
     if (input.files) predict([...input.files]);
@@ -22,6 +25,7 @@ export function mountPredict(
     input.disabled = !ready;
     zone.classList.toggle('disabled', !ready);
     hint.textContent = ready ? 'Drop pictures here or choose them to see what the model says.' : 'Train a model first.';
+    heatmaps.keepOnly(state.predictions.map((result) => String(result.id)));
     list.replaceChildren(
       ...state.predictions.map((result) => {
         const item = h('li', { class: 'prediction', 'data-testid': 'prediction', 'data-file': result.fileName });
@@ -47,6 +51,7 @@ export function mountPredict(
                 ),
               ),
             ),
+            heatmaps.toggle(String(result.id), result.file, result.fileName),
           );
         }
         return item;
