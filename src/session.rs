@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use image::RgbImage;
 
-use crate::data::{DatasetSummary, ImageSet, decode_image, resize_and_center_crop, stratified_split};
+use crate::data::{DatasetSummary, ImageSet, MIN_IMAGES_PER_CLASS, decode_image, first_copies, resize_and_center_crop, stratified_split};
 use crate::error::{Error, Result};
 use crate::explain::{Candidate, DuplicateGroup, GradCam, NEAR_DUPLICATE_SIMILARITY, SuspectReport, duplicates, suspects};
 use crate::inference::{Prediction, TrainedModel, meta};
@@ -313,6 +313,9 @@ impl Session {
         self.editable()?;
         recipe.validate(self.backbone.kind())?;
         self.images.check_trainable()?;
+        distinct_pictures(self.images.images(), &self.images.labels(), |label| {
+            self.images.class_index(label).expect("labels come from images")
+        })?;
         let unfreeze = recipe.unfreeze.unwrap_or_else(|| self.recommendation().unfreeze);
         let pending_features = self.pending_features();
         self.state = State::Features { recipe, unfreeze, total: pending_features };
@@ -397,7 +400,9 @@ impl Session {
     fn split(&self, recipe: Recipe, unfreeze: usize) -> Result<(Run, Event)> {
         let options = recipe.head.clone();
         let labels = self.images.labels();
-        let images = self.images.images();
+        let all = self.images.images();
+        let (kept, mut notes) = distinct_pictures(all, &labels, |label| self.images.class_index(label).expect("labels come from images"))?;
+        let images: Vec<_> = kept.iter().map(|&i| &all[i]).collect();
         let classes: Vec<usize> = images.iter().map(|i| self.images.class_index(&i.label).expect("labels come from images")).collect();
         let split = stratified_split(&classes, labels.len(), options.val_fraction, options.seed);
         let gather = |indices: &[usize]| {
@@ -408,7 +413,7 @@ impl Session {
             set
         };
         let (train, val) = (gather(&split.train), gather(&split.val));
-        let mut notes: Vec<String> = options.batch_note(train.len()).into_iter().collect();
+        notes.extend(options.batch_note(train.len()));
         let mut head = HeadTrainer::new(options, labels.len(), self.backbone.kind().features(), train, val, &self.device)?;
         let mut resumed = false;
         match &self.resume {
@@ -632,6 +637,56 @@ impl Session {
     pub fn backbone(&self) -> &Backbone {
         &self.backbone
     }
+}
+
+/// The pictures a run trains and validates on: an exact copy (same decoded pixels) of an earlier
+/// picture of the same class is counted once, so it is neither trained on twice nor validated on
+/// a copy of a training picture. Copies filed under different classes stay (the user has to
+/// decide which label is right) and are named in the notes. Returns indices into `images`.
+fn distinct_pictures(
+    images: &[crate::data::LabelledImage],
+    labels: &[String],
+    class_of: impl Fn(&str) -> usize,
+) -> Result<(Vec<usize>, Vec<String>)> {
+    let pixels: Vec<&[u8]> = images.iter().map(|i| i.pixels.as_raw().as_slice()).collect();
+    let copies = first_copies(&pixels);
+    let mut kept = Vec::with_capacity(images.len());
+    let (mut same_class, mut across) = (0, Vec::new());
+    for (i, first) in copies.iter().enumerate() {
+        match first {
+            Some(j) if images[*j].label == images[i].label => same_class += 1,
+            Some(j) => {
+                across.push(format!("{} ({}) and {} ({})", images[*j].file_name, images[*j].label, images[i].file_name, images[i].label));
+                kept.push(i);
+            }
+            None => kept.push(i),
+        }
+    }
+    let mut counts = vec![0usize; labels.len()];
+    for &i in &kept {
+        counts[class_of(&images[i].label)] += 1;
+    }
+    if let Some(c) = counts.iter().position(|&n| n < MIN_IMAGES_PER_CLASS) {
+        return Err(Error::Dataset(format!(
+            "class \"{}\" has {} distinct picture{} once exact copies are counted once; each class needs at least {MIN_IMAGES_PER_CLASS}",
+            labels[c],
+            counts[c],
+            if counts[c] == 1 { "" } else { "s" }
+        )));
+    }
+    let mut notes = Vec::new();
+    if same_class > 0 {
+        notes.push(format!(
+            "{same_class} exact cop{} of a picture in the same class counted once",
+            if same_class == 1 { "y" } else { "ies" }
+        ));
+    }
+    if !across.is_empty() {
+        let shown: Vec<_> = across.iter().take(5).cloned().collect();
+        let more = if across.len() > 5 { format!(" and {} more", across.len() - 5) } else { String::new() };
+        notes.push(format!("the same picture is in two classes: {}{more}; both are kept, check their labels", shown.join("; ")));
+    }
+    Ok((kept, notes))
 }
 
 /// Where a run goes when it ends now: `Done` with its model when a head epoch finished, else

@@ -96,6 +96,42 @@ fn export_metadata_names_labels_backbone_and_preprocessing() {
 }
 
 #[test]
+fn exact_copies_count_once_in_a_class_and_are_named_across_classes() {
+    let files = common::generated_dataset(3, 5);
+    let mut session = common::session_with_generated(3, 5);
+    // The first picture again under another name, in its own class and in another one.
+    let (label, _, bytes) = &files[0];
+    let other = files.iter().map(|f| &f.0).find(|l| *l != label).unwrap();
+    session.add_image(label, "copy.png", bytes).unwrap();
+    session.add_image(other, "elsewhere.png", bytes).unwrap();
+    session.start(head_only(HeadOptions { epochs: 1, ..Default::default() })).unwrap();
+    let events = common::run_to_end(&mut session);
+    let Some((train, val, notes)) = events.iter().find_map(|e| match e {
+        Event::Split { train, val, notes, .. } => Some((*train, *val, notes.clone())),
+        _ => None,
+    }) else {
+        panic!("{events:?}")
+    };
+    assert_eq!(train + val, 10, "11 pictures, one an exact copy in its own class: {notes:?}");
+    assert!(notes.iter().any(|n| n == "1 exact copy of a picture in the same class counted once"), "{notes:?}");
+    let across = notes.iter().find(|n| n.starts_with("the same picture is in two classes")).expect("cross-class copy named");
+    assert!(across.contains(&format!("({label})")) && across.contains(&format!("elsewhere.png ({other})")), "{across}");
+
+    // A class whose pictures are all one picture cannot be trained on: refused before any work.
+    let mut session = common::session_with_generated(2, 6);
+    let files = common::generated_dataset(2, 6);
+    let (label, _, bytes) = &files[0];
+    session.remove_class(label).unwrap();
+    session.add_class(label).unwrap();
+    session.add_image(label, "a.png", bytes).unwrap();
+    session.add_image(label, "b.png", bytes).unwrap();
+    let err = session.start(head_only(HeadOptions::default())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Dataset, "{err}");
+    assert!(err.to_string().contains("1 distinct picture once exact copies are counted once"), "{err}");
+    assert_eq!(session.stage(), Stage::Idle);
+}
+
+#[test]
 fn wrong_weights_files_are_refused_with_the_tensor_named() {
     let err = Session::new(LITE, b"not weights at all", Device::flex()).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Weights);

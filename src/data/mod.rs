@@ -1,6 +1,7 @@
 //! Data: decoding users' files, preprocessing, the labelled set and its validation split.
 
 mod augment;
+mod copies;
 mod dataset;
 mod decode;
 mod labels;
@@ -8,6 +9,7 @@ mod preprocess;
 mod split;
 
 pub use augment::Augmentation;
+pub use copies::first_copies;
 pub use dataset::{ClassSummary, DatasetSummary, ImageSet, LabelledImage, MIN_IMAGES_PER_CLASS};
 pub use decode::{
     MAX_ASPECT_RATIO, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE, SUPPORTED_FORMATS, check_dimensions,
