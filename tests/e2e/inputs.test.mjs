@@ -226,6 +226,15 @@ describe('getting pictures in, and the sample project', () => {
       });
       const labels = await page.$$eval('[data-testid="live-predictions"] li', (items) => items.map((item) => item.dataset.label));
       assert.deepEqual([...labels].sort(), ['brick', 'grass', 'gravel']);
+      // With the heatmap on, frames get their Grad-CAM of the top class too.
+      await byTestId('live-heatmap-toggle').check();
+      await page.waitForFunction(() => Number(document.querySelector('[data-testid="live-heatmap"]').dataset.frames) >= 2, null, {
+        timeout: 180_000,
+      });
+      const cam = await byTestId('live-heatmap').evaluate((el) => ({ ...el.dataset, width: el.width }));
+      assert.ok(['brick', 'grass', 'gravel'].includes(cam.label), JSON.stringify(cam));
+      assert.equal(cam.mapWidth, '7');
+      assert.equal(cam.width, 224);
       await byTestId('live-toggle').click();
       assert.equal(await byTestId('live-video').isVisible(), false, 'the camera stops');
       assert.equal(await page.evaluate(() => document.querySelector('[data-testid="live-video"]').srcObject), null);

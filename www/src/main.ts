@@ -192,7 +192,11 @@ const renderPredict = mountPredict(
 );
 
 const renderPause = mountPauseButton(byId<HTMLButtonElement>('pause'), (paused) => void app.setTrainingPaused(paused));
-const renderWebcamLive = mountWebcamLive(byId('webcam-live'), { predict: (file) => app.predictFrame(file), reportError });
+const renderWebcamLive = mountWebcamLive(byId('webcam-live'), {
+  predict: (file) => app.predictFrame(file),
+  heatmap: (file) => app.gradCam(file, file.name),
+  reportError,
+});
 
 const errorList = byId<HTMLUListElement>('error-list');
 function renderErrors(state: AppState): void {

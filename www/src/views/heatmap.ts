@@ -60,15 +60,21 @@ function heatmapToggle(file: Blob, fileName: string, compute: ComputeHeatmap): H
 }
 
 function drawn(cam: HeatmapData): Node[] {
-  const canvas = h('canvas', {
-    class: 'heatmap-canvas',
-    width: cam.size,
-    height: cam.size,
-    'data-testid': 'heatmap',
-    'data-label': cam.label,
-    'data-map-width': cam.mapWidth,
-    'data-map-height': cam.mapHeight,
-    'data-peak': Math.max(...cam.map),
+  const canvas = h('canvas', { class: 'heatmap-canvas', 'data-testid': 'heatmap' });
+  drawHeatmap(canvas, cam);
+  const text = `Where the model looked for "${cam.label}" (${(cam.probability * 100).toFixed(1)} %): red regions raised that class most (Grad-CAM on the last convolution).`;
+  return [canvas, h('figcaption', {}, text)];
+}
+
+/** Draws `cam`'s overlay (the crop with the heatmap over it) on `canvas`, with its facts as data attributes. */
+export function drawHeatmap(canvas: HTMLCanvasElement, cam: HeatmapData): void {
+  canvas.width = cam.size;
+  canvas.height = cam.size;
+  Object.assign(canvas.dataset, {
+    label: cam.label,
+    mapWidth: String(cam.mapWidth),
+    mapHeight: String(cam.mapHeight),
+    peak: String(Math.max(...cam.map)),
   });
   const context = canvas.getContext('2d');
   if (context) {
@@ -76,6 +82,4 @@ function drawn(cam: HeatmapData): Node[] {
     pixels.set(cam.overlay);
     context.putImageData(new ImageData(pixels, cam.size, cam.size), 0, 0);
   }
-  const text = `Where the model looked for "${cam.label}" (${(cam.probability * 100).toFixed(1)} %): red regions raised that class most (Grad-CAM on the last convolution).`;
-  return [canvas, h('figcaption', {}, text)];
 }

@@ -1,11 +1,13 @@
 // "Try it" on the webcam: the trained model classifies a frame about every PERIOD_MS and the
-// top classes are shown as bars. The camera stops with the button, when the tab is hidden, when
+// top classes are shown as bars; with "Show the heatmap" on, each frame's Grad-CAM (where the
+// model looked for its top class) is drawn beside them. The camera stops with the button, when the tab is hidden, when
 // training starts or the model goes away, and after IDLE_MS so it is never left on unnoticed.
 
-import type { Prediction } from '../engine/protocol';
+import type { HeatmapData, Prediction } from '../engine/protocol';
 import { isTraining, type AppState } from '../app/state';
 import { Camera } from './camera';
 import { formatPercent, h } from './dom';
+import { drawHeatmap } from './heatmap';
 
 const PERIOD_MS = 500;
 const IDLE_MS = 5 * 60_000;
@@ -13,6 +15,7 @@ const SHOWN = 3;
 
 export interface WebcamLiveActions {
   predict(file: File): Promise<Prediction[]>;
+  heatmap(file: File): Promise<HeatmapData>;
   reportError(text: string): void;
 }
 
@@ -21,7 +24,17 @@ export function mountWebcamLive(container: HTMLElement, actions: WebcamLiveActio
   const video = h('video', { class: 'camera', 'data-testid': 'live-video', hidden: true });
   const bars = h('ol', { class: 'live-bars', 'data-testid': 'live-predictions' });
   const note = h('p', { class: 'small muted', 'data-testid': 'live-status', 'aria-live': 'polite' });
-  container.append(toggle, h('div', { class: 'live' }, video, bars), note);
+  const withHeatmap = h('input', { type: 'checkbox', 'data-testid': 'live-heatmap-toggle' });
+  const heatmap = h('canvas', { class: 'heatmap-canvas', 'data-testid': 'live-heatmap', hidden: true });
+  container.append(
+    toggle,
+    h('label', { class: 'small' }, withHeatmap, ' Show the heatmap (where the model looks; slower)'),
+    h('div', { class: 'live' }, video, bars, heatmap),
+    note,
+  );
+  withHeatmap.addEventListener('change', () => {
+    heatmap.hidden = !withHeatmap.checked || !camera.running;
+  });
 
   const camera = new Camera(video);
   let timer: number | null = null;
@@ -35,6 +48,7 @@ export function mountWebcamLive(container: HTMLElement, actions: WebcamLiveActio
     timer = idle = null;
     if (!camera.running) return;
     camera.stop();
+    heatmap.hidden = true;
     toggle.textContent = 'Try it on the webcam';
     toggle.dataset.running = 'false';
     note.textContent = reason;
@@ -70,6 +84,11 @@ export function mountWebcamLive(container: HTMLElement, actions: WebcamLiveActio
     try {
       const file = await camera.frame('webcam.jpg');
       if (file && camera.running) show(await actions.predict(file));
+      if (file && camera.running && withHeatmap.checked) {
+        drawHeatmap(heatmap, await actions.heatmap(file));
+        heatmap.dataset.frames = String(Number(heatmap.dataset.frames ?? 0) + 1);
+        heatmap.hidden = false;
+      }
     } catch (error) {
       stop('');
       actions.reportError(`Webcam: could not classify the frame: ${error instanceof Error ? error.message : String(error)}.`);
