@@ -9,6 +9,7 @@ import { mountBackbone } from './views/backbone-view';
 import { mountClassList } from './views/class-list';
 import { byId, h } from './views/dom';
 import { mountDownload } from './views/download';
+import { mountDuplicates } from './views/duplicates-view';
 import { mountDropZone, type Picked } from './views/drop-zone';
 import { mountCapture } from './views/capture';
 import { mountPauseButton } from './views/pause-button';
@@ -69,6 +70,8 @@ const renderClasses = mountClassList(
     clearAll: () => void app.clearAll(),
   },
 );
+
+const renderDuplicates = mountDuplicates({ box: byId('duplicates'), list: byId<HTMLUListElement>('duplicate-list') });
 
 const renderBackbone = mountBackbone(
   {
@@ -196,6 +199,7 @@ app.store.subscribe((state) => {
   renderBackbone(state);
   settings.render(state);
   renderClasses(state);
+  renderDuplicates(state);
   renderTraining(state);
   renderEvaluation(state);
   renderAugmentPreview(state);

@@ -5,6 +5,7 @@
 import { EngineGone } from '../engine/trainer-client';
 import type { Picked, PickedFile } from '../views/drop-zone';
 import { EngineUnavailable, gpuGaveUp, messageOf, reasonOf, type AppContext } from './context';
+import { sha256Hex } from './duplicates';
 import { LibraryStore, storageProblem } from './library-store';
 import { idleTraining, isTraining, type FileProblem, type HeldImage } from './state';
 
@@ -104,6 +105,20 @@ export class Pictures {
     // Only pictures the engine could decode are kept: the others are listed as problems.
     this.keepPicture(image);
     if (newClass) this.keepClasses();
+    await this.hashPicture(image);
+  }
+
+  /** Notes the hash of `image`'s bytes, by which exact duplicates are shown (they stay added). */
+  private async hashPicture(image: HeldImage): Promise<void> {
+    let hash: string;
+    try {
+      hash = await sha256Hex(image.file);
+    } catch {
+      return; // only a warning depends on it
+    }
+    this.ctx.store.update((s) => {
+      s.pictureHashes = new Map(s.pictureHashes).set(image.key, hash);
+    });
   }
 
   async removeClass(label: string): Promise<void> {
@@ -139,6 +154,7 @@ export class Pictures {
       s.classes = [];
       s.images = new Map();
       s.problems = [];
+      s.pictureHashes = new Map();
       s.training = idleTraining();
       s.trained = null;
       s.predictions = [];
@@ -186,6 +202,10 @@ export class Pictures {
       s.images = images;
       s.library = { status: 'saving', restored: images.size, problem: null, partial: false };
     });
+    // Hashed beside the engine's start, not before it.
+    void (async () => {
+      for (const image of [...images.values()].sort((a, b) => a.key - b.key)) await this.hashPicture(image);
+    })();
   }
 
   private keepPicture(image: HeldImage): void {

@@ -174,6 +174,8 @@ export interface AppState {
   adding: number;
   summary: DatasetSummary;
   problems: FileProblem[];
+  /** SHA-256 of held pictures' bytes by key, to show exact duplicates (see duplicates.ts). */
+  pictureHashes: Map<number, string>;
   library: LibraryState;
   training: TrainingState;
   trained: ModelInfo | null;
@@ -253,6 +255,7 @@ export function initialState(choice: BackendChoice): AppState {
     adding: 0,
     summary: EMPTY_SUMMARY,
     problems: [],
+    pictureHashes: new Map(),
     library: { status: 'loading', restored: 0, problem: null, partial: false },
     training: idleTraining(),
     trained: null,
