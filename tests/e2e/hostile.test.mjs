@@ -1,0 +1,264 @@
+// Browser tests of hostile and unusual input (issue 12, the page's side): a corpus made here
+// (support/hostile.mjs; nothing checked in) dropped beside good pictures as a folder, as zips and
+// as backbone weights; exact duplicate pictures reported; and every request of a whole visit
+// recorded, none of which may leave the page's origin.
+//
+//   cd www && npm run build -- --mode bench && cd .. && node --test tests/e2e/hostile.test.mjs
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { serveStatic } from './support/server.mjs';
+import { CHROMIUM, launchChromium } from './support/chromium.mjs';
+import { colourPicture } from './support/png.mjs';
+import { errorsOn, makeDataset, waitForClassCounts, waitForEngine } from './support/page.mjs';
+import {
+  EMPTY_ZIP,
+  SVG,
+  browserEncoded,
+  gif,
+  headerOnlyJpeg,
+  hostilePickles,
+  lieAboutSizes,
+  lyingSafetensors,
+  markEncrypted,
+  pngBombs,
+  unusualPngs,
+  withExifOrientation,
+  zipOf,
+} from './support/hostile.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www/dist'));
+
+let server;
+let workDir;
+
+/**
+ * A fresh browser context; `use(page, byTestId, context, log)`. The test fails on an uncaught
+ * page error, a crash, or a console error, with the browser's log.
+ */
+async function withWatchedPage(name, use, contextOptions = {}) {
+  const browser = await launchChromium();
+  const log = [];
+  const failures = [];
+  try {
+    const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, ...contextOptions });
+    const page = await context.newPage();
+    page.on('console', (message) => {
+      log.push(`[console.${message.type()}] ${message.text()}`);
+      if (message.type() === 'error') failures.push(`console error: ${message.text()}`);
+    });
+    page.on('pageerror', (error) => failures.push(`uncaught: ${error.message}`));
+    page.on('crash', () => failures.push('the page crashed'));
+    await use(page, (id) => page.locator(`[data-testid="${id}"]`), context, log);
+    assert.deepEqual(failures, [], 'no page crash, uncaught error or console error');
+  } catch (error) {
+    console.log(`# ${name}: browser log (last 60 lines):\n${log.slice(-60).join('\n')}`);
+    throw error;
+  } finally {
+    await browser.close();
+  }
+}
+
+async function problemsOn(page) {
+  return page.$$eval('[data-testid="file-problem"]', (items) =>
+    Object.fromEntries(items.map((item) => [item.getAttribute('data-path'), item.textContent])),
+  );
+}
+
+/** Trains the head for 2 epochs and expects it to finish. */
+async function trainTwoEpochs(page, byTestId) {
+  await byTestId('epochs').fill('2');
+  await byTestId('train-button').click();
+  await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
+  await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
+  assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+}
+
+describe('hostile input in the page', () => {
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}`);
+    assert.ok(existsSync(join(DIST, 'index.html')), `the built page is missing (${DIST}/index.html)`);
+    server = await serveStatic(DIST);
+    workDir = await mkdtemp(join(tmpdir(), 'webtune-hostile-'));
+  });
+
+  after(async () => {
+    await server?.close();
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  });
+
+  test('a corpus of bad files beside good pictures: each listed with its reason, the rest kept, the engine alive', { timeout: 12 * 60_000 }, async () => {
+    await withWatchedPage('corpus', async (page, byTestId) => {
+      await page.goto(server.url);
+      await waitForEngine(page, 'cpu');
+      const jpeg = await browserEncoded(page, 'image/jpeg');
+      const webp = await browserEncoded(page, 'image/webp');
+      const png = colourPicture('red', 7);
+      const gifBytes = gif(8, 4, [new Array(32).fill(0), new Array(32).fill(2)]);
+
+      // Refused, with (part of) the engine's reason.
+      const bad = {
+        'red/cut.png': [png.subarray(0, png.length >> 1), /truncated/],
+        'red/header.png': [png.subarray(0, 33), /truncated/],
+        'red/cut.jpg': [jpeg.subarray(0, Math.floor(jpeg.length * 0.6)), /truncated/],
+        'red/header.jpg': [headerOnlyJpeg(jpeg), /truncated/],
+        'red/cut.gif': [gifBytes.subarray(0, gifBytes.length >> 1), /truncated or corrupt/],
+        'red/header.gif': [gifBytes.subarray(0, 13), /truncated or corrupt/],
+        'red/cut.webp': [webp.subarray(0, webp.length >> 1), /truncated or corrupt/],
+        'red/header.webp': [webp.subarray(0, 30), /truncated or corrupt/],
+        'red/bomb.png': [pngBombs()['bomb.png'], /image too large/],
+        'red/wide.png': [pngBombs()['wide.png'], /image too elongated/],
+        'red/tall.png': [pngBombs()['tall.png'], /image too elongated/],
+        'blue/drawing.svg': [SVG, /SVG/],
+        'blue/notes.jpg': [Buffer.from('these are my notes, not a photo\n'), /this is text/],
+        'blue/empty.jpg': [Buffer.alloc(0), /empty file/],
+      };
+      // Unusual but valid: added.
+      const unusual = {
+        ...Object.fromEntries(Object.entries(unusualPngs()).map(([name, bytes]) => [`blue/${name}`, bytes])),
+        'blue/rotated.jpg': withExifOrientation(jpeg, 6),
+        'blue/animated.gif': gifBytes,
+        'blue/plain.webp': webp,
+      };
+      const dir = join(workDir, 'corpus');
+      const good = { red: 3, blue: 3 };
+      for (const [label, count] of Object.entries(good)) {
+        await mkdir(join(dir, label), { recursive: true });
+        for (let i = 0; i < count; i++) await writeFile(join(dir, label, `good-${i}.png`), colourPicture(label, 100 + i + (label === 'red' ? 0 : 50)));
+      }
+      for (const [path, [bytes]] of Object.entries(bad)) await writeFile(join(dir, path), bytes);
+      for (const [path, bytes] of Object.entries(unusual)) await writeFile(join(dir, path), bytes);
+
+      await byTestId('folder-input').setInputFiles(dir);
+      const counts = { red: good.red, blue: good.blue + Object.keys(unusual).length };
+      await waitForClassCounts(page, counts, 240_000);
+      const listed = await problemsOn(page);
+      for (const [path, [, reason]] of Object.entries(bad)) {
+        assert.ok(listed[path], `${path} is listed: ${JSON.stringify(listed)}`);
+        assert.match(listed[path], reason, path);
+        assert.ok(listed[path].length > path.length + 5, `${path} has a reason: ${listed[path]}`);
+      }
+      assert.deepEqual(Object.keys(listed).sort(), Object.keys(bad).sort(), 'exactly the bad files are listed');
+
+      // Zips: empty, truncated, encrypted, a bomb (honest and lying sizes), unsafe and duplicate names.
+      const zips = {
+        'empty.zip': EMPTY_ZIP,
+        'cut.zip': zipOf({ 'red/a.png': colourPicture('red', 300) }).subarray(0, 60),
+        'locked.zip': markEncrypted(zipOf({ 'red/secret.png': colourPicture('red', 301) }, 0)),
+        'bomb.zip': zipOf({ 'red/zeros.png': Buffer.alloc(150 << 20) }, 9),
+        'lying-bomb.zip': lieAboutSizes(zipOf({ 'red/liar.png': Buffer.alloc(120 << 20) }, 9), 1000),
+        'names.zip': zipOf({
+          'red/../evil.png': colourPicture('red', 302),
+          'red\\back.png': colourPicture('red', 303),
+          'red/fine.png': colourPicture('red', 304),
+        }),
+      };
+      // Duplicate names: fflate will not write them, so the second entry is renamed in place.
+      const twice = zipOf({ 'red/one.png': colourPicture('red', 305), 'red/two.png': colourPicture('red', 306) }, 0);
+      zips['twice.zip'] = Buffer.from(twice.toString('latin1').replaceAll('red/two.png', 'red/one.png'), 'latin1');
+      const zipPaths = [];
+      for (const [name, bytes] of Object.entries(zips)) {
+        zipPaths.push(join(workDir, name));
+        await writeFile(join(workDir, name), bytes);
+      }
+      await byTestId('zip-input').setInputFiles(zipPaths);
+      await page.waitForFunction(() => document.querySelector('#zip-status')?.hidden === true, null, { timeout: 240_000 });
+      await waitForClassCounts(page, { ...counts, red: counts.red + 1 }, 240_000); // red/fine.png
+      const errors = await errorsOn(page);
+      assert.match(errors, /empty\.zip: the zip file is empty/);
+      assert.match(errors, /cut\.zip: not a readable zip file/);
+      const afterZips = await problemsOn(page);
+      const reasonOf = (fragment) => Object.entries(afterZips).find(([path]) => path.includes(fragment))?.[1] ?? `(${fragment} not listed)`;
+      assert.match(reasonOf('secret.png'), /encrypted/);
+      assert.match(reasonOf('zeros.png'), /file too large/);
+      assert.match(reasonOf('liar.png'), /could not be read from the zip: Invalid uncompressed size/);
+      assert.match(reasonOf('evil.png'), /unsafe name/);
+      assert.match(reasonOf('back.png'), /unsafe name/);
+      assert.match(reasonOf('one.png'), /appears 2 times/);
+
+      // Backbone weights that lie: each refused with the file's name, the backbone in use kept.
+      const WEIGHTS_REASONS = {
+        'huge-header.safetensors': /header too large/,
+        'past-end.safetensors': /offset/,
+        'shape-overflow.safetensors': /4294967296/,
+        'os-system.pth': /refusing to load os\.system/,
+        'memo-bomb.pth': /memo bomb/,
+      };
+      const weights = { ...lyingSafetensors(), ...hostilePickles() };
+      for (const [name, bytes] of Object.entries(weights)) {
+        const path = join(workDir, name);
+        await writeFile(path, bytes);
+        await byTestId('backbone-input').setInputFiles(path);
+        await page.waitForFunction(
+          (name) => {
+            const error = document.querySelector('[data-testid="backbone-error"]');
+            return !error.hidden && error.textContent.startsWith(name);
+          },
+          name,
+          { timeout: 120_000 },
+        );
+        const message = await byTestId('backbone-error').innerText();
+        assert.match(message, /The backbone in use and your pictures are unchanged\.$/, message);
+        assert.match(message, WEIGHTS_REASONS[name], message);
+        await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
+      }
+
+      // Nothing lost, and the engine still trains.
+      await waitForClassCounts(page, { ...counts, red: counts.red + 1 });
+      await trainTwoEpochs(page, byTestId);
+    });
+  });
+
+  test('exact duplicate pictures are added and reported, within and across classes, also after a reload', { timeout: 6 * 60_000 }, async () => {
+    const dir = join(workDir, 'duplicates');
+    const same = colourPicture('red', 500);
+    const files = {
+      'blue/b1.png': colourPicture('blue', 501),
+      'blue/same.png': same,
+      'red/r1.png': colourPicture('red', 502),
+      'red/same.png': same,
+      'red/same-copy.png': same,
+    };
+    for (const [path, bytes] of Object.entries(files)) {
+      await mkdir(join(dir, dirname(path)), { recursive: true });
+      await writeFile(join(dir, path), bytes);
+    }
+    const groupsOn = (page) =>
+      page.$$eval('[data-testid="duplicate"]', (items) => items.map((item) => `${item.getAttribute('data-paths')} ${item.getAttribute('data-across')}`));
+    const waitForGroups = (page, count) =>
+      page.waitForFunction((count) => document.querySelectorAll('[data-testid="duplicate"]').length === count, count, { timeout: 30_000 });
+    await withWatchedPage('duplicates', async (page, byTestId) => {
+      await page.goto(server.url);
+      await waitForEngine(page, 'cpu');
+      await byTestId('folder-input').setInputFiles(dir);
+      await waitForClassCounts(page, { blue: 2, red: 3 });
+      await waitForGroups(page, 1);
+      // Files are added in path order.
+      const acrossClasses = ['blue/same.png|red/same-copy.png|red/same.png true'];
+      assert.deepEqual(await groupsOn(page), acrossClasses);
+      assert.match(
+        await byTestId('duplicates').innerText(),
+        /blue\/same\.png, red\/same-copy\.png and red\/same\.png are the same file, in classes "blue" and "red"/,
+      );
+
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 2, red: 3 });
+      await waitForGroups(page, 1);
+      assert.deepEqual(await groupsOn(page), acrossClasses, 'restored pictures are checked too');
+
+      // Without the blue class, the two red copies are still one picture twice.
+      await page.locator('[data-testid="class-row"][data-label="blue"] [data-testid="remove-class"]').click();
+      await waitForClassCounts(page, { red: 3 });
+      await page.waitForFunction(() => document.querySelector('[data-testid="duplicate"]')?.getAttribute('data-across') === 'false');
+      assert.deepEqual(await groupsOn(page), ['red/same-copy.png|red/same.png false']);
+      assert.match(await byTestId('duplicates').innerText(), /red\/same-copy\.png and red\/same\.png are the same file$/m);
+    });
+  });
+});
