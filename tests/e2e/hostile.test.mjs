@@ -8,7 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,8 +43,8 @@ let workDir;
  * A fresh browser context; `use(page, byTestId, context, log)`. The test fails on an uncaught
  * page error, a crash, or a console error, with the browser's log.
  */
-async function withWatchedPage(name, use, contextOptions = {}) {
-  const browser = await launchChromium();
+async function withWatchedPage(name, use, contextOptions = {}, extraFlags = []) {
+  const browser = await launchChromium(extraFlags);
   const log = [];
   const failures = [];
   try {
@@ -78,6 +79,52 @@ async function trainTwoEpochs(page, byTestId) {
   await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
   await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
   assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+}
+
+/**
+ * An HTTP proxy that answers every request with 403 and remembers it: Chromium sends it every
+ * request for a host other than the loopback (from the page, its workers, the service worker or
+ * the browser itself), so nothing that should not leave the machine goes unseen, whatever the
+ * test driver reports.
+ */
+/** Chromium's own services (autofill, sign-in, updates) that the common flags leave on. */
+const QUIET_BROWSER = [
+  '--disable-features=AutofillServerCommunication,SigninInterceptBubble,MediaRouter,OptimizationHints,Translate',
+  '--disable-default-apps',
+  '--disable-domain-reliability',
+  '--disable-client-side-phishing-detection',
+  '--no-pings',
+  '--disable-sync',
+  '--no-service-autorun',
+];
+
+/**
+ * Hosts of Chromium's own services that no flag turns off here (component updates, its clock,
+ * sign-in): seen with the proxy on every run, from the browser process, whatever the page does.
+ * A request of the page or its workers to them would still be caught by the recording of the
+ * page's requests (and refused by its CSP).
+ */
+const BROWSER_SERVICES = new Set(['update.googleapis.com', 'clients2.google.com', 'accounts.google.com']);
+
+async function recordingProxy() {
+  const seen = [];
+  const server = createServer((request, response) => {
+    if (!BROWSER_SERVICES.has(new URL(request.url).hostname)) seen.push(`${request.method} ${request.url}`);
+    response.writeHead(403).end();
+  });
+  server.on('connect', (request, socket) => {
+    if (!BROWSER_SERVICES.has(request.url.replace(/:\d+$/, ''))) seen.push(`CONNECT ${request.url}`);
+    socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+  });
+  await new Promise((done) => server.listen(0, '127.0.0.1', done));
+  return {
+    flags: [`--proxy-server=http://127.0.0.1:${server.address().port}`, ...QUIET_BROWSER],
+    seen,
+    close: () => new Promise((done) => {
+      server.close(done);
+      server.closeAllConnections();
+    }),
+  };
 }
 
 describe('hostile input in the page', () => {
@@ -260,5 +307,67 @@ describe('hostile input in the page', () => {
       assert.deepEqual(await groupsOn(page), ['red/same-copy.png|red/same.png false']);
       assert.match(await byTestId('duplicates').innerText(), /red\/same-copy\.png and red\/same\.png are the same file$/m);
     });
+  });
+
+  test('nothing leaves the page: every request of a whole visit is same-origin, under a strict CSP', { timeout: 10 * 60_000 }, async () => {
+    const { dataset, pictures } = await makeDataset(await mkdtemp(join(workDir, 'visit-')), 3);
+    const proxy = await recordingProxy();
+    const requests = [];
+    try {
+      await withWatchedPage(
+        'requests',
+        async (page, byTestId, context) => {
+          context.on('request', (request) => {
+            const worker = request.serviceWorker() ? ' (service worker)' : '';
+            requests.push({ url: request.url(), type: request.resourceType(), from: worker });
+          });
+          const sockets = [];
+          page.on('websocket', (socket) => sockets.push(socket.url()));
+          page.on('dialog', (dialog) => void dialog.accept());
+
+          const response = await page.goto(server.url);
+          const csp = response.headers()['content-security-policy'] ?? '';
+          assert.match(csp, /default-src 'self'/, `CSP: ${csp}`);
+          assert.match(csp, /connect-src 'self'(;|$)/, `CSP: ${csp}`);
+          assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'(;|$)/, `only wasm may be compiled, no eval: ${csp}`);
+          assert.doesNotMatch(csp, /'unsafe-eval'|\*/, `CSP: ${csp}`);
+          await waitForEngine(page, 'cpu');
+
+          // Pictures, training, a prediction, a download.
+          await byTestId('folder-input').setInputFiles(dataset);
+          await waitForClassCounts(page, { blue: 3, red: 3 });
+          await trainTwoEpochs(page, byTestId);
+          await byTestId('predict-input').setInputFiles(pictures.red);
+          await page.waitForSelector('[data-testid="prediction"][data-top-label]', { timeout: 120_000 });
+          const [download] = await Promise.all([page.waitForEvent('download', { timeout: 120_000 }), byTestId('download-button').click()]);
+          assert.ok((await readFile(await download.path())).length > 1000, 'the model was downloaded');
+
+          // The sample project, then a reload (served by the service worker by now).
+          await byTestId('sample-project').click();
+          await page.waitForSelector('[data-testid="class-row"][data-label="brick"]', { timeout: 120_000 });
+          await page.waitForFunction(() => document.querySelector('[data-testid="add-status"]')?.getAttribute('data-adding') === '0', null, {
+            timeout: 240_000,
+          });
+          await page.reload();
+          await waitForEngine(page, 'cpu');
+          assert.deepEqual(sockets, [], 'no WebSocket');
+        },
+        { acceptDownloads: true },
+        proxy.flags,
+      );
+    } finally {
+      await proxy.close();
+    }
+    const origin = new URL(server.url).origin;
+    const foreign = requests.filter(({ url }) => !url.startsWith('blob:') && !url.startsWith('data:') && new URL(url).origin !== origin);
+    assert.deepEqual(foreign, [], 'every request goes to the page\'s origin');
+    assert.deepEqual(requests.filter(({ type }) => ['ping', 'websocket', 'eventsource'].includes(type)), [], 'no beacon, WebSocket or event stream');
+    assert.deepEqual(proxy.seen, [], "nothing but the browser's own services went past the loopback");
+    // The recording saw the whole visit: the page, its worker's wasm, the weights, the sample.
+    for (const pattern of [/\/assets\/[^/]+\.wasm$/, /\/weights\/efficientnet_lite0\.safetensors$/, /\/sample\/manifest\.json$/, /\/sample\/brick\//]) {
+      assert.ok(requests.some(({ url }) => pattern.test(url)), `${pattern} was requested: ${requests.map(({ url }) => url).join(', ')}`);
+    }
+    const types = [...new Set(requests.map(({ type, from }) => `${type}${from}`))].sort();
+    console.log(`# ${requests.length} requests, all to ${origin}; kinds: ${types.join(', ')}`);
   });
 });
