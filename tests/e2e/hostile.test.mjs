@@ -370,4 +370,54 @@ describe('hostile input in the page', () => {
     const types = [...new Set(requests.map(({ type, from }) => `${type}${from}`))].sort();
     console.log(`# ${requests.length} requests, all to ${origin}; kinds: ${types.join(', ')}`);
   });
+
+  test('training cut short by a reload continues from its checkpoint', { timeout: 12 * 60_000 }, async () => {
+    const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'checkpoint-')), 4);
+    await withWatchedPage('checkpoint', async (page, byTestId) => {
+      const phaseTwo = async (fineEpochs) => {
+        await byTestId('epochs').fill('2');
+        await byTestId('validation-percent').fill('25');
+        await byTestId('fine-tune-blocks').fill('1');
+        if (!(await byTestId('fine-epochs').isVisible())) await page.locator('#advanced > summary').click();
+        await byTestId('fine-epochs').fill(String(fineEpochs));
+        await byTestId('views-per-image').fill('1');
+      };
+      await page.goto(server.url);
+      await waitForEngine(page, 'cpu');
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 4, red: 4 });
+      await phaseTwo(6);
+      await byTestId('train-button').click();
+      // The first fine-tuning epoch's checkpoint is kept; the offer is not shown while training.
+      await page.waitForSelector('[data-testid="checkpoint"][data-phase="fine"]', { state: 'attached', timeout: 300_000 });
+      assert.equal(await byTestId('checkpoint').isVisible(), false, 'no offer while the run goes on');
+      assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'fine-tuning');
+
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 4, red: 4 });
+      await page.waitForSelector('[data-testid="checkpoint"]:not([hidden])', { timeout: 30_000 });
+      assert.match(
+        await byTestId('checkpoint').innerText(),
+        /^Training was interrupted .* A checkpoint was kept at phase 2, fine-tuning epoch \d+; EfficientNet-Lite0, classes blue, red\./,
+      );
+      await byTestId('checkpoint-continue').click();
+      await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file^="webtune-checkpoint-phase2-epoch"]', { timeout: 120_000 });
+      assert.match(await byTestId('checkpoint').innerText(), /press Train to continue training\.$/);
+      await waitForClassCounts(page, { blue: 4, red: 4 });
+
+      await phaseTwo(1);
+      await byTestId('train-button').click();
+      await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
+      await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
+      assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+      assert.equal(await page.locator('[data-testid="epoch-row"][data-stage="fine"]').count(), 1);
+      // A finished run needs no checkpoint: the next visit offers nothing.
+      await page.waitForSelector('[data-testid="checkpoint"][data-phase=""]', { state: 'attached', timeout: 30_000 });
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 4, red: 4 });
+      assert.equal(await byTestId('checkpoint').isVisible(), false, 'nothing to continue after a finished run');
+    });
+  });
 });

@@ -10,6 +10,7 @@ import { mountClassList } from './views/class-list';
 import { byId, h } from './views/dom';
 import { mountDownload } from './views/download';
 import { mountDuplicates } from './views/duplicates-view';
+import { mountCheckpoint } from './views/checkpoint-view';
 import { mountDropZone, type Picked } from './views/drop-zone';
 import { mountCapture } from './views/capture';
 import { mountPauseButton } from './views/pause-button';
@@ -155,6 +156,11 @@ const renderTraining = mountTrainingView(
   },
 );
 
+const renderCheckpoint = mountCheckpoint(byId('checkpoint'), {
+  continueTraining: () => void app.checkpoints.continueTraining(),
+  discard: () => app.checkpoints.forget(),
+});
+
 const renderEvaluation = mountEvaluationView(byId('evaluation'));
 
 const renderAugmentPreview = mountAugmentPreview(
@@ -201,6 +207,7 @@ app.store.subscribe((state) => {
   renderClasses(state);
   renderDuplicates(state);
   renderTraining(state);
+  renderCheckpoint(state);
   renderEvaluation(state);
   renderAugmentPreview(state);
   for (const render of renderDownloads) render(state);
