@@ -144,6 +144,7 @@ export async function pageScale({ serverUrl, count, classes, size, log = console
     const longest = await page.evaluate(() => window.__longest);
     const after = { tab: await tabMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
     assert.equal(await page.locator('[data-testid="file-problem"]').count(), 0, `no picture refused: ${await errorsOn(page)}`);
+    log(`# (so far: ${count} added in ${addSeconds.toFixed(1)} s, longest task ${longest.ms.toFixed(0)} ms, renderer RSS ${after.rss} bytes)`);
 
     // Training on all of them: Stop during feature extraction ends it.
     await page.locator('[data-testid="train-button"]').click();
