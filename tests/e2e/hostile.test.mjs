@@ -163,6 +163,8 @@ describe('hostile input in the page', () => {
         'red/wide.png': [pngBombs()['wide.png'], /image too elongated/],
         'red/tall.png': [pngBombs()['tall.png'], /image too elongated/],
         'blue/drawing.svg': [SVG, /SVG/],
+        'blue/IMG_0001.HEIC': [Buffer.from('\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\0', 'latin1'), /HEIC\/HEIF photo/],
+        'blue/scan.tif': [Buffer.from('II*\0\x08\0\0\0\0\0\0\0\0\0', 'latin1'), /Tiff image/],
         'blue/notes.jpg': [Buffer.from('these are my notes, not a photo\n'), /this is text/],
         'blue/empty.jpg': [Buffer.alloc(0), /empty file/],
       };
