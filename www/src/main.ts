@@ -9,6 +9,8 @@ import { mountBackbone } from './views/backbone-view';
 import { mountClassCards } from './views/class-cards';
 import { byId, h } from './views/dom';
 import { mountDownload } from './views/download';
+import { mountDuplicates } from './views/duplicates-view';
+import { mountCheckpoint } from './views/checkpoint-view';
 import { mountDropZone, type Picked } from './views/drop-zone';
 import { mountCapture } from './views/capture';
 import { mountPauseButton } from './views/pause-button';
@@ -78,6 +80,8 @@ const renderClasses = mountClassCards(
     clearAll: () => void app.clearAll(),
   },
 );
+
+const renderDuplicates = mountDuplicates({ box: byId('duplicates'), list: byId<HTMLUListElement>('duplicate-list') });
 
 const renderBackbone = mountBackbone(
   {
@@ -161,6 +165,11 @@ const renderTraining = mountTrainingView(
   },
 );
 
+const renderCheckpoint = mountCheckpoint(byId('checkpoint'), {
+  continueTraining: () => void app.checkpoints.continueTraining(),
+  discard: () => app.checkpoints.forget(),
+});
+
 const heatmap = (file: Blob, fileName: string) => app.gradCam(file, fileName);
 const renderEvaluation = mountEvaluationView(byId('evaluation'), heatmap);
 const renderSuspects = mountSuspectsView(byId('label-check'), {
@@ -215,7 +224,9 @@ app.store.subscribe((state) => {
   renderBackbone(state);
   settings.render(state);
   renderClasses(state);
+  renderDuplicates(state);
   renderTraining(state);
+  renderCheckpoint(state);
   renderEvaluation(state);
   renderSuspects(state);
   renderAugmentPreview(state);

@@ -28,6 +28,7 @@ import {
 } from './state';
 import { TrainingRun } from './training';
 import { BackboneChoices } from './backbone-choice';
+import { Checkpoints } from './checkpoint';
 
 /** Restarts in a row that died before the images were back; after that the user has to act. */
 const MAX_CRASH_RESTARTS = 2;
@@ -41,6 +42,7 @@ export class App implements AppContext {
   readonly pictures: Pictures;
   readonly training: TrainingRun;
   readonly backbone: BackboneChoices;
+  readonly checkpoints: Checkpoints;
   private client: TrainerClient | null = null;
   /** Settles when the current engine is initialised and has every held image. */
   private ready: Promise<void> = Promise.resolve();
@@ -59,6 +61,7 @@ export class App implements AppContext {
     this.pictures = new Pictures(this);
     this.training = new TrainingRun(this);
     this.backbone = new BackboneChoices(this, (beside) => this.restart(beside), weightsUrl);
+    this.checkpoints = new Checkpoints(this, (choice) => this.backbone.load(choice));
   }
 
   get state(): AppState {
@@ -70,7 +73,7 @@ export class App implements AppContext {
    * backbone, which is given the pictures.
    */
   start(): void {
-    void Promise.all([this.pictures.restoreLibrary(), this.backbone.restore()]).then(() => this.restart());
+    void Promise.all([this.pictures.restoreLibrary(), this.backbone.restore(), this.checkpoints.restore()]).then(() => this.restart());
   }
 
   // ---- engine lifecycle -------------------------------------------------------------------
@@ -90,6 +93,9 @@ export class App implements AppContext {
       },
       onCrash: (message, backend) => {
         if (client === this.client) this.onCrash(message, backend);
+      },
+      onCheckpoint: (checkpoint) => {
+        if (client === this.client) this.checkpoints.save(checkpoint);
       },
     });
     const choice = this.state.engine.choice;
@@ -306,8 +312,10 @@ export class App implements AppContext {
 
   // ---- training, forwarded for the views --------------------------------------------------
 
-  train(recipe: Recipe): Promise<void> {
-    return this.training.train(recipe);
+  async train(recipe: Recipe): Promise<void> {
+    await this.training.train(recipe);
+    // A run that ended needs no checkpoint; one cut short keeps it to continue from.
+    if (['done', 'stopped'].includes(this.state.training.phase)) this.checkpoints.forget();
   }
 
   stopTraining(): void {
@@ -365,6 +373,7 @@ export class App implements AppContext {
   }
 
   clearAll(): Promise<void> {
+    if (!isTraining(this.state) && this.state.adding === 0) this.checkpoints.forget();
     return this.pictures.clearAll();
   }
 

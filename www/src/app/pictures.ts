@@ -6,6 +6,7 @@ import type { DatasetSummary } from '../engine/protocol';
 import { EngineError, EngineGone } from '../engine/trainer-client';
 import type { Picked, PickedFile } from '../views/drop-zone';
 import { EngineUnavailable, gpuGaveUp, messageOf, reasonOf, type AppContext } from './context';
+import { sha256Hex } from './duplicates';
 import { LibraryStore, storageProblem } from './library-store';
 import { editsBlocked, idleTraining, isTraining, type AppState, type FileProblem, type HeldImage } from './state';
 
@@ -105,6 +106,20 @@ export class Pictures {
     // Only pictures the engine could decode are kept: the others are listed as problems.
     this.keepPicture(image);
     if (newClass) this.keepClasses();
+    await this.hashPicture(image);
+  }
+
+  /** Notes the hash of `image`'s bytes, by which exact duplicates are shown (they stay added). */
+  private async hashPicture(image: HeldImage): Promise<void> {
+    let hash: string;
+    try {
+      hash = await sha256Hex(image.file);
+    } catch {
+      return; // only a warning depends on it
+    }
+    this.ctx.store.update((s) => {
+      s.pictureHashes = new Map(s.pictureHashes).set(image.key, hash);
+    });
   }
 
   async removeClass(label: string): Promise<void> {
@@ -260,6 +275,7 @@ export class Pictures {
       s.classes = [];
       s.images = new Map();
       s.problems = [];
+      s.pictureHashes = new Map();
       s.training = idleTraining();
       s.trained = null;
       s.predictions = [];
@@ -307,6 +323,10 @@ export class Pictures {
       s.images = images;
       s.library = { status: 'saving', restored: images.size, problem: null, partial: false };
     });
+    // Hashed beside the engine's start, not before it.
+    void (async () => {
+      for (const image of [...images.values()].sort((a, b) => a.key - b.key)) await this.hashPicture(image);
+    })();
   }
 
   private keepPicture(image: HeldImage): void {

@@ -13,6 +13,7 @@ import {
   type Prediction,
   type Phase,
 } from '../engine/protocol';
+import type { CheckpointInfo } from './checkpoint';
 
 /** A picture the page holds, so it can be given to a restarted worker. */
 export interface HeldImage {
@@ -176,6 +177,10 @@ export interface AppState {
   adding: number;
   summary: DatasetSummary;
   problems: FileProblem[];
+  /** A kept checkpoint of an interrupted (or running) training run, if there is one. */
+  checkpoint: CheckpointInfo | null;
+  /** SHA-256 of held pictures' bytes by key, to show exact duplicates (see duplicates.ts). */
+  pictureHashes: Map<number, string>;
   library: LibraryState;
   training: TrainingState;
   trained: ModelInfo | null;
@@ -255,6 +260,8 @@ export function initialState(choice: BackendChoice): AppState {
     adding: 0,
     summary: EMPTY_SUMMARY,
     problems: [],
+    pictureHashes: new Map(),
+    checkpoint: null,
     library: { status: 'loading', restored: 0, problem: null, partial: false },
     training: idleTraining(),
     trained: null,

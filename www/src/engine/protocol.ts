@@ -55,6 +55,7 @@ import type {
   Evaluation as EngineEvaluation,
   Event as EngineEvent,
   Outcome,
+  Phase,
   Prediction,
   Recipe,
   Recommendation,
@@ -201,4 +202,15 @@ export interface Crashed {
   message: string;
 }
 
-export type WorkerMessage = Reply | WorkerEvent | Crashed;
+/**
+ * The model after phase 1 or a fine-tuning epoch, as a webtune export (safetensors), sent during a
+ * `train` request: the page keeps it so that a reload or a crash can continue from it.
+ */
+export interface Checkpoint {
+  kind: 'checkpoint';
+  bytes: Uint8Array;
+  phase: Phase;
+  epoch: number;
+}
+
+export type WorkerMessage = Reply | WorkerEvent | Crashed | Checkpoint;

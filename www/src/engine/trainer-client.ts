@@ -6,6 +6,7 @@
 
 import type {
   Backend,
+  Checkpoint,
   BackendChoice,
   BackboneName,
   EngineInfo,
@@ -48,6 +49,8 @@ interface Waiting {
 
 export interface EngineListeners {
   onEvent(event: WorkerEvent): void;
+  /** The model so far, sent during training (see `Checkpoint`). */
+  onCheckpoint?(checkpoint: Checkpoint): void;
   /** The wasm instance died; `message` is the panic message when there was one. */
   onCrash(message: string, backend: Backend | null): void;
 }
@@ -108,6 +111,9 @@ export class TrainerClient {
       }
       case 'event':
         this.listeners.onEvent(message);
+        return;
+      case 'checkpoint':
+        this.listeners.onCheckpoint?.(message);
         return;
       case 'crashed':
         this.fail(message.message, true);

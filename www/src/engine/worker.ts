@@ -14,6 +14,7 @@ import type {
   ErrorInfo,
   Evaluation,
   Outcome,
+  Phase,
   Prediction,
   ReplyData,
   Request,
@@ -193,7 +194,7 @@ async function start(backend: string, backbone: BackboneName, weights: WeightsSo
  * The recipe, run by the engine: start it, then step until it says it finished, posting every
  * event. Stop ends it between two steps; the model trained so far stays.
  */
-async function train(recipe: Recipe, post: (m: WorkerMessage) => void): Promise<ReplyData['train']> {
+async function train(recipe: Recipe, post: (m: WorkerMessage, transfer?: Transferable[]) => void): Promise<ReplyData['train']> {
   const t = requireTrainer();
   stopRequested = false;
   paused = false;
@@ -225,7 +226,23 @@ async function train(recipe: Recipe, post: (m: WorkerMessage) => void): Promise<
     const event = (await t.step(STEP_BUDGET)) as EngineEvent;
     if (event.type === 'finished') return { started, outcome: event.outcome };
     post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start - pausedMs });
+    if (event.type === 'epoch' && (event.report.done || event.phase === 'fine')) await checkpoint(t, event.phase, event.report.epoch, post);
   }
+}
+
+/**
+ * Sends the model as it is now (after phase 1, and after each fine-tuning epoch, the long ones)
+ * for the page to keep. A model that cannot be exported costs only the checkpoint.
+ */
+async function checkpoint(t: Trainer, phase: Phase, epoch: number, post: (m: WorkerMessage, transfer?: Transferable[]) => void): Promise<void> {
+  let bytes;
+  try {
+    bytes = ownBuffer(await t.exportSafetensors());
+  } catch (error) {
+    if (isCrash(error)) throw error;
+    return;
+  }
+  post({ kind: 'checkpoint', bytes, phase, epoch }, [bytes.buffer]);
 }
 
 /** Resolves on the next turn of the event loop, after any message already received. */
@@ -301,7 +318,7 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       return { data: { summary: summary() } };
     }
     case 'train':
-      return { data: await train(request.recipe, (m) => scope.postMessage(m)) };
+      return { data: await train(request.recipe, (m, transfer) => scope.postMessage(m, transfer)) };
     case 'stopTraining':
       stopRequested = true;
       wake?.();

@@ -1,0 +1,209 @@
+// Many pictures through the page: writes `count` small generated pictures in `classes` class
+// folders, adds them with the folder input, and measures what it costs the tab: the time to add
+// them, the longest main-thread task while adding (PerformanceObserver "longtask"), the memory of
+// the page and its workers (performance.measureUserAgentSpecificMemory, the page being cross-origin
+// isolated; and CDP's JSHeapUsedSize of the page alone). It also checks functional facts: every
+// picture is counted, Stop ends a training run on them at once (the page still answers), and a
+// reload brings every picture back. A benchmark: prints numbers, asserts only those facts.
+//
+//   cd www && npm run build -- --mode bench && cd .. && node bench/page-scale.mjs [--count 5000] [--classes 20] [--size 64]
+//
+// tests/e2e/scale.test.mjs runs it with fewer pictures.
+
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { serveStatic } from '../tests/e2e/support/server.mjs';
+import { launchChromium } from '../tests/e2e/support/chromium.mjs';
+import { encodePng, random } from '../tests/e2e/support/png.mjs';
+import { errorsOn, waitForClassCounts, waitForEngine } from '../tests/e2e/support/page.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A `size`² picture of noise around a hue that depends on `classIndex`. */
+function picture(classIndex, classes, seed, size) {
+  const next = random(seed);
+  const hue = (classIndex / classes) * 2 * Math.PI;
+  const base = [0, 2, 4].map((shift) => 128 + 100 * Math.cos(hue + (shift * Math.PI) / 3));
+  const rgb = new Uint8Array(size * size * 3);
+  for (let i = 0; i < size * size; i++) {
+    for (let c = 0; c < 3; c++) rgb[i * 3 + c] = Math.max(0, Math.min(255, Math.round(base[c] + (next() - 0.5) * 80)));
+  }
+  return encodePng(size, size, rgb);
+}
+
+/** Writes the class folders; resolves to { dataset, counts: {label: n} }. */
+export async function writePictures(dir, count, classes, size) {
+  const dataset = join(dir, 'pictures');
+  const counts = {};
+  for (let i = 0; i < count; i++) {
+    const label = `class-${String(i % classes).padStart(2, '0')}`;
+    if (!counts[label]) await mkdir(join(dataset, label), { recursive: true });
+    counts[label] = (counts[label] ?? 0) + 1;
+    await writeFile(join(dataset, label, `p${i}.png`), picture(i % classes, classes, i + 1, size));
+  }
+  return { dataset, counts };
+}
+
+/** The page's and its workers' memory as the browser measures it, in bytes (null when it cannot). */
+async function tabMemory(page) {
+  return page.evaluate(async () => {
+    if (!crossOriginIsolated || !performance.measureUserAgentSpecificMemory) return null;
+    const result = await performance.measureUserAgentSpecificMemory();
+    return result.bytes;
+  });
+}
+
+/**
+ * The resident memory of this process's Chromium renderers (the tab: page, workers and their wasm
+ * memory, which measureUserAgentSpecificMemory leaves out), from /proc; null off Linux.
+ */
+async function rendererRss() {
+  let total = 0;
+  let found = false;
+  const parents = new Map();
+  const entries = await readdir('/proc').catch(() => []);
+  const processes = [];
+  for (const pid of entries.filter((name) => /^\d+$/.test(name))) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      parents.set(Number(pid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      processes.push(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const descends = (pid) => {
+    for (let p = pid, hops = 0; p > 1 && hops < 20; p = parents.get(p) ?? 0, hops++) if (p === process.pid) return true;
+    return false;
+  };
+  for (const pid of processes) {
+    if (!descends(pid)) continue;
+    try {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmdline.includes('--type=renderer')) continue;
+      const rss = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+      if (rss) {
+        total += Number(rss[1]) * 1024;
+        found = true;
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found ? total : null;
+}
+
+async function pageHeap(page) {
+  const session = await page.context().newCDPSession(page);
+  await session.send('Performance.enable');
+  const { metrics } = await session.send('Performance.getMetrics');
+  await session.detach();
+  return metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? null;
+}
+
+/**
+ * Runs the scenario on `serverUrl` and resolves to the measurements; throws when a functional
+ * fact does not hold.
+ */
+export async function pageScale({ serverUrl, count, classes, size, log = console.log }) {
+  const dir = await mkdtemp(join(tmpdir(), 'webtune-scale-'));
+  const browser = await launchChromium();
+  try {
+    const generated = Date.now();
+    const { dataset, counts } = await writePictures(dir, count, classes, size);
+    log(`# wrote ${count} ${size}×${size} PNGs in ${classes} classes in ${((Date.now() - generated) / 1000).toFixed(1)} s`);
+    const page = await browser.newPage();
+    const pageErrors = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    page.on('crash', () => pageErrors.push('the page crashed'));
+    await page.addInitScript(() => {
+      window.__longest = { ms: 0, count: 0, since: 0 };
+      new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) {
+          if (entry.startTime < window.__longest.since) continue;
+          window.__longest.ms = Math.max(window.__longest.ms, entry.duration);
+          window.__longest.count += 1;
+        }
+      }).observe({ type: 'longtask', buffered: true });
+    });
+    await page.goto(serverUrl);
+    await waitForEngine(page, 'cpu');
+    const before = { tab: await tabMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
+
+    await page.evaluate(() => {
+      window.__longest = { ms: 0, count: 0, since: performance.now() };
+    });
+    const started = Date.now();
+    await page.locator('[data-testid="folder-input"]').setInputFiles(dataset);
+    await waitForClassCounts(page, counts, 3_600_000);
+    const addSeconds = (Date.now() - started) / 1000;
+    const longest = await page.evaluate(() => window.__longest);
+    const after = { tab: await tabMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
+    assert.equal(await page.locator('[data-testid="file-problem"]').count(), 0, `no picture refused: ${await errorsOn(page)}`);
+    log(`# (so far: ${count} added in ${addSeconds.toFixed(1)} s, longest task ${longest.ms.toFixed(0)} ms, renderer RSS ${after.rss} bytes)`);
+
+    // Training on all of them: Stop during feature extraction ends it.
+    await page.locator('[data-testid="train-button"]').click();
+    await page.waitForSelector('[data-testid="train-status"][data-phase="features"]', { timeout: 120_000 });
+    const stopAsked = Date.now();
+    await page.locator('[data-testid="stop-button"]').click({ timeout: 10_000 });
+    await page.waitForSelector('[data-testid="train-status"]:is([data-phase="stopped"], [data-phase="idle"], [data-phase="done"], [data-phase="failed"])', {
+      timeout: 120_000,
+    });
+    const stopSeconds = (Date.now() - stopAsked) / 1000;
+    const stoppedAs = await page.locator('[data-testid="train-status"]').getAttribute('data-phase');
+    assert.ok(['stopped', 'idle'].includes(stoppedAs), `Stop ended the run (it ended as ${stoppedAs})`);
+
+    // Nothing lost after a reload.
+    const reloaded = Date.now();
+    await page.reload();
+    await waitForEngine(page, 'cpu');
+    await waitForClassCounts(page, counts, 3_600_000);
+    const restoreSeconds = (Date.now() - reloaded) / 1000;
+    const restored = { tab: await tabMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
+    assert.deepEqual(pageErrors, [], 'no uncaught error or crash');
+
+    const mb = (bytes) => (bytes === null ? 'n/a' : `${(bytes / 2 ** 20).toFixed(0)} MB`);
+    const results = {
+      count,
+      classes,
+      size,
+      addSeconds,
+      longestTaskMs: longest.ms,
+      longTasks: longest.count,
+      stopSeconds,
+      restoreSeconds,
+      memory: { before, after, restored },
+    };
+    log(
+      `# ${count} pictures added in ${addSeconds.toFixed(1)} s (${(count / addSeconds).toFixed(0)}/s); longest main-thread task while adding ` +
+        `${longest.ms.toFixed(0)} ms (${longest.count} tasks over 50 ms); Stop took ${stopSeconds.toFixed(1)} s; a reload brought all back in ${restoreSeconds.toFixed(1)} s`,
+    );
+    log(
+      `# tab memory (page + workers, measureUserAgentSpecificMemory): ${mb(before.tab)} before, ${mb(after.tab)} after adding, ${mb(restored.tab)} after the reload; ` +
+        `page JS heap (CDP JSHeapUsedSize): ${mb(before.heap)}, ${mb(after.heap)}, ${mb(restored.heap)}; ` +
+        `renderer processes' RSS (/proc, wasm memory included): ${mb(before.rss)}, ${mb(after.rss)}, ${mb(restored.rss)}`,
+    );
+    return results;
+  } finally {
+    await browser.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({
+    options: { count: { type: 'string', default: '5000' }, classes: { type: 'string', default: '20' }, size: { type: 'string', default: '64' } },
+  });
+  const server = await serveStatic(resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www/dist')));
+  try {
+    const results = await pageScale({ serverUrl: server.url, count: Number(values.count), classes: Number(values.classes), size: Number(values.size) });
+    console.log(JSON.stringify(results));
+  } finally {
+    await server.close();
+  }
+}

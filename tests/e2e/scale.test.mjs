@@ -1,0 +1,31 @@
+// Many pictures through the page (bench/page-scale.mjs, with fewer pictures than the benchmark's
+// 5000): all counted, Stop still ends a run at once, nothing lost after a reload, no uncaught
+// error. The numbers it prints (time, longest main-thread task, memory) are reported, not asserted.
+//
+//   cd www && npm run build -- --mode bench && cd .. && node --test tests/e2e/scale.test.mjs
+//
+// WEBTUNE_SCALE_COUNT sets how many pictures (default 1000, in 20 classes).
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pageScale } from '../../bench/page-scale.mjs';
+import { serveStatic } from './support/server.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www/dist'));
+const COUNT = Number(process.env.WEBTUNE_SCALE_COUNT ?? 1000);
+
+let server;
+before(async () => {
+  assert.ok(existsSync(join(DIST, 'index.html')), `the built page is missing (${DIST}/index.html)`);
+  server = await serveStatic(DIST);
+});
+after(() => server?.close());
+
+test(`${COUNT} pictures in 20 classes: all counted, Stop answers, all back after a reload`, { timeout: 30 * 60_000 }, async () => {
+  const results = await pageScale({ serverUrl: server.url, count: COUNT, classes: 20, size: 64 });
+  assert.equal(results.count, COUNT);
+});

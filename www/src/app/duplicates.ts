@@ -1,0 +1,27 @@
+// Exact duplicate pictures: the same bytes added twice, in one class or in two. They are kept (the
+// user decides which to remove) but reported, since a picture in two classes teaches the model
+// nothing and one twice in a class weighs double and can sit in both training and validation.
+
+import type { HeldImage } from './state';
+
+/** The SHA-256 of `file`'s bytes, in hex. */
+export async function sha256Hex(file: Blob): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer()));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The held pictures that share their bytes with another held picture, in groups of equal bytes;
+ * each group and the groups in the order the pictures were added.
+ */
+export function duplicateGroups(images: ReadonlyMap<number, HeldImage>, hashes: ReadonlyMap<number, string>): HeldImage[][] {
+  const byHash = new Map<string, HeldImage[]>();
+  for (const image of [...images.values()].sort((a, b) => a.key - b.key)) {
+    const hash = hashes.get(image.key);
+    if (hash === undefined) continue;
+    const group = byHash.get(hash);
+    if (group) group.push(image);
+    else byHash.set(hash, [image]);
+  }
+  return [...byHash.values()].filter((group) => group.length > 1);
+}
