@@ -218,7 +218,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "backend": backend_name,
             "unfreeze": plan.unfreeze,
             "headValAccuracy": head_val_accuracy,
-            "fineValAccuracy": (outcome.fine_tuned > 0).then_some(accuracy).flatten(),
+            // The kept model's accuracy once phase 2 ran (its best epoch, or the head when no
+            // fine-tuning epoch beat it: `outcome.bestEpoch` 0).
+            "fineValAccuracy": (outcome.fine_tuned > 0 || outcome.best_epoch.is_some()).then_some(accuracy).flatten(),
             "featureMs": times.features, "headMs": times.head, "cacheMs": times.cache, "fineMs": times.fine,
             "cacheBytes": cache_bytes,
             "totalMs": started.elapsed().as_secs_f64() * 1e3,
