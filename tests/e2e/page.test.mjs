@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { floatValues, isFloat, parseSafetensors } from './support/safetensors.mjs';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM, WEBGPU_FLAGS, launchChromium } from './support/chromium.mjs';
-import { LABELS, classesOn, errorsOn, makeDataset, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { LABELS, classesOn, errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const WWW = join(ROOT, 'www');
@@ -162,6 +162,7 @@ describe('webtune page in headless Chromium', () => {
       await waitForEngine(page, 'webgpu', 300_000);
       await byTestId('folder-input').setInputFiles(dataset);
       await waitForClassCounts(page, { blue: 2, red: 2 });
+      await openAdvanced(page);
       await byTestId('epochs').fill('2');
       await byTestId('train-button').click();
 
@@ -278,6 +279,7 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
     assert.equal(await byTestId('recipe-choice').innerText(), 'Recipe: head only');
 
     // Settings, then train, watching that the UI thread stays free while the worker works.
+    await openAdvanced(page);
     await byTestId('epochs').fill(String(settings.epochs));
     await byTestId('learning-rate').fill(String(settings.learningRate));
     await byTestId('validation-percent').fill(String(settings.validationPercent));
@@ -391,6 +393,7 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
 
     if (name === 'cpu') {
       // Choosing a backend restarts the worker; the page gives it back the pictures it holds.
+      await openAdvanced(page);
       await byTestId('backend-select').selectOption('cpu');
       await page.waitForFunction(
         (count) => {

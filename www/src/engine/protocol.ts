@@ -99,6 +99,8 @@ export type Request =
   /** Holds the run between two steps (the engine keeps its state) until `paused: false`. */
   | { type: 'pauseTraining'; paused: boolean }
   | { type: 'export'; format: ExportFormat }
+  /** Reopens a webtune export (a saved project's model): predictions and exports use it until the next run. */
+  | { type: 'loadModel'; file: Blob }
   | { type: 'predict'; fileName: string; file: Blob }
   /** Training views of one picture drawn as phase 2 draws them (RGBA, `count` squares of `inputSize`). */
   | { type: 'augmentedViews'; fileName: string; file: Blob; augmentation: Augmentation; count: number; seed: number };
@@ -139,6 +141,7 @@ export interface ReplyData {
   stopTraining: Record<string, never>;
   pauseTraining: Record<string, never>;
   export: { bytes: Uint8Array };
+  loadModel: { labels: string[] };
   predict: { predictions: Prediction[] };
   augmentedViews: { pixels: Uint8Array; size: number };
 }
