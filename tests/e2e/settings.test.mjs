@@ -53,7 +53,7 @@ describe('the settings form', () => {
       for (const setting of settings) {
         const input = page.locator(`[data-setting="${setting.key}"]`);
         assert.equal(await input.count(), 1, `a form field for ${setting.key}`);
-        const help = await page.locator(`[data-testid="setting-help"][data-setting="${setting.key}"]`).innerText();
+        const help = await page.locator(`[data-testid="setting-help"][data-help-for="${setting.key}"]`).innerText();
         assert.ok(help.startsWith(setting.help), `${setting.key}'s help line says the engine's help: ${help}`);
         assert.match(help, setting.kind === 'boolean' ? /on by default: (yes|no)/ : /default/, `${setting.key}'s help line says its default`);
         if (setting.kind === 'boolean') {

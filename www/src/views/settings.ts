@@ -168,7 +168,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     if (!input) throw new Error(`the settings form has no field for the engine's setting ${setting.key}`);
     input.dataset.setting = setting.key;
     input.title = setting.help;
-    const help = h('small', { class: 'setting-help', 'data-testid': 'setting-help', 'data-setting': setting.key }, helpLine(setting, null));
+    const help = h('small', { class: 'setting-help', 'data-testid': 'setting-help', 'data-help-for': setting.key }, helpLine(setting, null));
     helps[setting.key] = help;
     const label = input.closest('label');
     // The blocks field's range line says what a unit is: the help goes before it.
