@@ -59,6 +59,7 @@ describe('bringing your own backbone', () => {
 
       await page.goto(`${server.url}?backend=cpu`);
       await waitForEngine(page, 'cpu');
+      await openAdvanced(page);
       await waitForBackbone('', false);
       assert.equal(await status.getAttribute('data-name'), 'efficientnet_lite0');
       assert.equal(await status.getAttribute('data-max-unfreeze'), '17');
@@ -101,6 +102,7 @@ describe('bringing your own backbone', () => {
       await t.test('a reload restores the chosen weights; "Use the bundled" goes back for good', async () => {
         await page.reload();
         await waitForEngine(page, 'cpu');
+        await openAdvanced(page);
         await waitForBackbone(basename(LEGACY_PTH), true);
         assert.match(await status.innerText(), /restored from your last visit/);
         await waitForClassCounts(page, { blue: 2, red: 2 });
@@ -110,6 +112,7 @@ describe('bringing your own backbone', () => {
         await waitForBackbone('', false);
         await page.reload();
         await waitForEngine(page, 'cpu');
+        await openAdvanced(page);
         await waitForBackbone('', false);
         await waitForClassCounts(page, { blue: 2, red: 2 });
         assert.equal(await page.locator('[data-testid="error"]').count(), 0, await errorsOn(page));
@@ -186,6 +189,7 @@ describe('bringing your own backbone', () => {
       );
       await page.reload();
       await waitForEngine(page, 'cpu');
+      await openAdvanced(page);
       await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
     });
   });
@@ -232,6 +236,7 @@ describe('bringing your own backbone', () => {
       );
       await page.reload();
       await waitForEngine(page, 'cpu');
+      await openAdvanced(page);
       await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
       assert.equal(await byTestId('backbone-error').isVisible(), false);
     });

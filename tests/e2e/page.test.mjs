@@ -272,14 +272,16 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
     assert.equal(await byTestId('train-button').isDisabled(), false, 'Train must be enabled for two classes');
     assert.equal(await byTestId('train-problem').isVisible(), false, 'no problem shown once trainable');
 
-    // So few pictures call for the head only; that is the default of the blocks field.
+    // So few pictures call for the head only; that is the default of the blocks field. Beside
+    // Train, one sentence says so; the details are under Advanced.
+    assert.match(await byTestId('train-plan').innerText(), /^Train will fit a new classifier head on EfficientNet-Lite0's features \(recommended for/);
+    await openAdvanced(page);
     assert.equal(await byTestId('recommendation').getAttribute('data-unfreeze'), '0');
     assert.match(await byTestId('recommendation').innerText(), /^Recommended: head only\. Small dataset/);
     assert.equal(await byTestId('fine-tune-blocks').inputValue(), '0');
     assert.equal(await byTestId('recipe-choice').innerText(), 'Recipe: head only');
 
     // Settings, then train, watching that the UI thread stays free while the worker works.
-    await openAdvanced(page);
     await byTestId('epochs').fill(String(settings.epochs));
     await byTestId('learning-rate').fill(String(settings.learningRate));
     await byTestId('validation-percent').fill(String(settings.validationPercent));

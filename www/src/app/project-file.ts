@@ -116,6 +116,15 @@ export async function writeProject(contents: ProjectContents): Promise<Blob> {
 
 const isText = (v: unknown): v is string => typeof v === 'string';
 
+/** The class labels a webtune export's safetensors metadata lists, in the model's output order. */
+export function exportLabels(bytes: Uint8Array): string[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const length = Number(view.getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length))) as { __metadata__?: { labels?: string } };
+  const labels: unknown = JSON.parse(header.__metadata__?.labels ?? '[]');
+  return Array.isArray(labels) ? labels.filter(isText) : [];
+}
+
 /** The manifest's fields, each checked; throws `ProjectRefused` naming the first that is wrong. */
 export function checkManifest(value: unknown, fileName: string): ProjectManifest {
   const refuse = (why: string): never => {

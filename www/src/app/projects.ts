@@ -4,7 +4,7 @@
 
 import type { Recipe } from '../engine/protocol';
 import { messageOf, type AppContext } from './context';
-import { ProjectRefused, readProject, writeProject, type OpenedProject } from './project-file';
+import { ProjectRefused, exportLabels, readProject, writeProject, type OpenedProject } from './project-file';
 import { idleTraining, isTraining } from './state';
 import type { Picked } from '../views/drop-zone';
 
@@ -54,7 +54,7 @@ export class Projects {
       let model = null;
       if (state.trained) {
         const { bytes } = await this.ctx.call({ type: 'export', format: 'safetensors' });
-        model = { bytes, classes: state.summary.classes.map((c) => c.label), fineTuned: state.trained.fineTuned };
+        model = { bytes, classes: exportLabels(bytes), fineTuned: state.trained.fineTuned };
       }
       const images = [...state.images.values()].sort((a, b) => a.key - b.key);
       const blob = await writeProject({

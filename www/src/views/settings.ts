@@ -325,9 +325,14 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   }
 
   let shownRecommendation = '';
+  let shownBackboneProblem = '';
   function render(state: AppState): void {
     lastState = state;
     const { engine } = state;
+    // A refused or unkept backbone file is said under Advanced: open it so the message is seen.
+    const backboneProblem = state.backbone.error ?? state.backbone.storageProblem ?? '';
+    if (backboneProblem && backboneProblem !== shownBackboneProblem) elements.advancedSettings.open = true;
+    shownBackboneProblem = backboneProblem;
     elements.backend.value = engine.choice;
     elements.backend.disabled = isTraining(state) || engine.status === 'starting' || state.backbone.loading;
     if (engine.maxUnfreeze !== null && engine.maxUnfreeze !== maxUnfreeze) {
