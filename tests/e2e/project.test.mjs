@@ -168,6 +168,22 @@ describe('the project file', () => {
       await waitForProject(page);
       await waitForClassCounts(page, { blue: 3, red: 3 });
       assert.deepEqual(await settingsShown(page), SETTINGS);
+
+      // Dropped on the pictures' drop zone, a .webtune file opens as a project, not as a picture.
+      const bytes = [...(await readFile(saved))];
+      page.once('dialog', (dialog) => void dialog.accept());
+      await page.evaluate((bytes) => {
+        const data = new DataTransfer();
+        data.items.add(new File([new Uint8Array(bytes)], 'dropped.webtune'));
+        document.querySelector('[data-testid="drop-zone"]').dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+      }, bytes);
+      await page.waitForFunction(() => document.querySelector('[data-testid="project-status"]')?.textContent?.startsWith('Opened dropped.webtune'), null, {
+        timeout: 300_000,
+      });
+      await waitForClassCounts(page, { blue: 3, red: 3 });
+      const listed = await page.$$eval('[data-testid="file-problem"]', (items) => items.map((item) => item.textContent));
+      assert.ok(!listed.some((p) => p.includes('dropped.webtune')), `the project file is not listed as a bad picture: ${listed.join(' | ')}`);
+      assert.deepEqual(await predictions(page, heldOut), before, 'the model opened from the dropped file predicts as before');
       assert.equal(await page.locator('[data-testid="error"]').count(), 0, await errorsOn(page));
     });
   });
