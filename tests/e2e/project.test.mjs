@@ -170,13 +170,22 @@ describe('the project file', () => {
       assert.deepEqual(await settingsShown(page), SETTINGS);
 
       // Dropped on the pictures' drop zone, a .webtune file opens as a project, not as a picture.
-      const bytes = [...(await readFile(saved))];
+      // (The file, with its model, is megabytes: it reaches the page through a scratch file input.)
+      const dropped = join(workDir, 'dropped.webtune');
+      await copyFile(saved, dropped);
+      await page.evaluate(() => {
+        const scratch = Object.assign(document.createElement('input'), { type: 'file', id: 'scratch-input', hidden: true });
+        document.body.append(scratch);
+      });
+      await page.locator('#scratch-input').setInputFiles(dropped);
       page.once('dialog', (dialog) => void dialog.accept());
-      await page.evaluate((bytes) => {
+      await page.evaluate(() => {
+        const scratch = document.querySelector('#scratch-input');
         const data = new DataTransfer();
-        data.items.add(new File([new Uint8Array(bytes)], 'dropped.webtune'));
+        data.items.add(scratch.files[0]);
+        scratch.remove();
         document.querySelector('[data-testid="drop-zone"]').dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
-      }, bytes);
+      });
       await page.waitForFunction(() => document.querySelector('[data-testid="project-status"]')?.textContent?.startsWith('Opened dropped.webtune'), null, {
         timeout: 300_000,
       });
