@@ -91,7 +91,8 @@ valAccuracyInterval: [number, number] | null,
 /**
  * The epoch whose weights are kept (lowest validation loss so far), with its validation
  * accuracy: after early stopping this, not the last epoch, is the model. `None` without a
- * validation split (the last epoch is kept).
+ * validation split (the last epoch is kept). In phase 2, 0 is the phase-1 model, kept when
+ * no fine-tuning epoch beat it.
  */
 bestEpoch: number | null, bestValAccuracy: number | null, 
 /**
@@ -224,7 +225,8 @@ stopped: boolean,
  */
 hasModel: boolean, 
 /**
- * Backbone units the model's phase 2 fine-tuned; 0 when only the head trained.
+ * Backbone units the kept model's phase 2 fine-tuned; 0 when only the head trained, or
+ * when no fine-tuning epoch beat the phase-1 model (then `best_epoch` is 0).
  */
 fineTuned: number, 
 /**
@@ -232,7 +234,8 @@ fineTuned: number,
  */
 stoppedEarly: boolean, 
 /**
- * The phase-2 epoch (1-based) whose weights were kept, when phase 2 had a validation split.
+ * The phase-2 epoch (1-based) whose weights were kept, when phase 2 ran with a validation
+ * split; 0: the phase-1 model was kept, no fine-tuning epoch had a lower validation loss.
  */
 bestEpoch: number | null, };
 
