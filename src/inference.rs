@@ -33,6 +33,7 @@ pub struct Prediction {
     pub probability: f32,
 }
 
+#[derive(Clone)]
 pub struct TrainedModel {
     pub classifier: Classifier,
     pub labels: Vec<String>,

@@ -173,6 +173,9 @@ pub struct Session {
     spec: BackboneSpec,
     backbone: Backbone,
     resume: Option<Resume>,
+    /// A model reopened from a webtune export (a saved project): it predicts and exports until
+    /// the next run replaces it.
+    loaded: Option<TrainedModel>,
     images: ImageSet,
     features: FeatureCache,
     state: State,
@@ -201,7 +204,31 @@ impl Session {
             (Backbone::import(kind, &read_weights_file(weights)?, &device)?, None)
         };
         let spec = kind.spec();
-        Ok(Self { images: ImageSet::new(spec.clone()), spec, backbone, resume, features: FeatureCache::default(), state: State::Idle, device })
+        Ok(Self { images: ImageSet::new(spec.clone()), spec, backbone, resume, loaded: None, features: FeatureCache::default(), state: State::Idle, device })
+    }
+
+    /// Reopens a model exported by webtune (a saved project's) so that it predicts and exports
+    /// as if this session had trained it, until the next run replaces it. Its backbone must be
+    /// this session's architecture; anything else is refused and the session is unchanged.
+    /// Returns the model's classes.
+    pub fn load_model(&mut self, bytes: &[u8]) -> Result<Vec<String>> {
+        self.editable()?;
+        if !read_safetensors(bytes).is_ok_and(|(_, metadata)| metadata.contains_key(meta::LABELS)) {
+            return Err(Error::weights("not a model exported by webtune (no class labels in its metadata)"));
+        }
+        let model = TrainedModel::from_safetensors(bytes, &self.device)?;
+        if model.kind() != self.backbone.kind() {
+            return Err(Error::weights(format!(
+                "this model's backbone is {}, not {}: choose {} as the backbone first",
+                model.kind(),
+                self.backbone.kind(),
+                model.kind()
+            )));
+        }
+        let labels = model.labels.clone();
+        self.state = State::Idle;
+        self.loaded = Some(model);
+        Ok(labels)
     }
 
     /// The classes of the exported model this session was created from, if it was.
@@ -318,6 +345,7 @@ impl Session {
         })?;
         let unfreeze = recipe.unfreeze.unwrap_or_else(|| self.recommendation().unfreeze);
         let pending_features = self.pending_features();
+        self.loaded = None;
         self.state = State::Features { recipe, unfreeze, total: pending_features };
         Ok(Started { unfreeze, pending_features })
     }
@@ -574,7 +602,7 @@ impl Session {
     pub fn trained_model(&self) -> Result<TrainedModel> {
         match self.run() {
             Some(run) if run.has_model() => Ok(self.model_of(run)),
-            _ => Err(Error::Training("nothing trained yet".into())),
+            _ => self.loaded.clone().ok_or_else(|| Error::Training("nothing trained yet".into())),
         }
     }
 

@@ -166,6 +166,14 @@ impl Trainer {
         to_js(&self.session.stop())
     }
 
+    /// Reopens a webtune export (a saved project's model) so `predict` and the exports use it
+    /// until the next run; returns its classes. Refused (session unchanged) when it is not a
+    /// webtune export of this backbone.
+    #[wasm_bindgen(js_name = loadModel)]
+    pub fn load_model(&mut self, bytes: &[u8]) -> Result<Vec<String>, JsValue> {
+        self.session.load_model(bytes).map_err(js_error)
+    }
+
     /// The trained classifier as `.safetensors` bytes.
     #[wasm_bindgen(js_name = exportSafetensors)]
     pub async fn export_safetensors(&self) -> Result<Vec<u8>, JsValue> {

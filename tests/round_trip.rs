@@ -106,3 +106,39 @@ fn stopping_keeps_the_model_trained_so_far_and_pictures_wait_for_the_run() {
     // Once done, pictures can change again.
     session.add_class("more").unwrap();
 }
+
+/// A saved project reopens its model into a fresh session on the plain backbone: it predicts and
+/// exports exactly as before, a file that is not a webtune export (or is another backbone's) is
+/// refused without touching the session, and the next run replaces the reopened model.
+#[test]
+fn a_reopened_model_predicts_and_exports_as_before_until_the_next_run() {
+    let mut session = common::session_with_generated(2, 5);
+    session.start(Recipe { head: HeadOptions { epochs: 2, val_fraction: 0.0, ..Default::default() }, unfreeze: Some(0), ..Default::default() }).unwrap();
+    common::run_to_end(&mut session);
+    let trained = session.trained_model().unwrap();
+    let exported = pollster::block_on(trained.to_safetensors()).unwrap();
+
+    let mut reopened = Session::new(LITE, &std::fs::read(common::legacy_weights()).unwrap(), Device::flex()).unwrap();
+    assert!(reopened.trained_model().is_err(), "nothing trained yet");
+    let refused = reopened.load_model(b"not a model").unwrap_err().to_string();
+    assert!(refused.contains("not a model exported by webtune"), "{refused}");
+    assert!(reopened.trained_model().is_err(), "a refused file leaves no model");
+
+    assert_eq!(reopened.load_model(&exported).unwrap(), ["checks", "disc", "stripes"]);
+    for (_, name, bytes) in common::generated_dataset(1, 42) {
+        let before = pollster::block_on(trained.predict_file(&name, &bytes)).unwrap();
+        let after = pollster::block_on(reopened.predict(&name, &bytes)).unwrap();
+        assert_eq!(before, after, "{name}");
+    }
+    let again = pollster::block_on(reopened.trained_model().unwrap().to_safetensors()).unwrap();
+    assert_eq!(read_safetensors(&again).unwrap().0, read_safetensors(&exported).unwrap().0);
+
+    // A new run on the reopened pictures replaces the reopened model.
+    for (label, name, bytes) in common::generated_dataset(2, 5) {
+        reopened.add_image(&label, &name, &bytes).unwrap();
+    }
+    reopened.start(Recipe { head: HeadOptions { epochs: 1, val_fraction: 0.0, ..Default::default() }, unfreeze: Some(0), ..Default::default() }).unwrap();
+    assert!(reopened.trained_model().is_err(), "the reopened model is gone once a run starts");
+    common::run_to_end(&mut reopened);
+    assert!(reopened.trained_model().is_ok());
+}

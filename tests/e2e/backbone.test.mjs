@@ -21,7 +21,7 @@ import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
-import { errorsOn, makeDataset, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 import { parseSafetensors } from './support/safetensors.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -59,6 +59,7 @@ describe('bringing your own backbone', () => {
 
       await page.goto(`${server.url}?backend=cpu`);
       await waitForEngine(page, 'cpu');
+      await openAdvanced(page);
       await waitForBackbone('', false);
       assert.equal(await status.getAttribute('data-name'), 'efficientnet_lite0');
       assert.equal(await status.getAttribute('data-max-unfreeze'), '17');
@@ -67,6 +68,7 @@ describe('bringing your own backbone', () => {
       assert.equal(await byTestId('fine-tune-blocks').getAttribute('max'), '17');
       assert.match(await byTestId('fine-tune-blocks-range').innerText(), /up to 17 \(16 MBConv blocks and the final 1×1 convolution/);
       // Architectures without bundled weights say where to get them.
+      await openAdvanced(page);
       await byTestId('backbone-select').selectOption('resnet18');
       assert.match(await byTestId('backbone-hint').innerText(), /torch\.save\(torchvision\.models\.resnet18\(weights="DEFAULT"\)\.state_dict\(\), "resnet18\.pth"\)/);
       await byTestId('backbone-select').selectOption('efficientnet_lite0');
@@ -100,14 +102,17 @@ describe('bringing your own backbone', () => {
       await t.test('a reload restores the chosen weights; "Use the bundled" goes back for good', async () => {
         await page.reload();
         await waitForEngine(page, 'cpu');
+        await openAdvanced(page);
         await waitForBackbone(basename(LEGACY_PTH), true);
         assert.match(await status.innerText(), /restored from your last visit/);
         await waitForClassCounts(page, { blue: 2, red: 2 });
 
+        await openAdvanced(page);
         await byTestId('backbone-default').click();
         await waitForBackbone('', false);
         await page.reload();
         await waitForEngine(page, 'cpu');
+        await openAdvanced(page);
         await waitForBackbone('', false);
         await waitForClassCounts(page, { blue: 2, red: 2 });
         assert.equal(await page.locator('[data-testid="error"]').count(), 0, await errorsOn(page));
@@ -126,6 +131,7 @@ describe('bringing your own backbone', () => {
     await withPage('backbone-mobilenet', [], async (page, byTestId) => {
       await page.goto(`${server.url}?backend=cpu`);
       await waitForEngine(page, 'cpu');
+      await openAdvanced(page);
       await byTestId('backbone-select').selectOption('mobilenet_v2');
       await byTestId('backbone-input').setInputFiles(weights);
       await waitForBackboneFile(page, 'mobilenet_v2.safetensors', false);
@@ -183,6 +189,7 @@ describe('bringing your own backbone', () => {
       );
       await page.reload();
       await waitForEngine(page, 'cpu');
+      await openAdvanced(page);
       await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
     });
   });
@@ -229,6 +236,7 @@ describe('bringing your own backbone', () => {
       );
       await page.reload();
       await waitForEngine(page, 'cpu');
+      await openAdvanced(page);
       await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
       assert.equal(await byTestId('backbone-error').isVisible(), false);
     });
@@ -246,6 +254,7 @@ async function waitForBackboneFile(page, file, restored) {
 
 /** Trains with the page's recipe for 2 epochs (the head only, on this few pictures). */
 async function trainTwoEpochs(page, byTestId) {
+  await openAdvanced(page);
   await byTestId('epochs').fill('2');
   await byTestId('train-button').click();
   await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });

@@ -19,7 +19,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LABELS, errorsOn, makeDataset, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { LABELS, errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 import { serveWithHeadersFile, serveWithNginx } from './support/hosts.mjs';
 import { parseSafetensors } from './support/safetensors.mjs';
 
@@ -165,6 +165,7 @@ async function checkPageHeaders(response, cache) {
 
 /** Trains the head for `epochs` and classifies the two held-out pictures on the page. */
 async function trainAndTry(page, byTestId, pictures, epochs) {
+  await openAdvanced(page);
   await byTestId('epochs').fill(String(epochs));
   await byTestId('train-button').click();
   await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });

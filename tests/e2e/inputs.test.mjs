@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM } from './support/chromium.mjs';
 import { colourPicture } from './support/png.mjs';
-import { errorsOn, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www/dist'));
@@ -192,6 +192,7 @@ describe('getting pictures in, and the sample project', () => {
       await waitForClassCounts(page, { brick: 12, grass: 12, gravel: 12 }, 300_000);
       assert.match(await byTestId('sample-about').innerText(), /scikit-image.*CC0/s);
 
+      await openAdvanced(page);
       await byTestId('fine-tune-blocks').fill('0');
       await byTestId('epochs').fill('30');
       await byTestId('validation-percent').fill('25');

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { floatValues, isFloat, parseSafetensors } from './support/safetensors.mjs';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM, WEBGPU_FLAGS, launchChromium } from './support/chromium.mjs';
-import { LABELS, classesOn, errorsOn, makeDataset, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { LABELS, classesOn, errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const WWW = join(ROOT, 'www');
@@ -163,6 +163,7 @@ describe('webtune page in headless Chromium', () => {
       await waitForEngine(page, 'webgpu', 300_000);
       await byTestId('folder-input').setInputFiles(dataset);
       await waitForClassCounts(page, { blue: 2, red: 2 });
+      await openAdvanced(page);
       await byTestId('epochs').fill('2');
       await byTestId('train-button').click();
 
@@ -272,7 +273,10 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
     assert.equal(await byTestId('train-button').isDisabled(), false, 'Train must be enabled for two classes');
     assert.equal(await byTestId('train-problem').isVisible(), false, 'no problem shown once trainable');
 
-    // So few pictures call for the head only; that is the default of the blocks field.
+    // So few pictures call for the head only; that is the default of the blocks field. Beside
+    // Train, one sentence says so; the details are under Advanced.
+    assert.match(await byTestId('train-plan').innerText(), /^Train will fit a new classifier head on EfficientNet-Lite0's features \(recommended for/);
+    await openAdvanced(page);
     assert.equal(await byTestId('recommendation').getAttribute('data-unfreeze'), '0');
     assert.match(await byTestId('recommendation').innerText(), /^Recommended: head only\. Small dataset/);
     assert.equal(await byTestId('fine-tune-blocks').inputValue(), '0');
@@ -392,6 +396,7 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
 
     if (name === 'cpu') {
       // Choosing a backend restarts the worker; the page gives it back the pictures it holds.
+      await openAdvanced(page);
       await byTestId('backend-select').selectOption('cpu');
       await page.waitForFunction(
         (count) => {

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
-import { waitForEngine, withPage } from './support/page.mjs';
+import { openAdvanced, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www', 'dist'));
@@ -44,12 +44,18 @@ describe('the settings form', () => {
     await withPage('settings', [], async (page) => {
       await page.goto(`${server.url}?backend=cpu`);
       await waitForEngine(page, 'cpu');
+      // Collapsed by default; every field's one-line help is the engine's, with its default and range.
+      assert.equal(await page.locator('[data-testid="advanced-settings"]').evaluate((d) => d.open), false);
+      await openAdvanced(page);
       await page.locator('#advanced > summary').click();
       const units = Number(await page.locator('[data-testid="backbone-status"]').getAttribute('data-max-unfreeze'));
       assert.ok(units > 0);
       for (const setting of settings) {
         const input = page.locator(`[data-setting="${setting.key}"]`);
         assert.equal(await input.count(), 1, `a form field for ${setting.key}`);
+        const help = await page.locator(`[data-testid="setting-help"][data-help-for="${setting.key}"]`).innerText();
+        assert.ok(help.startsWith(setting.help), `${setting.key}'s help line says the engine's help: ${help}`);
+        assert.match(help, setting.kind === 'boolean' ? /on by default: (yes|no)/ : /default/, `${setting.key}'s help line says its default`);
         if (setting.kind === 'boolean') {
           assert.equal(await input.isChecked(), valueAt(defaults, setting.key), `${setting.key} default`);
           continue;

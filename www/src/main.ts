@@ -24,6 +24,9 @@ import type { ExportFormat } from './engine/protocol';
 import { isBackendChoice, mountSettings } from './views/settings';
 import { initialState, type AppState } from './app/state';
 import { mountTrainingView } from './views/training-view';
+import { Projects } from './app/projects';
+import { isProjectFile } from './app/project-file';
+import { confirmReplace, mountProject } from './views/project-view';
 
 const WEIGHTS_PATH = 'weights/efficientnet_lite0.safetensors';
 
@@ -45,7 +48,16 @@ for (const type of ['dragover', 'drop'] as const) {
 
 const addPicked = (picked: Picked) => app.addPicked(picked);
 const reportError = (text: string) => app.reportError(text);
-const openZips = (zips: File[]) => void readZips(zips, byId('zip-status'), addPicked, reportError);
+// A project file (.webtune, or a zip with a project manifest) dropped or picked as a zip opens as a project.
+const openZips = (zips: File[]) => void openDropped(zips);
+async function openDropped(files: File[]): Promise<void> {
+  const found = await Promise.all(files.map(isProjectFile));
+  const projectFiles = files.filter((_, i) => found[i]);
+  const zips = files.filter((_, i) => !found[i]);
+  if (zips.length > 0) void readZips(zips, byId('zip-status'), addPicked, reportError);
+  if (projectFiles.length > 1) reportError(`Open one project at a time: ${projectFiles.slice(1).map((f) => f.name).join(', ')} not opened.`);
+  if (projectFiles.length > 0) await projects.open(projectFiles[0], confirmReplace);
+}
 mountDropZone(byId('drop-zone'), byId<HTMLInputElement>('folder-input'), addPicked, openZips);
 mountZipInput(byId<HTMLInputElement>('zip-input'), openZips);
 const renderCapture = mountCapture(byId('capture'), { addPicked, reportError });
@@ -116,6 +128,8 @@ const settings = mountSettings(
     backendDetails: byId<HTMLDetailsElement>('backend-details'),
     backendDetail: byId('backend-detail'),
     recommendation: byId('recommendation'),
+    plan: byId('train-plan'),
+    advancedSettings: byId<HTMLDetailsElement>('advanced-settings'),
     unfreeze: byId<HTMLInputElement>('fine-tune-blocks'),
     unfreezeRange: byId('fine-tune-blocks-range'),
     recipeChoice: byId('recipe-choice'),
@@ -144,6 +158,7 @@ const renderTraining = mountTrainingView(
     stop: byId<HTMLButtonElement>('stop'),
     problem: byId('train-problem'),
     status: byId('train-status'),
+    eta: byId('train-eta'),
     progress: byId<HTMLProgressElement>('feature-progress'),
     progressText: byId('feature-progress-text'),
     cacheRow: byId('cache-row'),
@@ -176,6 +191,22 @@ const renderSuspects = mountSuspectsView(byId('label-check'), {
   check: (limit) => app.checkLabels(limit),
   edit: (key, label) => (label === null ? app.removePicture(key) : app.movePicture(key, label)),
 });
+
+const projects = new Projects(
+  app,
+  {
+    addPicked,
+    clearAll: () => app.clearAll(),
+    readRecipe: () => settings.read(),
+    applyRecipe: (recipe) => settings.apply(recipe),
+  },
+  (status) => projectView.showStatus(status),
+);
+const projectView = mountProject(
+  { save: byId<HTMLButtonElement>('save-project'), input: byId<HTMLInputElement>('project-input'), status: byId('project-status') },
+  projects,
+);
+
 
 const renderAugmentPreview = mountAugmentPreview(
   { button: byId<HTMLButtonElement>('preview-augmentation'), note: byId('preview-note'), views: byId('preview-views') },
@@ -236,5 +267,6 @@ app.store.subscribe((state) => {
   renderSample(state);
   renderPause(state);
   renderWebcamLive(state);
+  projectView.render(state);
 });
 app.start();

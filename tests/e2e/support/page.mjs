@@ -98,3 +98,9 @@ export async function errorsOn(page) {
 export async function classesOn(page) {
   return page.$$eval('[data-testid="class-row"]', (rows) => rows.map((row) => row.textContent).join(', '));
 }
+
+/** Opens the "Advanced" settings, collapsed by default, as a user would, so their fields can be used. */
+export async function openAdvanced(page) {
+  const details = page.locator('[data-testid="advanced-settings"]');
+  if (!(await details.evaluate((d) => d.open))) await details.locator(':scope > summary').click();
+}

@@ -14,6 +14,7 @@ import {
   type Phase,
 } from '../engine/protocol';
 import type { CheckpointInfo } from './checkpoint';
+import type { RunPlan } from './eta';
 
 /** A picture the page holds, so it can be given to a restarted worker. */
 export interface HeldImage {
@@ -148,6 +149,8 @@ export interface TrainingState {
   /** When (ms since the run started) the current stage began, and the last event arrived. */
   stageStartMs: number;
   lastEventMs: number;
+  /** What the run was asked to do (for the time left); null when idle. */
+  plan: RunPlan | null;
 }
 
 /** The model the last training produced; null when there is none or the data changed since. */
@@ -215,6 +218,7 @@ export function idleTraining(): TrainingState {
     paused: false,
     stageStartMs: 0,
     lastEventMs: 0,
+    plan: null,
   };
 }
 

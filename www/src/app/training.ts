@@ -19,8 +19,14 @@ export class TrainingRun {
     if (isTraining(this.ctx.state) || !this.ctx.state.summary.trainable) return;
     const backboneName = this.ctx.state.engine.backboneName ?? 'model';
     const classCount = this.ctx.state.summary.classes.length;
+    const plan = {
+      headEpochs: recipe.head.epochs,
+      fineEpochs: recipe.fineTune.epochs,
+      viewsPerImage: recipe.viewsPerImage,
+      unfreeze: recipe.unfreeze ?? this.ctx.state.summary.recommendation.unfreeze,
+    };
     this.ctx.store.update((s) => {
-      s.training = { ...idleTraining(), phase: 'features' };
+      s.training = { ...idleTraining(), phase: 'features', plan };
       s.trained = null;
       s.predictions = [];
     });

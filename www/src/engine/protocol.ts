@@ -126,6 +126,8 @@ export type Request =
   /** Holds the run between two steps (the engine keeps its state) until `paused: false`. */
   | { type: 'pauseTraining'; paused: boolean }
   | { type: 'export'; format: ExportFormat }
+  /** Reopens a webtune export (a saved project's model): predictions and exports use it until the next run. */
+  | { type: 'loadModel'; file: Blob }
   | { type: 'predict'; fileName: string; file: Blob }
   /** Grad-CAM of class `classIndex` (the predicted class when null) for a picture file. */
   | { type: 'gradCam'; fileName: string; file: Blob; classIndex: number | null }
@@ -175,6 +177,7 @@ export interface ReplyData {
   stopTraining: Record<string, never>;
   pauseTraining: Record<string, never>;
   export: { bytes: Uint8Array };
+  loadModel: { labels: string[] };
   predict: { predictions: Prediction[] };
   gradCam: { cam: HeatmapData };
   checkLabels: LabelCheck;

@@ -332,6 +332,10 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       const bytes = ownBuffer(await (request.format === 'onnx' ? t.exportOnnx() : t.exportSafetensors()));
       return { data: { bytes }, transfer: [bytes.buffer] };
     }
+    case 'loadModel': {
+      const labels = requireTrainer().loadModel(await bytesOf(request.file)) as string[];
+      return { data: { labels } };
+    }
     case 'predict': {
       const bytes = await bytesOf(request.file);
       const predictions = (await requireTrainer().predict(request.fileName, bytes)) as Prediction[];

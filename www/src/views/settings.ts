@@ -7,6 +7,7 @@
 import type { BackendChoice, Recipe, Recommendation, Setting } from '../engine/protocol';
 import { DEFAULT_RECIPE, SETTINGS } from '../engine/generated';
 import { h } from './dom';
+import { backboneInfo } from '../app/backbones';
 import { isTraining, type AppState } from '../app/state';
 
 export interface SettingsElements {
@@ -27,6 +28,10 @@ export interface SettingsElements {
   backendDetails: HTMLDetailsElement;
   backendDetail: HTMLElement;
   recommendation: HTMLElement;
+  /** Beside Train: what Train will do, in one sentence. */
+  plan: HTMLElement;
+  /** The "Advanced" <details> around the backbone and every setting. */
+  advancedSettings: HTMLDetailsElement;
   unfreeze: HTMLInputElement;
   /** Says the blocks field's range and what a unit is on the running backbone. */
   unfreezeRange: HTMLElement;
@@ -85,6 +90,38 @@ function rangeText(setting: Setting, units: number | null): string {
   return max ? `${max.inclusive ? 'at most' : 'below'} ${show(max.value)}` : '';
 }
 
+/** A setting's value as the form shows it (percentages for shares). */
+function shown(setting: Setting, value: number): string {
+  return String(Number((value * setting.displayScale).toPrecision(12)));
+}
+
+/** The one help line under a field: the engine's help, its default and its range. */
+function helpLine(setting: Setting, units: number | null): string {
+  const value = valueAt(DEFAULT_RECIPE, setting.key);
+  const byDefault =
+    setting.kind === 'boolean'
+      ? `on by default: ${value === true ? 'yes' : 'no'}`
+      : typeof value === 'number'
+        ? `default ${shown(setting, value)}`
+        : 'default: the recommendation';
+  const range = setting.kind === 'boolean' ? '' : rangeText(setting, units);
+  return `${setting.help} (${byDefault}${range ? `; ${range}` : ''})`;
+}
+
+/** What Train will do, as one sentence, from the engine's recommendation (or the user's number). */
+export function planSentence(state: AppState, unfreeze: number | null, chosen: boolean): string {
+  const { summary } = state;
+  if (summary.images === 0) return 'Add your pictures, in at least two classes: Train then runs the recipe recommended for them.';
+  const backbone = state.engine.backboneName ? backboneInfo(state.engine.backboneName).label : 'the backbone';
+  const head = `Train will fit a new classifier head on ${backbone}'s features`;
+  const then = unfreeze && unfreeze > 0 ? `, then ${recipeName(unfreeze)} at a lower learning rate` : '';
+  const fewest = Math.min(...summary.classes.map((c) => c.count));
+  const why = chosen
+    ? 'as you chose under Advanced'
+    : `recommended for ${summary.images} pictures with ${Number.isFinite(fewest) ? fewest : 0} in the smallest class`;
+  return `${head}${then} (${why}).`;
+}
+
 function valueAt(recipe: Recipe, key: string): unknown {
   return key.split('.').reduce<unknown>((v, part) => (v as Record<string, unknown>)[part], recipe);
 }
@@ -125,11 +162,19 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   };
   // The engine says how many units its backbone has; until it runs, the field has no upper bound.
   let maxUnfreeze: number | null = null;
+  const helps: Record<string, HTMLElement> = {};
   for (const setting of SETTINGS) {
     const input = inputs[setting.key];
     if (!input) throw new Error(`the settings form has no field for the engine's setting ${setting.key}`);
     input.dataset.setting = setting.key;
     input.title = setting.help;
+    const help = h('small', { class: 'setting-help', 'data-testid': 'setting-help', 'data-help-for': setting.key }, helpLine(setting, null));
+    helps[setting.key] = help;
+    const label = input.closest('label');
+    // The blocks field's range line says what a unit is: the help goes before it.
+    const range = label?.querySelector('small');
+    if (range) range.before(help);
+    else label?.append(help);
     if (setting.kind === 'boolean') {
       input.checked = valueAt(DEFAULT_RECIPE, setting.key) === true;
       continue;
@@ -162,6 +207,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   // user picks a number; "Use the recommendation" goes back to following it.
   let recommended: Recommendation | null = null;
   let overridden = false;
+  let lastState: AppState | null = null;
   elements.unfreeze.addEventListener('input', () => {
     overridden = recommended === null || elements.unfreeze.value !== String(recommended.unfreeze);
     showRecipe();
@@ -179,6 +225,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   showAugmentation();
 
   function showRecipe(): void {
+    if (lastState) renderPlan(lastState);
     const blocks = elements.unfreeze.valueAsNumber;
     const valid = Number.isInteger(blocks) && blocks >= 0 && (maxUnfreeze === null || blocks <= maxUnfreeze);
     elements.recipeChoice.textContent = valid ? `Recipe: ${recipeName(blocks)}` : '';
@@ -204,6 +251,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   function valid(): boolean {
     if (elements.form.checkValidity()) return true;
     // A closed <details> hides its invalid fields from the browser's message: open it first.
+    if (elements.advancedSettings.querySelector(':invalid')) elements.advancedSettings.open = true;
     if (elements.advanced.querySelector(':invalid')) elements.advanced.open = true;
     elements.form.reportValidity();
     return false;
@@ -225,6 +273,45 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     return recipe;
   }
 
+  /**
+   * Puts a saved recipe (a project file's) into the form; `unfreeze: null` follows the
+   * recommendation again. Only the engine's settings are read from it, each only when its type fits.
+   */
+  function apply(recipe: Recipe): void {
+    for (const setting of SETTINGS) {
+      if (setting.key === 'unfreeze') continue;
+      const input = inputs[setting.key];
+      let value: unknown;
+      try {
+        value = valueAt(recipe, setting.key);
+      } catch {
+        continue;
+      }
+      if (setting.kind === 'boolean') {
+        if (typeof value === 'boolean') input.checked = value;
+      } else if (typeof value === 'number' && Number.isFinite(value)) {
+        input.value = shown(setting, value);
+        check(setting);
+      }
+    }
+    overridden = typeof recipe.unfreeze === 'number';
+    if (typeof recipe.unfreeze === 'number') elements.unfreeze.value = String(recipe.unfreeze);
+    else if (recommended) elements.unfreeze.value = String(recommended.unfreeze);
+    showBackboneRate();
+    showAugmentation();
+    showRecipe();
+    if (lastState) renderPlan(lastState);
+  }
+
+  function renderPlan(state: AppState): void {
+    const blocks = elements.unfreeze.valueAsNumber;
+    const unfreeze = overridden ? (Number.isInteger(blocks) ? blocks : null) : (recommended?.unfreeze ?? null);
+    const text = planSentence(state, unfreeze, overridden);
+    if (elements.plan.textContent !== text) elements.plan.textContent = text;
+    elements.plan.dataset.unfreeze = unfreeze === null ? '' : String(unfreeze);
+    elements.plan.dataset.recommended = String(!overridden);
+  }
+
   /** The augmentation as set now (for the preview too; an invalid number falls back to the default). */
   function augmentation(): Recipe['augmentation'] {
     const number = (input: HTMLInputElement, fallback: number) => (input.validity.valid ? input.valueAsNumber : fallback);
@@ -238,8 +325,14 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
   }
 
   let shownRecommendation = '';
+  let shownBackboneProblem = '';
   function render(state: AppState): void {
+    lastState = state;
     const { engine } = state;
+    // A refused or unkept backbone file is said under Advanced: open it so the message is seen.
+    const backboneProblem = state.backbone.error ?? state.backbone.storageProblem ?? '';
+    if (backboneProblem && backboneProblem !== shownBackboneProblem) elements.advancedSettings.open = true;
+    shownBackboneProblem = backboneProblem;
     elements.backend.value = engine.choice;
     elements.backend.disabled = isTraining(state) || engine.status === 'starting' || state.backbone.loading;
     if (engine.maxUnfreeze !== null && engine.maxUnfreeze !== maxUnfreeze) {
@@ -248,6 +341,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
       check(SETTINGS.find((s) => s.key === 'unfreeze') as Setting);
       elements.unfreezeRange.textContent =
         `0 = head only; up to ${maxUnfreeze} (${engine.unitsDescription ?? 'backbone units'}, counted from the end)`;
+      if (helps.unfreeze) helps.unfreeze.textContent = helpLine(SETTINGS.find((s) => s.key === 'unfreeze') as Setting, maxUnfreeze);
       // A number the new backbone does not have becomes its largest.
       if (elements.unfreeze.valueAsNumber > maxUnfreeze) elements.unfreeze.value = String(maxUnfreeze);
       showRecipe();
@@ -285,7 +379,8 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
       if (!overridden) elements.unfreeze.value = String(recommended?.unfreeze ?? 0);
       showRecipe();
     }
+    renderPlan(state);
   }
 
-  return { read, augmentation, render };
+  return { read, augmentation, render, apply };
 }

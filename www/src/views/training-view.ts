@@ -4,6 +4,7 @@
 
 import { MetricsChart } from './chart';
 import { formatBytes, formatPercent, formatSeconds, h } from './dom';
+import { remainingText, remainingTime } from '../app/eta';
 import { isTraining, type AppState, type EpochRecord, type TrainingState } from '../app/state';
 
 export interface TrainingElements {
@@ -11,6 +12,8 @@ export interface TrainingElements {
   stop: HTMLButtonElement;
   problem: HTMLElement;
   status: HTMLElement;
+  /** The time left, while a run goes. */
+  eta: HTMLElement;
   progress: HTMLProgressElement;
   progressText: HTMLElement;
   cacheRow: HTMLElement;
@@ -54,6 +57,12 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
     elements.status.dataset.phase = training.phase;
     elements.status.dataset.paused = String(busy && training.paused);
     elements.status.textContent = (busy && training.paused ? 'Paused. ' : '') + statusText(state);
+
+    const left = remainingTime(training, training.plan);
+    elements.eta.hidden = left === null;
+    elements.eta.dataset.ms = left ? String(Math.round(left.ms)) : '';
+    elements.eta.dataset.untimed = left ? String(left.untimed.length) : '';
+    elements.eta.textContent = left ? (training.paused ? 'Paused: ' : '') + remainingText(left) : '';
 
     const { featuresDone, featuresTotal } = training;
     elements.progress.max = Math.max(featuresTotal, 1);

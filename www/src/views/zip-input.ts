@@ -15,8 +15,9 @@ const MAX_ENTRY_BYTES = 100 << 20;
 const MAX_ENTRIES = 200_000;
 const CLUTTER = ['Thumbs.db', 'desktop.ini'];
 
+/** Zips, and project files (`.webtune`, zips too), which main.ts opens as projects. */
 export function isZipName(name: string): boolean {
-  return /\.zip$/i.test(name);
+  return /\.(zip|webtune)$/i.test(name);
 }
 
 /** The whole zip could not be read: nothing of it is added. */
