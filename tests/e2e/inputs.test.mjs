@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM } from './support/chromium.mjs';
 import { colourPicture } from './support/png.mjs';
+import { markEncrypted } from './support/hostile.mjs';
 import { errorsOn, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -33,17 +34,6 @@ let workDir;
 /** A zip of `files` ({path: bytes}), stored (level 0) so that tests can patch its headers. */
 function makeZip(files, level = 6) {
   return Buffer.from(zipSync(Object.fromEntries(Object.entries(files).map(([path, bytes]) => [path, [bytes, { level }]]))));
-}
-
-/** Sets the "encrypted" bit of every entry's flags, in the local and the central headers. */
-function markEncrypted(zip) {
-  const out = Buffer.from(zip);
-  for (let i = 0; i + 4 <= out.length; i++) {
-    const signature = out.readUInt32LE(i);
-    if (signature === 0x04034b50) out[i + 6] |= 1;
-    if (signature === 0x02014b50) out[i + 8] |= 1;
-  }
-  return out;
 }
 
 async function problems(page) {
