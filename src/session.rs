@@ -70,12 +70,13 @@ pub struct Outcome {
     /// There is a model to export and try (at least one head epoch finished).
     pub has_model: bool,
     /// Backbone units the kept model's phase 2 fine-tuned; 0 when only the head trained, or
-    /// when no fine-tuning epoch beat the phase-1 model (then `best_epoch` is 0).
+    /// when the phase-1 model was kept (then `best_epoch` is 0).
     pub fine_tuned: usize,
     /// Phase 2 ended before its last epoch because the validation loss stopped improving.
     pub stopped_early: bool,
     /// The phase-2 epoch (1-based) whose weights were kept, when phase 2 ran with a validation
-    /// split; 0: the phase-1 model was kept, no fine-tuning epoch had a lower validation loss.
+    /// split; 0: the phase-1 model was kept, the best fine-tuning epoch being less accurate on
+    /// validation.
     pub best_epoch: Option<usize>,
 }
 

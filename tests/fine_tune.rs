@@ -29,12 +29,22 @@ fn snapshot(model: &Classifier) -> TensorMap {
 }
 
 fn trained_session(unfreeze: usize, options: FineTuneOptions) -> Session {
-    trained_on(common::session_with_generated(6, 21), unfreeze, options)
+    trained_on(common::session_with_generated(6, 21), unfreeze, options, head())
 }
 
-/// Phase 1 on the session's pictures (6 per class), then phase 2's views cached.
-fn trained_on(mut session: Session, unfreeze: usize, fine_tune: FineTuneOptions) -> Session {
-    let head = HeadOptions { epochs: 5, val_fraction: 0.34, learning_rate: 3e-3, batch_size: 8, ..Default::default() };
+/// Phase 1's settings: 5 epochs, a third of the pictures for validation.
+fn head() -> HeadOptions {
+    HeadOptions { epochs: 5, val_fraction: 0.34, learning_rate: 3e-3, batch_size: 8, ..Default::default() }
+}
+
+/// A phase 1 that learns next to nothing (one epoch at a tiny rate), so that phase 2 is the
+/// more accurate model and is the one kept (phase 1 is kept when it classifies better).
+fn weak_head() -> HeadOptions {
+    HeadOptions { epochs: 1, learning_rate: 1e-5, ..head() }
+}
+
+/// Phase 1 on the session's pictures (6 per class) with `head`, then phase 2's views cached.
+fn trained_on(mut session: Session, unfreeze: usize, fine_tune: FineTuneOptions, head: HeadOptions) -> Session {
     session.start(Recipe { head, unfreeze: Some(unfreeze), fine_tune, views_per_image: 2, ..Default::default() }).unwrap();
     let events = common::step_until(&mut session, Stage::FineTuning);
     let cache: Vec<_> = events
@@ -44,8 +54,17 @@ fn trained_on(mut session: Session, unfreeze: usize, fine_tune: FineTuneOptions)
             _ => None,
         })
         .collect();
-    assert!(cache.iter().all(|&(_, total, bytes)| total == 12 * 2 + 6 && bytes > 0), "12 training images × 2 views + 6 validation images: {cache:?}");
-    assert_eq!(cache.last().unwrap().0, 30);
+    let (train, val) = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Split { train, val, .. } => Some((*train, *val)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(train + val, 18);
+    let views = train * 2 + val;
+    assert!(cache.iter().all(|&(_, total, bytes)| total == views && bytes > 0), "{train} training images × 2 views + {val} validation images: {cache:?}");
+    assert_eq!(cache.last().unwrap().0, views);
     session
 }
 
@@ -114,7 +133,9 @@ fn torchvision_backbones_fine_tune_only_their_tail() {
             session.add_image(&label, &name, &bytes).unwrap();
         }
         let options = FineTuneOptions { epochs: 1, batch_size: 8, learning_rate: 1e-2, ..Default::default() };
-        let mut session = trained_on(session, unfreeze, options);
+        // No validation split: the last epoch is the model, so the snapshot shows what phase 2
+        // trained (with one, phase 1 may be kept when more accurate).
+        let mut session = trained_on(session, unfreeze, options, HeadOptions { val_fraction: 0.0, ..head() });
         let before = snapshot(&session.trained_model().unwrap().classifier);
         let report = fine_epochs(&mut session, 1);
         assert!(report[0].train_loss.is_finite(), "{kind}: {report:?}");
@@ -126,7 +147,7 @@ fn torchvision_backbones_fine_tune_only_their_tail() {
 #[test]
 fn fine_tuned_model_evaluates_exports_and_reloads() {
     let options = FineTuneOptions { epochs: 3, batch_size: 8, ..Default::default() };
-    let mut session = trained_session(2, options);
+    let mut session = trained_on(common::session_with_generated(6, 21), 2, options, weak_head());
     let events = common::run_to_end(&mut session);
     let evaluation = events
         .iter()

@@ -135,10 +135,14 @@ pub struct FineTuner {
     plan: UnfreezePlan,
     classes: usize,
     model: Classifier,
-    /// `(validation loss, epoch, validation accuracy, model)` of the best epoch so far; epoch 0
-    /// is the phase-1 model fine-tuning started from, so phase 2 never hands back a model that
-    /// is worse on validation than the head alone.
+    /// `(validation loss, epoch, validation accuracy, model)` of the best epoch so far.
     best: Option<(f64, usize, f64, Classifier)>,
+    /// Validation accuracy and model of phase 1, where fine-tuning started: kept instead of the
+    /// best epoch when that epoch is less accurate, so phase 2 never hands back a model that is
+    /// worse on validation than the head alone. (Accuracy, not loss: phase 2's label smoothing
+    /// makes its outputs less confident, which raises the plain validation loss of a model that
+    /// classifies as well or better.)
+    baseline: Option<(f64, Classifier)>,
     since_best: usize,
     head_optimizer: ModuleOptimizer,
     backbone_optimizer: ModuleOptimizer,
@@ -176,6 +180,7 @@ impl FineTuner {
             classes,
             model,
             best: None,
+            baseline: None,
             since_best: 0,
             head_optimizer: AdamConfig::new().init(),
             backbone_optimizer: AdamConfig::new().init(),
@@ -206,17 +211,27 @@ impl FineTuner {
     }
 
     /// The epoch (1-based) whose weights [`model`](Self::model) returns, when there was a
-    /// validation split; 0 when no fine-tuning epoch beat the phase-1 model's validation loss,
-    /// which is then kept.
+    /// validation split; 0 when the phase-1 model is kept, the best fine-tuning epoch being less
+    /// accurate on validation.
     pub fn best_epoch(&self) -> Option<usize> {
-        self.best.as_ref().map(|b| b.1)
+        self.kept().map(|(epoch, ..)| epoch)
     }
 
-    /// The model to keep: the epoch with the best validation loss (or the last one without a
+    /// `(epoch, validation accuracy, model)` to keep: the phase-2 epoch with the lowest
+    /// validation loss, or phase 1 (epoch 0) when that epoch classifies fewer validation pictures.
+    fn kept(&self) -> Option<(usize, f64, &Classifier)> {
+        let (_, epoch, accuracy, model) = self.best.as_ref()?;
+        match &self.baseline {
+            Some((base, start)) if base > accuracy => Some((0, *base, start)),
+            _ => Some((*epoch, *accuracy, model)),
+        }
+    }
+
+    /// The model to keep (see [`best_epoch`](Self::best_epoch); the last one without a
     /// validation split), in inference mode.
     pub fn model(&self) -> Classifier {
-        match &self.best {
-            Some((.., best)) => best.valid(),
+        match self.kept() {
+            Some((.., model)) => model.valid(),
             None => self.model.valid(),
         }
     }
@@ -262,11 +277,10 @@ impl FineTuner {
         if self.is_done() {
             return Err(Error::Training("fine-tuning already finished".into()));
         }
-        if self.epoch == 0 && self.best.is_none() && !self.val.is_empty() {
-            // The baseline: the phase-1 model, scored like every fine-tuning epoch.
+        if self.epoch == 0 && self.baseline.is_none() && !self.val.is_empty() {
             let logits = self.val_logits(&self.model.valid()).await?;
-            let (loss, accuracy) = loss_and_accuracy(&logits, self.classes, self.val.targets());
-            self.best = Some((loss, 0, accuracy, self.model.clone()));
+            let (_, accuracy) = loss_and_accuracy(&logits, self.classes, self.val.targets());
+            self.baseline = Some((accuracy, self.model.clone()));
         }
         let before = self.model.clone();
         let mut order: Vec<usize> = (0..self.train.len()).collect();
@@ -306,8 +320,8 @@ impl FineTuner {
             val_loss,
             val_accuracy,
             val_accuracy_interval: val_accuracy.map(|a| accuracy_interval(a, self.val.len())),
-            best_epoch: self.best.as_ref().map(|b| b.1),
-            best_val_accuracy: self.best.as_ref().map(|b| b.2),
+            best_epoch: self.kept().map(|k| k.0),
+            best_val_accuracy: self.kept().map(|k| k.1),
             done: self.is_done(),
         })
     }
@@ -453,10 +467,14 @@ mod tests {
     }
 
     /// Phase 2 on 4 random pictures all labelled 0, validated on the same pictures with
-    /// `val_labels`: each step raises class 0's probability, whatever the pictures look like.
+    /// `val_labels`, from a head that answers class 1 for everything (zero weights, bias
+    /// favouring 1): each step moves the answers towards 0.
     fn tuner_validated_on(val_labels: &[usize]) -> (FineTuner, Vec<f32>) {
         let device = Device::flex();
-        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), &device);
+        let mut classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), &device);
+        let output = &mut classifier.head.output;
+        output.weight = burn::module::Param::from_tensor(output.weight.val().zeros_like());
+        output.bias = Some(burn::module::Param::from_tensor(Tensor::from_floats([0.0, 0.01], &device)));
         let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 1).unwrap();
         let input = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         let prefix = classifier.backbone.forward_prefix(input, plan.first_tail_unit());
@@ -472,8 +490,8 @@ mod tests {
     }
 
     #[test]
-    fn the_phase_one_model_is_kept_when_no_epoch_beats_it() {
-        // Validation labels opposite to the training labels: every step makes validation worse.
+    fn the_phase_one_model_is_kept_when_fine_tuning_classifies_worse() {
+        // Validation says 1, as the phase-1 head does; fine-tuning moves everything to 0.
         let (mut tuner, start) = tuner_validated_on(&[1, 1, 1, 1]);
         while !tuner.is_done() {
             pollster::block_on(tuner.train_epoch()).unwrap();
@@ -481,7 +499,7 @@ mod tests {
         assert_eq!(tuner.best_epoch(), Some(0));
         assert_eq!(pollster::block_on(tuner.val_logits(&tuner.model())).unwrap(), start);
 
-        // The same labels: fine-tuning helps, and its epoch is kept.
+        // Validation says 0: fine-tuning classifies better, and its epoch is kept.
         let (mut tuner, _) = tuner_validated_on(&[0, 0, 0, 0]);
         while !tuner.is_done() {
             pollster::block_on(tuner.train_epoch()).unwrap();

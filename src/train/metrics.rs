@@ -62,7 +62,7 @@ pub struct EpochReport {
     /// The epoch whose weights are kept (lowest validation loss so far), with its validation
     /// accuracy: after early stopping this, not the last epoch, is the model. `None` without a
     /// validation split (the last epoch is kept). In phase 2, 0 is the phase-1 model, kept when
-    /// no fine-tuning epoch beat it.
+    /// the best fine-tuning epoch classifies fewer validation pictures.
     pub best_epoch: Option<usize>,
     pub best_val_accuracy: Option<f64>,
     /// True after the last epoch, or when early stopping ended the run.

@@ -197,7 +197,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     match outcome.best_epoch {
         Some(0) => {
-            log("no fine-tuning epoch beat the head alone on validation loss: kept the phase-1 model".into())
+            log("fine-tuning was less accurate on validation than the head alone: kept the phase-1 model".into())
         }
         Some(epoch) if outcome.stopped_early => log(format!("early stopping kept fine-tune epoch {epoch}")),
         _ => {}
@@ -218,8 +218,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "backend": backend_name,
             "unfreeze": plan.unfreeze,
             "headValAccuracy": head_val_accuracy,
-            // The kept model's accuracy once phase 2 ran (its best epoch, or the head when no
-            // fine-tuning epoch beat it: `outcome.bestEpoch` 0).
+            // The kept model's accuracy once phase 2 ran (its best epoch, or the head when that
+            // was more accurate: `outcome.bestEpoch` 0).
             "fineValAccuracy": (outcome.fine_tuned > 0 || outcome.best_epoch.is_some()).then_some(accuracy).flatten(),
             "featureMs": times.features, "headMs": times.head, "cacheMs": times.cache, "fineMs": times.fine,
             "cacheBytes": cache_bytes,

@@ -124,7 +124,7 @@ export interface FineTuneState {
   fineMs: number | null;
   /** Early stopping ended phase 2 before its last epoch. */
   stoppedEarly: boolean;
-  /** The phase-2 epoch whose weights were kept (0: none beat the head alone, the phase-1 model was kept). */
+  /** The phase-2 epoch whose weights were kept (0: the phase-1 model was kept, being more accurate). */
   bestEpoch: number | null;
 }
 

@@ -106,7 +106,7 @@ valAccuracyInterval: [number, number] | null,
  * The epoch whose weights are kept (lowest validation loss so far), with its validation
  * accuracy: after early stopping this, not the last epoch, is the model. `None` without a
  * validation split (the last epoch is kept). In phase 2, 0 is the phase-1 model, kept when
- * no fine-tuning epoch beat it.
+ * the best fine-tuning epoch classifies fewer validation pictures.
  */
 bestEpoch: number | null, bestValAccuracy: number | null, 
 /**
@@ -259,7 +259,7 @@ stopped: boolean,
 hasModel: boolean, 
 /**
  * Backbone units the kept model's phase 2 fine-tuned; 0 when only the head trained, or
- * when no fine-tuning epoch beat the phase-1 model (then `best_epoch` is 0).
+ * when the phase-1 model was kept (then `best_epoch` is 0).
  */
 fineTuned: number, 
 /**
@@ -268,7 +268,8 @@ fineTuned: number,
 stoppedEarly: boolean, 
 /**
  * The phase-2 epoch (1-based) whose weights were kept, when phase 2 ran with a validation
- * split; 0: the phase-1 model was kept, no fine-tuning epoch had a lower validation loss.
+ * split; 0: the phase-1 model was kept, the best fine-tuning epoch being less accurate on
+ * validation.
  */
 bestEpoch: number | null, };
 

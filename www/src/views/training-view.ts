@@ -189,7 +189,7 @@ function renderEarlyStop(note: HTMLElement, training: TrainingState): void {
     ? `Early stopping ended fine-tuning after epoch ${ran}: the validation loss had not improved for ${ran - (fine.bestEpoch ?? ran)} epochs. `
     : '';
   note.textContent = keptHead
-    ? `${ended}No fine-tuning epoch had a lower validation loss than the head alone, so the phase-1 model was kept.`
+    ? `${ended}Fine-tuning classified fewer validation pictures correctly than the head alone, so the phase-1 model was kept.`
     : `${ended}The weights of fine-tuning epoch ${fine.bestEpoch ?? '?'} (the best validation loss) were kept.`;
 }
 
