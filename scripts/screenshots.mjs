@@ -23,7 +23,7 @@ export const MISFILED = 'brick-00.jpg';
 /** Takes the screenshots into `out`; resolves to the files written, in order. */
 export async function takeScreenshots(out, dist = join(ROOT, 'www/dist')) {
   if (!existsSync(join(dist, 'sample', 'manifest.json'))) {
-    throw new Error(`${dist} has no sample project: run \`bash scripts/serve.sh\` or scripts/common.sh make_sample_project, then \`npm run build\` in www/`);
+    throw new Error(`${dist} has no sample project: run \`bash scripts/test.sh\` once (or scripts/common.sh make_sample_project, then \`npm run build\` in www/)`);
   }
   await mkdir(out, { recursive: true });
   const server = await serveStatic(dist);
