@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { colourPicture } from '../tests/e2e/support/png.mjs';
 import { serveStatic } from '../tests/e2e/support/server.mjs';
 import { WEBGPU_FLAGS, launchChromium } from '../tests/e2e/support/chromium.mjs';
+import { openAdvanced } from '../tests/e2e/support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -50,6 +51,7 @@ try {
         return document.querySelector('[data-testid="add-status"]')?.getAttribute('data-adding') === '0' && counts.reduce((a, b) => a + b, 0) === n;
       }, images, { timeout: 600_000 });
       const loadMs = Date.now() - loadStart;
+      await openAdvanced(page);
       await byTestId('epochs').fill(opts.epochs);
       // Head only: with enough pictures the page would go on to fine-tune (phase 2).
       await byTestId('fine-tune-blocks').fill('0');

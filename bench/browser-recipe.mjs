@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serveStatic } from '../tests/e2e/support/server.mjs';
 import { launchChromium } from '../tests/e2e/support/chromium.mjs';
+import { openAdvanced } from '../tests/e2e/support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts, positionals } = parseArgs({
@@ -74,6 +75,7 @@ try {
   const refused = await page.locator('[data-testid="file-problem"]').count();
   log(`added in ${((Date.now() - addStart) / 1000).toFixed(1)} s${refused ? `; ${refused} files refused` : ''}`);
 
+  await openAdvanced(page);
   await byTestId('epochs').fill(opts['epochs-head']);
   await byTestId('seed').fill(opts.seed);
   if (opts.unfreeze !== undefined) await byTestId('fine-tune-blocks').fill(opts.unfreeze);

@@ -21,7 +21,7 @@ import { CHROMIUM } from './support/chromium.mjs';
 import { colourPicture, encodePng } from './support/png.mjs';
 import { parseSafetensors } from './support/safetensors.mjs';
 import { serveStatic } from './support/server.mjs';
-import { errorsOn, makeDataset, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www', 'dist'));
@@ -203,6 +203,7 @@ describe('class cards in headless Chromium', () => {
       await waitForEngine(page, 'cpu');
       await byTestId('folder-input').setInputFiles(dataset);
       await waitForClassCounts(page, { blue: 3, red: 3 });
+      await openAdvanced(page);
       await byTestId('epochs').fill('2');
       const train = async () => {
         await byTestId('train-button').click();

@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
 import { colourPicture } from './support/png.mjs';
-import { errorsOn, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www', 'dist'));
@@ -56,6 +56,7 @@ describe('explaining the model and its data', () => {
       await waitForEngine(page, 'cpu');
       await byTestId('folder-input').setInputFiles(dataset);
       await waitForClassCounts(page, { blue: PER_CLASS, green: PER_CLASS, red: PER_CLASS + 1 });
+      await openAdvanced(page);
       await byTestId('epochs').fill('30');
       await byTestId('learning-rate').fill('0.01');
       await byTestId('train-button').click();

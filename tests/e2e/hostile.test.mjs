@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM, launchChromium } from './support/chromium.mjs';
 import { colourPicture } from './support/png.mjs';
-import { errorsOn, makeDataset, waitForClassCounts, waitForEngine } from './support/page.mjs';
+import { errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine } from './support/page.mjs';
 import {
   EMPTY_ZIP,
   SVG,
@@ -74,6 +74,7 @@ async function problemsOn(page) {
 
 /** Trains the head for 2 epochs and expects it to finish. */
 async function trainTwoEpochs(page, byTestId) {
+  await openAdvanced(page);
   await byTestId('epochs').fill('2');
   await byTestId('train-button').click();
   await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
@@ -377,6 +378,7 @@ describe('hostile input in the page', () => {
     const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'checkpoint-')), 4);
     await withWatchedPage('checkpoint', async (page, byTestId) => {
       const phaseTwo = async (fineEpochs) => {
+        await openAdvanced(page);
         await byTestId('epochs').fill('2');
         await byTestId('validation-percent').fill('25');
         await byTestId('fine-tune-blocks').fill('1');
