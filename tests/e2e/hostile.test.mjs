@@ -305,6 +305,7 @@ describe('hostile input in the page', () => {
 
       // Without the blue class, the two red copies are still one picture twice.
       await page.locator('[data-testid="class-row"][data-label="blue"] [data-testid="remove-class"]').click();
+      await page.locator('[data-testid="class-row"][data-label="blue"] [data-testid="confirm-card-action"]').click();
       await waitForClassCounts(page, { red: 3 });
       await page.waitForFunction(() => document.querySelector('[data-testid="duplicate"]')?.getAttribute('data-across') === 'false');
       assert.deepEqual(await groupsOn(page), ['red/same-copy.png|red/same.png false']);
