@@ -407,7 +407,11 @@ describe('hostile input in the page', () => {
         /^Training was interrupted .* A checkpoint was kept at phase 2, fine-tuning epoch \d+; EfficientNet-Lite0, classes blue, red\./,
       );
       await byTestId('checkpoint-continue').click();
-      await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file^="webtune-checkpoint-phase2-epoch"]', { timeout: 120_000 });
+      // The backbone's status sits under the (closed) Advanced section: attached is enough.
+      await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file^="webtune-checkpoint-phase2-epoch"]', {
+        state: 'attached',
+        timeout: 120_000,
+      });
       assert.match(await byTestId('checkpoint').innerText(), /press Train to continue training\.$/);
       await waitForClassCounts(page, { blue: 4, red: 4 });
 
