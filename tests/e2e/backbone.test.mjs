@@ -21,7 +21,7 @@ import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
-import { errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, makeDataset, openAdvanced, trainHeadEpochs, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 import { parseSafetensors } from './support/safetensors.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -55,7 +55,7 @@ describe('bringing your own backbone', () => {
     await withPage('backbone', [], async (page, byTestId) => {
       const status = byTestId('backbone-status');
       const waitForBackbone = (file, restored) => waitForBackboneFile(page, file, restored);
-      const train = () => trainTwoEpochs(page, byTestId);
+      const train = () => trainTwoEpochs(page);
 
       await page.goto(`${server.url}?backend=cpu`);
       await waitForEngine(page, 'cpu');
@@ -143,7 +143,7 @@ describe('bringing your own backbone', () => {
 
       await byTestId('folder-input').setInputFiles(dataset);
       await waitForClassCounts(page, { blue: 2, red: 2 });
-      await trainTwoEpochs(page, byTestId);
+      await trainTwoEpochs(page);
 
       const safetensors = await download(page, byTestId, 'download-button', dir);
       assert.equal(safetensors.name, 'webtune-mobilenet_v2-2classes.safetensors');
@@ -253,13 +253,8 @@ async function waitForBackboneFile(page, file, restored) {
 }
 
 /** Trains with the page's recipe for 2 epochs (the head only, on this few pictures). */
-async function trainTwoEpochs(page, byTestId) {
-  await openAdvanced(page);
-  await byTestId('epochs').fill('2');
-  await byTestId('train-button').click();
-  await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
-  await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
-  assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+async function trainTwoEpochs(page) {
+  await trainHeadEpochs(page, 2);
   assert.equal(await page.locator('[data-testid="epoch-row"]').count(), 2);
 }
 

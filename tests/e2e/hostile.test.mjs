@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM, launchChromium } from './support/chromium.mjs';
 import { colourPicture } from './support/png.mjs';
-import { errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine } from './support/page.mjs';
+import { errorsOn, makeDataset, openAdvanced, trainHeadEpochs, waitForClassCounts, waitForEngine } from './support/page.mjs';
 import {
   EMPTY_ZIP,
   SVG,
@@ -70,16 +70,6 @@ async function problemsOn(page) {
   return page.$$eval('[data-testid="file-problem"]', (items) =>
     Object.fromEntries(items.map((item) => [item.getAttribute('data-path'), item.textContent])),
   );
-}
-
-/** Trains the head for 2 epochs and expects it to finish. */
-async function trainTwoEpochs(page, byTestId) {
-  await openAdvanced(page);
-  await byTestId('epochs').fill('2');
-  await byTestId('train-button').click();
-  await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
-  await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
-  assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
 }
 
 /**
@@ -261,7 +251,7 @@ describe('hostile input in the page', () => {
 
       // Nothing lost, and the engine still trains.
       await waitForClassCounts(page, { ...counts, red: counts.red + 1 });
-      await trainTwoEpochs(page, byTestId);
+      await trainHeadEpochs(page, 2);
     });
   });
 
@@ -340,7 +330,7 @@ describe('hostile input in the page', () => {
           // Pictures, training, a prediction, a download.
           await byTestId('folder-input').setInputFiles(dataset);
           await waitForClassCounts(page, { blue: 3, red: 3 });
-          await trainTwoEpochs(page, byTestId);
+          await trainHeadEpochs(page, 2);
           await byTestId('predict-input').setInputFiles(pictures.red);
           await page.waitForSelector('[data-testid="prediction"][data-top-label]', { timeout: 120_000 });
           const [download] = await Promise.all([page.waitForEvent('download', { timeout: 120_000 }), byTestId('download-button').click()]);

@@ -104,3 +104,14 @@ export async function openAdvanced(page) {
   const details = page.locator('[data-testid="advanced-settings"]');
   if (!(await details.evaluate((d) => d.open))) await details.locator(':scope > summary').click();
 }
+
+/** Trains with the page's recipe and `epochs` head epochs (set under Advanced), and expects it to finish. */
+export async function trainHeadEpochs(page, epochs) {
+  await openAdvanced(page);
+  await page.locator('[data-testid="epochs"]').fill(String(epochs));
+  await page.locator('[data-testid="train-button"]').click();
+  await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
+  await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
+  const status = page.locator('[data-testid="train-status"]');
+  assert.equal(await status.getAttribute('data-phase'), 'done', await status.innerText());
+}
