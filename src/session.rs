@@ -162,7 +162,9 @@ struct Caching {
 
 enum State {
     Idle,
-    Features { recipe: Recipe, unfreeze: usize, total: usize },
+    /// `distinct`: the pictures the run trains on and the notes about copies, found at start
+    /// (pictures cannot change while a run goes).
+    Features { recipe: Recipe, unfreeze: usize, total: usize, distinct: (Vec<usize>, Vec<String>) },
     Head(Run),
     Caching(Run, Caching),
     FineTuning(Run),
@@ -341,13 +343,13 @@ impl Session {
         self.editable()?;
         recipe.validate(self.backbone.kind())?;
         self.images.check_trainable()?;
-        distinct_pictures(self.images.images(), &self.images.labels(), |label| {
+        let distinct = distinct_pictures(self.images.images(), &self.images.labels(), |label| {
             self.images.class_index(label).expect("labels come from images")
         })?;
         let unfreeze = recipe.unfreeze.unwrap_or_else(|| self.recommendation().unfreeze);
         let pending_features = self.pending_features();
         self.loaded = None;
-        self.state = State::Features { recipe, unfreeze, total: pending_features };
+        self.state = State::Features { recipe, unfreeze, total: pending_features, distinct };
         Ok(Started { unfreeze, pending_features })
     }
 
@@ -378,11 +380,11 @@ impl Session {
     async fn advance(&mut self, state: State, budget: usize) -> std::result::Result<(State, Event), (State, Error)> {
         match state {
             State::Idle => Err((State::Idle, Error::Training("start a run first".into()))),
-            State::Features { recipe, unfreeze, total } => {
+            State::Features { recipe, unfreeze, total, distinct } => {
                 let pending: Vec<_> =
                     self.images.images().iter().filter(|i| !self.features.contains(i.id)).take(budget).collect();
                 if pending.is_empty() {
-                    return match self.split(recipe, unfreeze) {
+                    return match self.split(recipe, unfreeze, distinct) {
                         Ok((run, event)) => Ok((State::Head(run), event)),
                         Err(e) => Err((State::Idle, e)),
                     };
@@ -391,7 +393,7 @@ impl Session {
                     return Err((State::Idle, e));
                 }
                 let done = total - self.pending_features().min(total);
-                Ok((State::Features { recipe, unfreeze, total }, Event::Features { done, total }))
+                Ok((State::Features { recipe, unfreeze, total, distinct }, Event::Features { done, total }))
             }
             State::Head(mut run) => match run.head.train_epoch().await {
                 Ok(report) => {
@@ -425,12 +427,11 @@ impl Session {
         }
     }
 
-    /// Splits the pictures (stratified, seeded) and prepares the head. Every feature is there.
-    fn split(&self, recipe: Recipe, unfreeze: usize) -> Result<(Run, Event)> {
+    /// Splits the `kept` pictures (stratified, seeded) and prepares the head. Every feature is there.
+    fn split(&self, recipe: Recipe, unfreeze: usize, (kept, mut notes): (Vec<usize>, Vec<String>)) -> Result<(Run, Event)> {
         let options = recipe.head.clone();
         let labels = self.images.labels();
         let all = self.images.images();
-        let (kept, mut notes) = distinct_pictures(all, &labels, |label| self.images.class_index(label).expect("labels come from images"))?;
         let images: Vec<_> = kept.iter().map(|&i| &all[i]).collect();
         let classes: Vec<usize> = images.iter().map(|i| self.images.class_index(&i.label).expect("labels come from images")).collect();
         let split = stratified_split(&classes, labels.len(), options.val_fraction, options.seed);
