@@ -110,6 +110,32 @@ impl ConvBn {
         relu6(self.forward(input))
     }
 
+    /// [`forward`](Self::forward) for a unit that trains: a pointwise convolution (1×1, stride 1,
+    /// one group) becomes one matrix product over every pixel of the batch. The same function;
+    /// what changes is its backward: burn's generic convolution backward computes the weight
+    /// gradient as a convolution with batch and channels swapped, which burn-flex runs as one
+    /// matrix–vector product per input channel, while the product's backward is two large matrix
+    /// products. About 3× faster for the shapes of phase 2's tail on the CPU backend
+    /// (`cargo run --example fine_tune_benchmark`). Other convolutions keep [`forward`](Self::forward).
+    ///
+    /// # Shapes
+    /// - input: `[batch, in_channels, height, width]`
+    /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
+    pub fn forward_trainable(&self, input: Tensor<4>) -> Tensor<4> {
+        let [out, inp, kh, kw] = self.conv.weight.dims();
+        if [kh, kw] != [1, 1] || self.conv.stride != [1, 1] || self.conv.groups != 1 || self.conv.dilation != [1, 1] {
+            return self.forward(input);
+        }
+        let [batch, _, height, width] = input.dims();
+        let pixels = input.permute([0, 2, 3, 1]).reshape([batch * height * width, inp]);
+        let mut x = pixels.matmul(self.conv.weight.val().reshape([out, inp]).transpose());
+        if let Some(bias) = &self.conv.bias {
+            x = x + bias.val().reshape([1, out]);
+        }
+        let x = x.reshape([batch, height, width, out]).permute([0, 3, 1, 2]);
+        if self.folded { x } else { self.bn.forward(x) }
+    }
+
     /// [`forward`](Self::forward) followed by ReLU, the activation of ResNets.
     pub fn forward_relu(&self, input: Tensor<4>) -> Tensor<4> {
         burn::tensor::activation::relu(self.forward(input))
@@ -180,6 +206,21 @@ impl MbConv {
         let x = self.project.forward(x); // linear bottleneck: no activation
         if self.residual { x + input } else { x }
     }
+
+    /// [`forward`](Self::forward) for a block that trains (see [`ConvBn::forward_trainable`]).
+    ///
+    /// # Shapes
+    /// - input: `[batch, in_channels, h, w]`
+    /// - output: `[batch, out_channels, h / stride, w / stride]`
+    pub fn forward_trainable(&self, input: Tensor<4>) -> Tensor<4> {
+        let x = match &self.expand {
+            Some(expand) => relu6(expand.forward_trainable(input.clone())),
+            None => input.clone(),
+        };
+        let x = self.depthwise.forward_relu6(x);
+        let x = self.project.forward_trainable(x);
+        if self.residual { x + input } else { x }
+    }
 }
 
 /// Test helpers shared by the backbones' unit tests.
@@ -216,5 +257,43 @@ pub mod testing {
     /// Module paths of every float parameter in `module`.
     pub fn param_paths<M: Module>(module: &M) -> Vec<String> {
         params_in_group(module, &ParamGroup::all()).into_iter().map(|(path, _)| path).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::{ConvBnSpec, MbConvSpec, Padding};
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// The trainable path of a block (pointwise convolutions as matrix products) computes the
+    /// same outputs and the same weight gradients as the convolutions, BatchNorm folded or not.
+    #[test]
+    fn trainable_forward_matches_the_convolutions() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let spec = MbConvSpec { channels: [8, 8], kernel: 3, stride: 1, expand_ratio: 4, padding: Padding::TfSame, bn_epsilon: 1e-3 };
+        let block = spec.init(&device);
+        let x = Tensor::<4>::random([3, 8, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        let (plain, trainable) = (block.forward(x.clone()), block.forward_trainable(x.clone()));
+        assert!(max_diff(plain.clone(), trainable.clone()) < 1e-5);
+
+        let (g_plain, g_trainable) = (plain.powi_scalar(2).sum().backward(), trainable.powi_scalar(2).sum().backward());
+        let expand = &block.expand.as_ref().unwrap().conv.weight;
+        for weight in [expand, &block.project.conv.weight] {
+            let (a, b) = (weight.grad(&g_plain).unwrap(), weight.grad(&g_trainable).unwrap());
+            let scale = a.clone().abs().max().into_scalar::<f32>().max(1.0);
+            assert!(max_diff(a, b) < 1e-4 * scale);
+        }
+
+        let conv = ConvBnSpec { channels: [8, 5], kernel: 1, stride: 1, groups: 1, padding: Padding::Symmetric, bn_epsilon: 1e-5 }.init(&device);
+        let folded = conv.valid().fold_batch_norm();
+        let x = x.inner();
+        assert!(max_diff(folded.forward(x.clone()), folded.forward_trainable(x)) < 1e-5);
     }
 }

@@ -6,7 +6,7 @@
 use burn::module::{Module, ParamGroup};
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{ConvBn, ConvBnSpec, MbConv, MbConvSpec, Padding};
+use super::blocks::{ConvBn, ConvBnSpec, MbConv, MbConvSpec, Padding, relu6};
 
 /// One stage: `repeats` blocks, the first with `stride`, all with a `kernel`×`kernel` depthwise
 /// convolution, `expand_ratio` and `channels` outputs.
@@ -134,9 +134,9 @@ impl MbConvNet {
     pub fn forward_tail_maps(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<4> {
         let mut x = input;
         for block in self.blocks.iter().skip(first_tail_unit) {
-            x = block.forward(x);
+            x = block.forward_trainable(x);
         }
-        self.top.forward_relu6(x)
+        relu6(self.top.forward_trainable(x))
     }
 
     /// The last convolution's activation maps, before global pooling.
