@@ -60,6 +60,26 @@ impl ResidualBlock {
         };
         burn::tensor::activation::relu(x + shortcut)
     }
+
+    /// [`forward`](Self::forward) for a block that trains: a bottleneck's 1×1 convolutions as
+    /// matrix products (see [`ConvBn::forward_trainable`]).
+    ///
+    /// # Shapes
+    /// - input: `[batch, in_channels, h, w]`
+    /// - output: `[batch, out_channels, h / stride, w / stride]`
+    pub fn forward_trainable(&self, input: Tensor<4>) -> Tensor<4> {
+        let shortcut = match &self.downsample {
+            Some(downsample) => downsample.forward_trainable(input.clone()),
+            None => input.clone(),
+        };
+        let relu = burn::tensor::activation::relu;
+        let x = relu(self.conv1.forward_trainable(input));
+        let x = match &self.conv3 {
+            Some(conv3) => conv3.forward_trainable(self.conv2.forward_relu(x)),
+            None => self.conv2.forward(x),
+        };
+        relu(x + shortcut)
+    }
 }
 
 #[derive(Module, Debug)]
@@ -206,7 +226,7 @@ impl ResNet {
     pub fn forward_tail_maps(&self, input: Tensor<4>, first_tail_unit: usize) -> Tensor<4> {
         let mut x = input;
         for block in self.stages().into_iter().skip(first_tail_unit).flatten() {
-            x = block.forward(x);
+            x = block.forward_trainable(x);
         }
         x
     }
