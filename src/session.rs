@@ -538,7 +538,8 @@ impl Session {
         }
         let classifier = Classifier { backbone: self.backbone.clone(), head: run.head.head() };
         let (options, seed) = (run.recipe.fine_tune.clone(), run.recipe.head.seed);
-        match FineTuner::new(classifier, run.labels.len(), caching.plan, options, seed, caching.train, caching.val, &self.device) {
+        let standardizer = run.head.standardizer().cloned();
+        match FineTuner::new(classifier, standardizer, run.labels.len(), caching.plan, options, seed, caching.train, caching.val, &self.device) {
             Ok(tuner) => {
                 run.fine = Some(tuner);
                 Ok((State::FineTuning(run), event))

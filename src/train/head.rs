@@ -113,8 +113,10 @@ impl LabelledFeatures {
 }
 
 /// Per-dimension feature standardisation `(x - mean) · inv_std`, from the training split.
+/// Phase 1 trains the head on standardised features; phase 2 keeps training it on them (see
+/// [`crate::train::FineTuner::new`]); the exported head has it folded into its first layer.
 #[derive(Debug, Clone)]
-struct Standardizer {
+pub struct Standardizer {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
 }
@@ -143,6 +145,17 @@ impl Standardizer {
         Self { mean: mean.into_iter().map(|m| m as f32).collect(), inv_std }
     }
 
+    /// Standardises a batch of features.
+    ///
+    /// # Shapes
+    /// - features: `[batch, dim]`
+    /// - output: `[batch, dim]`
+    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
+        let device = features.device();
+        let row = |values: &[f32]| Tensor::<2>::from_data(TensorData::new(values.to_vec(), [1, values.len()]), &device);
+        (features - row(&self.mean)) * row(&self.inv_std)
+    }
+
     fn apply(&self, set: &mut LabelledFeatures) {
         let dim = self.mean.len();
         for row in set.rows.chunks_exact_mut(dim) {
@@ -154,13 +167,13 @@ impl Standardizer {
 
     /// The first linear layer of a head trained on standardised features, rewritten to take raw
     /// features: `W' = diag(inv_std) W`, `b' = b - (mean · inv_std) W` (burn's weight is `[in, out]`).
-    fn fold(&self, head: Head) -> Head {
+    pub fn fold(&self, head: Head) -> Head {
         self.rewrite(head, true)
     }
 
     /// The inverse of [`fold`](Self::fold): a head on raw features (an imported export) made to
     /// take standardised ones.
-    fn unfold(&self, head: Head) -> Head {
+    pub fn unfold(&self, head: Head) -> Head {
         self.rewrite(head, false)
     }
 
@@ -282,6 +295,12 @@ impl HeadTrainer {
 
     /// The head to keep, in inference mode on the inference device, taking raw features: the
     /// epoch with the lowest validation loss so far (the latest one without a validation split).
+    /// The standardisation the head trained on, if any (the phase-1 head from
+    /// [`head`](Self::head) has it folded in; [`Standardizer::unfold`] takes it out again).
+    pub fn standardizer(&self) -> Option<&Standardizer> {
+        self.standardizer.as_ref()
+    }
+
     pub fn head(&self) -> Head {
         if let Some(imported) = self.imported.as_ref().filter(|_| self.epoch == 0) {
             return imported.clone();

@@ -11,7 +11,7 @@ mod step_timing;
 
 pub use features::FeatureCache;
 pub use finetune::{FineTuneOptions, FineTuner, UnfreezePlan, warmup_cosine};
-pub use head::{HeadOptions, HeadTrainer, LabelledFeatures};
+pub use head::{HeadOptions, HeadTrainer, LabelledFeatures, Standardizer};
 pub use metrics::{ClassMetrics, EpochReport, Evaluation, Misclassified, accuracy_interval, argmax, evaluate, loss_and_accuracy, softmax, wilson_interval};
 pub use prefix_cache::{CacheStorage, PrefixCache};
 pub use recommend::{Recommendation, recommend};
