@@ -2,12 +2,13 @@
 // (wasm) path: load a class folder, train the head (phase 1), fine-tune the last N backbone
 // blocks (phase 2, unless N is 0), evaluate. Prints one JSON line to compare with the native
 // `webtune train DATA_DIR --json` on the same data and seed:
-//   {"headValAccuracy", "fineValAccuracy", "featureMs", "headMs", "cacheMs", "fineMs", "unfreeze", "epochsFine", ...}
-// headValAccuracy is the last phase-1 epoch's; fineValAccuracy the final evaluate() (null when
-// N is 0, as natively). Progress goes to stderr. Other settings keep the page's defaults, which
-// are the CLI's (validation 15 %, learning rate 1e-3 for both phases, fine-tuning batch 16).
+//   {"headValAccuracy", "fineValAccuracy", "accuracy", "featureMs", "headMs", "cacheMs", "fineMs", "unfreeze", "epochsFine", ...}
+// headValAccuracy is the kept phase-1 epoch's (early stopping keeps the best); fineValAccuracy
+// the final evaluate() (null when N is 0, as natively), accuracy the final evaluate() either way.
+// Progress goes to stderr. Settings not given keep the page's defaults, which are the CLI's:
+// with no option at all this is the default recipe a user gets by pressing Train.
 //
-//   node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head 20] [--epochs-fine 5] [--views 1] [--seed 42] [--no-flip]
+//   node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head N] [--epochs-fine N] [--views N] [--seed 42] [--no-flip]
 //
 // Without --unfreeze the page's recommendation is used. Needs www/dist with the weights and /usr/bin/chromium.
 // The page adds pictures in path order as the CLI does, so a seed gives both the same split: on
@@ -27,15 +28,15 @@ const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     unfreeze: { type: 'string' },
-    'epochs-head': { type: 'string', default: '20' },
-    'epochs-fine': { type: 'string', default: '5' },
-    views: { type: 'string', default: '1' },
+    'epochs-head': { type: 'string' },
+    'epochs-fine': { type: 'string' },
+    views: { type: 'string' },
     seed: { type: 'string', default: '42' },
     'no-flip': { type: 'boolean', default: false },
   },
 });
 if (positionals.length !== 1) {
-  console.error('usage: node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head 20] [--epochs-fine 5] [--views 1] [--seed 42] [--no-flip]');
+  console.error('usage: node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head N] [--epochs-fine N] [--views N] [--seed 42] [--no-flip]');
   process.exit(2);
 }
 const dataDir = resolve(positionals[0]);
@@ -76,12 +77,13 @@ try {
   log(`added in ${((Date.now() - addStart) / 1000).toFixed(1)} s${refused ? `; ${refused} files refused` : ''}`);
 
   await openAdvanced(page);
-  await byTestId('epochs').fill(opts['epochs-head']);
-  await byTestId('seed').fill(opts.seed);
-  if (opts.unfreeze !== undefined) await byTestId('fine-tune-blocks').fill(opts.unfreeze);
+  const fill = async (id, value) => value !== undefined && (await byTestId(id).fill(value));
+  await fill('epochs', opts['epochs-head']);
+  await fill('seed', opts.seed);
+  await fill('fine-tune-blocks', opts.unfreeze);
   await page.locator('#advanced > summary').click();
-  await byTestId('fine-epochs').fill(opts['epochs-fine']);
-  await byTestId('views-per-image').fill(opts.views);
+  await fill('fine-epochs', opts['epochs-fine']);
+  await fill('views-per-image', opts.views);
   if (opts['no-flip']) await byTestId('horizontal-flip').setChecked(false);
   const unfreeze = Number(await byTestId('fine-tune-blocks').inputValue());
   log(`${await byTestId('recommendation').innerText()} Chosen: ${unfreeze}`);
@@ -109,9 +111,15 @@ try {
   const headRows = rows.filter((r) => r.stage === 'head');
   const last = headRows.at(-1);
   const evaluation = byTestId('eval-overall');
+  const accuracy = (await evaluation.count()) ? Number(await evaluation.getAttribute('data-accuracy')) : null;
+  const kept = last?.bestValAccuracy || last?.valAccuracy;
   const result = {
-    headValAccuracy: last?.valAccuracy ? Number(last.valAccuracy) : null,
-    fineValAccuracy: unfreeze > 0 && (await evaluation.count()) ? Number(await evaluation.getAttribute('data-accuracy')) : null,
+    headValAccuracy: kept ? Number(kept) : null,
+    fineValAccuracy: unfreeze > 0 ? accuracy : null,
+    accuracy,
+    accuracyInterval: (await evaluation.count())
+      ? [Number(await evaluation.getAttribute('data-accuracy-low')), Number(await evaluation.getAttribute('data-accuracy-high'))]
+      : null,
     featureMs: await ms('feature-time'),
     headMs: await ms('epoch-time'),
     cacheMs: await ms('cache-time'),
@@ -122,8 +130,8 @@ try {
     images: rows.length ? await page.$$eval('[data-testid="class-row"] [data-count]', (c) => c.reduce((sum, e) => sum + Number(e.getAttribute('data-count')), 0)) : 0,
     cacheBytes: Number((await byTestId('cache-progress-text').getAttribute('data-bytes')) || 0),
     stoppedEarly: await byTestId('early-stop').isVisible(),
-    seed: Number(opts.seed),
-    views: Number(opts.views),
+    seed: Number(await byTestId('seed').inputValue()),
+    views: Number(await byTestId('views-per-image').inputValue()),
   };
   console.log(JSON.stringify(result));
 } finally {

