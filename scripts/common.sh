@@ -79,7 +79,7 @@ ensure_node_modules() {
 
 # numpy for the reference implementation the tests compare against, onnxruntime to run the ONNX
 # export independently of webtune, scikit-learn for the logistic regression the head is held to
-# (tests/head_quality.rs).
+# (tests/quality.rs).
 ensure_numpy() {
     python3 -c 'import numpy, onnxruntime, sklearn' 2>/dev/null && return
     step "installing numpy, onnxruntime and scikit-learn (independent references the tests compare against)"
