@@ -98,7 +98,8 @@ export class Pictures {
     const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file };
     const newClass = !this.ctx.state.classes.includes(image.label);
     this.ctx.store.update((s) => {
-      s.images = new Map(s.images).set(image.key, image);
+      s.images.set(image.key, image);
+      s.picturesVersion += 1;
       if (newClass) s.classes = [...s.classes, image.label];
       s.summary = summary;
       s.trained = null;
@@ -118,7 +119,8 @@ export class Pictures {
       return; // only a warning depends on it
     }
     this.ctx.store.update((s) => {
-      s.pictureHashes = new Map(s.pictureHashes).set(image.key, hash);
+      s.pictureHashes.set(image.key, hash);
+      s.picturesVersion += 1;
     });
   }
 
@@ -129,7 +131,8 @@ export class Pictures {
       const removed = [...this.ctx.state.images.values()].filter((image) => image.label === label).map((image) => image.key);
       this.ctx.store.update((s) => {
         s.classes = s.classes.filter((c) => c !== label);
-        s.images = new Map([...s.images].filter(([, image]) => image.label !== label));
+        for (const key of removed) s.images.delete(key);
+        s.picturesVersion += 1;
         s.summary = summary;
         s.trained = null;
       });
@@ -202,9 +205,8 @@ export class Pictures {
     return this.edit('remove the picture', async () => {
       const { summary } = await this.ctx.call({ type: 'removePicture', key });
       this.ctx.store.update((s) => {
-        const images = new Map(s.images);
-        images.delete(key);
-        s.images = images;
+        s.images.delete(key);
+        s.picturesVersion += 1;
         s.summary = summary;
         s.trained = null;
       });
@@ -225,14 +227,13 @@ export class Pictures {
   ): void {
     const moved: HeldImage[] = [];
     this.ctx.store.update((s) => {
-      const images = new Map(s.images);
       for (const image of s.images.values()) {
         if (!which(image)) continue;
         const relabelled = { ...image, label: to };
-        images.set(image.key, relabelled);
+        s.images.set(image.key, relabelled);
         moved.push(relabelled);
       }
-      s.images = images;
+      s.picturesVersion += 1;
       if (from !== null) {
         s.classes = s.classes.includes(to) ? s.classes.filter((c) => c !== from) : s.classes.map((c) => (c === from ? to : c));
       }
@@ -273,9 +274,10 @@ export class Pictures {
     this.persist(() => this.library.clear());
     this.ctx.store.update((s) => {
       s.classes = [];
-      s.images = new Map();
+      s.images.clear();
+      s.pictureHashes.clear();
+      s.picturesVersion += 1;
       s.problems = [];
-      s.pictureHashes = new Map();
       s.training = idleTraining();
       s.trained = null;
       s.predictions = [];
@@ -298,9 +300,8 @@ export class Pictures {
 
   dropHeld(key: number, problem: FileProblem): void {
     this.ctx.store.update((s) => {
-      const images = new Map(s.images);
-      images.delete(key);
-      s.images = images;
+      s.images.delete(key);
+      s.picturesVersion += 1;
       s.problems = [...s.problems, problem];
     });
     this.persist(() => this.library.deletePictures([key]));
@@ -321,6 +322,7 @@ export class Pictures {
     this.ctx.store.update((s) => {
       s.classes = stored.classes;
       s.images = images;
+      s.picturesVersion += 1;
       s.library = { status: 'saving', restored: images.size, problem: null, partial: false };
     });
     // Hashed beside the engine's start, not before it.

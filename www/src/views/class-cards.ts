@@ -11,6 +11,7 @@
 
 import { h } from './dom';
 import { acceptDrops, pickedFromDrop, pickedFromInput, type Picked } from './drop-zone';
+import { inKeyOrder } from '../app/duplicates';
 import { editsBlocked, isTraining, type AppState, type HeldImage } from '../app/state';
 
 export interface ClassCardsElements {
@@ -466,18 +467,23 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     });
   });
 
-  // Pictures grouped by class, recomputed only when the pictures change.
-  let grouped: { images: AppState['images']; byLabel: Map<string, HeldImage[]> } | null = null;
+  // Pictures grouped by class, recomputed only when the pictures change. A class whose pictures
+  // are the same as before keeps its array, so its card has nothing to lay out again.
+  let grouped: { version: number; byLabel: Map<string, HeldImage[]> } | null = null;
   function byLabel(state: AppState): Map<string, HeldImage[]> {
-    if (grouped?.images === state.images) return grouped.byLabel;
+    if (grouped?.version === state.picturesVersion) return grouped.byLabel;
     const groups = new Map<string, HeldImage[]>();
-    for (const image of state.images.values()) {
+    for (const image of inKeyOrder(state.images)) {
       let group = groups.get(image.label);
       if (!group) groups.set(image.label, (group = []));
       group.push(image);
     }
-    for (const group of groups.values()) group.sort((a, b) => a.key - b.key);
-    grouped = { images: state.images, byLabel: groups };
+    const before = grouped?.byLabel;
+    for (const [label, group] of groups) {
+      const old = before?.get(label);
+      if (old && sameImages(old, group)) groups.set(label, old);
+    }
+    grouped = { version: state.picturesVersion, byLabel: groups };
     return groups;
   }
 
@@ -556,6 +562,10 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
       ),
     );
   };
+}
+
+function sameImages(a: HeldImage[], b: HeldImage[]): boolean {
+  return a.length === b.length && a.every((image, i) => image === b[i]);
 }
 
 function libraryText({ library }: AppState): string {
