@@ -59,6 +59,11 @@ interface CardData {
   blocked: string | null;
 }
 
+/** What a thumbnail's controls depend on: the other classes, and whether edits are possible. */
+function controlsKey(data: CardData | null): string {
+  return data === null ? '' : JSON.stringify([data.labels, data.training, data.blocked !== null]);
+}
+
 function plural(count: number, word: string): string {
   return `${count} ${word}${count === 1 ? '' : 's'}`;
 }
@@ -74,6 +79,16 @@ class ThumbGrid {
   private controlsFor = '';
   private onScreen = false;
   private columns = 1;
+  /**
+   * The box's size and scroll offset, noted by the resize observer and the scroll handler, so
+   * that laying out never reads them: a read after another card's writes forces the browser to
+   * lay out the page there and then, once per card and frame.
+   */
+  private width = 0;
+  private height = 0;
+  private scrollTop = 0;
+  /** What the last layout was made of; the same again needs no work. */
+  private laidOut: { images: HeldImage[]; controlsFor: string; width: number; height: number; scrollTop: number; onScreen: boolean } | null = null;
   private frame = 0;
   private readonly resize: ResizeObserver;
   /** After a picture left by keyboard, focus goes to the same control of the one now in its place. */
@@ -83,15 +98,29 @@ class ThumbGrid {
     this.spacer = h('div', { class: 'thumbs-spacer' });
     this.empty = h('p', { class: 'thumbs-empty muted small' }, 'No pictures yet: drop some here, or use "Add pictures".');
     this.element = h('div', { class: 'thumbs', 'data-testid': 'thumbs', role: 'list', tabindex: 0 }, this.spacer, this.empty);
-    this.element.addEventListener('scroll', () => this.schedule(), { passive: true });
-    this.resize = new ResizeObserver(() => this.schedule());
+    this.element.addEventListener(
+      'scroll',
+      () => {
+        this.scrollTop = this.element.scrollTop;
+        this.schedule();
+      },
+      { passive: true },
+    );
+    this.resize = new ResizeObserver(() => {
+      // Read where the browser has just laid out: no extra layout.
+      this.width = this.element.clientWidth;
+      this.height = this.element.clientHeight;
+      this.scrollTop = this.element.scrollTop;
+      this.schedule();
+    });
     this.resize.observe(this.element);
   }
 
   update(data: CardData): void {
+    const before = this.data;
     this.data = data;
-    this.element.setAttribute('aria-label', `Pictures of ${data.label}`);
-    this.schedule();
+    if (before?.label !== data.label) this.element.setAttribute('aria-label', `Pictures of ${data.label}`);
+    if (before?.images !== data.images || controlsKey(before) !== controlsKey(data)) this.schedule();
   }
 
   /** Whether the card is on screen (an IntersectionObserver says): off screen, nothing is rendered. */
@@ -124,25 +153,38 @@ class ThumbGrid {
     const data = this.data;
     if (!data) return;
     const images = data.images;
+    const { width, height, scrollTop, onScreen } = this;
+    const controlsFor = controlsKey(data);
+    const last = this.laidOut;
+    if (
+      this.focusAfter === null &&
+      last?.images === images &&
+      last.controlsFor === controlsFor &&
+      last.width === width &&
+      last.height === height &&
+      last.scrollTop === scrollTop &&
+      last.onScreen === onScreen
+    ) {
+      return;
+    }
+    this.laidOut = { images, controlsFor, width, height, scrollTop, onScreen };
     this.empty.hidden = images.length > 0;
     this.element.classList.toggle('empty', images.length === 0);
-    const width = this.element.clientWidth;
     this.columns = Math.max(1, Math.floor(width / CELL_WIDTH));
     const rows = Math.ceil(images.length / this.columns);
-    this.spacer.style.height = `${rows * CELL_HEIGHT}px`;
+    const spacerHeight = `${rows * CELL_HEIGHT}px`;
+    if (this.spacer.style.height !== spacerHeight) this.spacer.style.height = spacerHeight;
 
-    const controlsFor = JSON.stringify([data.labels, data.training, data.blocked !== null]);
     if (controlsFor !== this.controlsFor) {
       this.controlsFor = controlsFor;
       for (const key of [...this.cells.keys()]) this.drop(key, true);
     }
 
     const wanted = new Map<number, number>();
-    if (this.onScreen && width > 0) {
-      const top = this.element.scrollTop;
-      const first = Math.max(0, Math.floor(top / CELL_HEIGHT) - OVERSCAN_ROWS);
-      const last = Math.min(rows - 1, Math.floor((top + this.element.clientHeight) / CELL_HEIGHT) + OVERSCAN_ROWS);
-      for (let index = first * this.columns; index <= Math.min(images.length - 1, (last + 1) * this.columns - 1); index++) {
+    if (onScreen && width > 0) {
+      const first = Math.max(0, Math.floor(scrollTop / CELL_HEIGHT) - OVERSCAN_ROWS);
+      const lastRow = Math.min(rows - 1, Math.floor((scrollTop + height) / CELL_HEIGHT) + OVERSCAN_ROWS);
+      for (let index = first * this.columns; index <= Math.min(images.length - 1, (lastRow + 1) * this.columns - 1); index++) {
         wanted.set(images[index].key, index);
       }
     }
