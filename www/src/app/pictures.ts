@@ -12,11 +12,19 @@ import { editsBlocked, idleTraining, isTraining, type AppState, type FileProblem
 
 type AddJob = { kind: 'class'; label: string } | { kind: 'image'; picked: PickedFile };
 
+/** Added pictures are stored in batches of at most this many, */
+const SAVE_BATCH = 32;
+/** or after this long, whichever comes first. */
+const SAVE_DELAY_MS = 200;
+
 export class Pictures {
   private nextKey = 1;
   private addQueue: AddJob[] = [];
   private addLoopRunning = false;
   private readonly library = new LibraryStore();
+  /** Added pictures not yet given to the browser's storage (see `keepPicture`). */
+  private unsaved: HeldImage[] = [];
+  private saveTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -72,6 +80,7 @@ export class Pictures {
       }
     } finally {
       this.addLoopRunning = false;
+      this.saveUnsaved();
     }
   }
 
@@ -331,10 +340,26 @@ export class Pictures {
     })();
   }
 
+  /**
+   * Stores an added picture with the next batch: a transaction per picture cost about a
+   * millisecond of the page's main thread each, and more of the browser's. A failed batch
+   * (storage full) leaves all of its pictures in memory only.
+   */
   private keepPicture(image: HeldImage): void {
     // After a failed write (storage full), new pictures stay in memory; removals still go through.
     if (this.ctx.state.library.status === 'memory') return;
-    this.persist(() => this.library.savePicture(image));
+    this.unsaved.push(image);
+    if (this.unsaved.length >= SAVE_BATCH) this.saveUnsaved();
+    else this.saveTimer ??= setTimeout(() => this.saveUnsaved(), SAVE_DELAY_MS);
+  }
+
+  private saveUnsaved(): void {
+    if (this.saveTimer !== null) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    if (this.unsaved.length === 0) return;
+    const images = this.unsaved;
+    this.unsaved = [];
+    this.library.savePictures(images).catch((error: unknown) => this.storageFailed(error));
   }
 
   private keepClasses(): void {
@@ -343,6 +368,9 @@ export class Pictures {
   }
 
   private persist(write: () => Promise<void>): void {
+    // Pictures waiting for their batch are written first: transactions run in the order they are
+    // made, so a removal or a relabel never comes before the picture's own write.
+    this.saveUnsaved();
     write().catch((error: unknown) => this.storageFailed(error));
   }
 
