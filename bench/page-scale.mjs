@@ -155,6 +155,8 @@ export async function pageScale({ serverUrl, count, classes, size, log = console
     const addSeconds = (Date.now() - started) / 1000;
     const longest = await page.evaluate(() => window.__longest);
     const after = { tab: await tabMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
+    // Thumbnails exist for the pictures in view only (each an <img> with an object URL).
+    const thumbnails = await page.locator('[data-testid="thumb-image"]').count();
     assert.equal(await page.locator('[data-testid="file-problem"]').count(), 0, `no picture refused: ${await errorsOn(page)}`);
     log(`# (so far: ${count} added in ${addSeconds.toFixed(1)} s, longest task ${longest.ms.toFixed(0)} ms, renderer RSS ${after.rss} bytes)`);
 
@@ -188,6 +190,7 @@ export async function pageScale({ serverUrl, count, classes, size, log = console
       longestTaskMs: longest.ms,
       longestTaskAfterPickMs: longest.afterPick,
       longTasks: longest.count,
+      thumbnails,
       stopSeconds,
       restoreSeconds,
       memory: { before, after, restored },
@@ -195,7 +198,7 @@ export async function pageScale({ serverUrl, count, classes, size, log = console
     log(
       `# ${count} pictures added in ${addSeconds.toFixed(1)} s (${(count / addSeconds).toFixed(0)}/s); longest main-thread task while adding ` +
         `${longest.ms.toFixed(0)} ms (${longest.count} tasks over 50 ms; the longest after the task that brought the picked files ` +
-        `${longest.afterPick.toFixed(0)} ms); Stop took ${stopSeconds.toFixed(1)} s; a reload brought all back in ${restoreSeconds.toFixed(1)} s`,
+        `${longest.afterPick.toFixed(0)} ms); ${thumbnails} thumbnails on the page; Stop took ${stopSeconds.toFixed(1)} s; a reload brought all back in ${restoreSeconds.toFixed(1)} s`,
     );
     log(
       `# tab memory (page + workers, measureUserAgentSpecificMemory): ${mb(before.tab)} before, ${mb(after.tab)} after adding, ${mb(restored.tab)} after the reload; ` +
