@@ -31,15 +31,21 @@ function summarize(events) {
     if (!threads.has(key)) threads.set(key, { name: names.get(key) ?? key, busyMs: 0, cpuMs: 0, tasks: 0, longestMs: 0, self: new Map(), sampledMs: 0 });
     return threads.get(key);
   };
-  // The outermost task event (a RunTask sits inside it); tdur is the thread's CPU time in it.
-  for (const e of events) {
-    if (e.ph === 'X' && e.name === 'ThreadControllerImpl::RunTask' && e.dur) {
-      const t = thread(`${e.pid}:${e.tid}`);
-      t.busyMs += e.dur / 1000;
-      t.cpuMs += (e.tdur ?? 0) / 1000;
-      t.tasks += 1;
-      t.longestMs = Math.max(t.longestMs, e.dur / 1000);
-    }
+  // Outermost task events only (the main thread's RunTask sits inside a ThreadControllerImpl one,
+  // a worker's does not); tdur is the thread's CPU time in it.
+  const tasks = events
+    .filter((e) => e.ph === 'X' && (e.name === 'RunTask' || e.name === 'ThreadControllerImpl::RunTask') && e.dur)
+    .sort((a, b) => a.ts - b.ts || b.dur - a.dur);
+  const endOf = new Map();
+  for (const e of tasks) {
+    const key = `${e.pid}:${e.tid}`;
+    if (e.ts < (endOf.get(key) ?? -Infinity)) continue;
+    endOf.set(key, e.ts + e.dur);
+    const t = thread(key);
+    t.busyMs += e.dur / 1000;
+    t.cpuMs += (e.tdur ?? 0) / 1000;
+    t.tasks += 1;
+    t.longestMs = Math.max(t.longestMs, e.dur / 1000);
   }
   // V8's sampling profiler: "Profile" then "ProfileChunk"s, per profile id, nodes and samples.
   const profiles = new Map();
