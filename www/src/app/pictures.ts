@@ -129,7 +129,7 @@ export class Pictures {
     }
     this.ctx.store.update((s) => {
       s.pictureHashes.set(image.key, hash);
-      s.picturesVersion += 1;
+      s.hashesVersion += 1;
     });
   }
 
@@ -286,6 +286,7 @@ export class Pictures {
       s.images.clear();
       s.pictureHashes.clear();
       s.picturesVersion += 1;
+      s.hashesVersion += 1;
       s.problems = [];
       s.training = idleTraining();
       s.trained = null;

@@ -177,7 +177,7 @@ export interface AppState {
   classes: string[];
   /**
    * Changed in place (copying the map for each added picture made adding n pictures cost n²):
-   * whoever changes it or `pictureHashes` bumps `picturesVersion`, which views compare.
+   * whoever changes it bumps `picturesVersion`, which views compare.
    */
   images: Map<number, HeldImage>;
   picturesVersion: number;
@@ -189,6 +189,7 @@ export interface AppState {
   checkpoint: CheckpointInfo | null;
   /** SHA-256 of held pictures' bytes by key, to show exact duplicates (see duplicates.ts); changed in place, as `images`. */
   pictureHashes: Map<number, string>;
+  hashesVersion: number;
   library: LibraryState;
   training: TrainingState;
   trained: ModelInfo | null;
@@ -271,6 +272,7 @@ export function initialState(choice: BackendChoice): AppState {
     summary: EMPTY_SUMMARY,
     problems: [],
     pictureHashes: new Map(),
+    hashesVersion: 0,
     checkpoint: null,
     library: { status: 'loading', restored: 0, problem: null, partial: false },
     training: idleTraining(),

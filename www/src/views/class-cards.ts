@@ -383,7 +383,7 @@ class ClassCard {
   update(data: CardData): void {
     this.data = data;
     const { count, training, blocked } = data;
-    this.count.textContent = plural(count, 'image');
+    setText(this.count, plural(count, 'image'));
     this.count.dataset.count = String(count);
     const others = data.labels.filter((l) => l !== this.label);
     const options = JSON.stringify(others);
@@ -573,17 +573,20 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     }
   }
 
+  let shownProblems: AppState['problems'] | null = null;
   return function render(state: AppState): void {
     renderCards(state);
 
     elements.addForm.querySelector('button')?.toggleAttribute('disabled', isTraining(state));
 
-    elements.status.textContent =
+    setText(
+      elements.status,
       state.adding > 0
         ? `Reading pictures… ${state.adding} to go`
         : state.summary.images > 0
           ? `${state.summary.images} images in ${state.summary.classes.length} classes`
-          : '';
+          : '',
+    );
     elements.status.dataset.adding = String(state.adding);
 
     const { library } = state;
@@ -591,19 +594,29 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     status.dataset.status = library.status;
     status.dataset.restored = String(library.restored);
     status.classList.toggle('problem', library.problem !== null);
-    status.textContent = libraryText(state);
+    setText(status, libraryText(state));
     status.hidden = status.textContent === '';
 
     elements.clearAll.hidden = state.classes.length === 0 && state.summary.classes.length === 0;
     elements.clearAll.disabled = isTraining(state) || state.adding > 0;
 
     elements.fileProblems.hidden = state.problems.length === 0;
+    if (state.problems === shownProblems) return;
+    shownProblems = state.problems;
     elements.fileProblemList.replaceChildren(
       ...state.problems.map(({ path, reason }) =>
         h('li', { 'data-testid': 'file-problem', 'data-path': path }, h('code', {}, path), `: ${reason}`),
       ),
     );
   };
+}
+
+/**
+ * Sets an element's text only when it differs: even the same text replaces the text node, and
+ * this runs for every card on every frame while pictures are added.
+ */
+function setText(element: HTMLElement, text: string): void {
+  if (element.textContent !== text) element.textContent = text;
 }
 
 function sameImages(a: HeldImage[], b: HeldImage[]): boolean {

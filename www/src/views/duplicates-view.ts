@@ -6,12 +6,13 @@ import type { AppState } from '../app/state';
 import { h } from './dom';
 
 export function mountDuplicates(elements: { box: HTMLElement; list: HTMLUListElement }): (state: AppState) => void {
-  let shownVersion = -1;
+  let shownVersions = '';
   /** What the list shows, so that pictures added without a new duplicate leave it alone. */
   let shownGroups = '';
   return (state) => {
-    if (state.picturesVersion === shownVersion) return;
-    shownVersion = state.picturesVersion;
+    const versions = `${state.picturesVersion}/${state.hashesVersion}`;
+    if (versions === shownVersions) return;
+    shownVersions = versions;
     const groups = duplicateGroups(state.images, state.pictureHashes);
     const signature = JSON.stringify(groups.map((group) => group.map((image) => [image.key, image.label, image.path])));
     if (signature === shownGroups) return;
