@@ -18,6 +18,23 @@ use crate::model::BackboneKind;
 use crate::recipe::Recipe;
 use crate::session::Session;
 
+unsafe extern "C" {
+    /// wasm-ld's function that runs the static constructors: cubecl's IR (`pliron`) registers
+    /// about 4000 items through `inventory`.
+    fn __wasm_call_ctors();
+}
+
+/// Runs the static constructors once, when the module is instantiated. A module that never calls
+/// `__wasm_call_ctors` itself gets every export wrapped in a call to it (wasm-ld takes it for a
+/// one-call "command"), so each call into the engine, and each JavaScript value crossing the
+/// boundary (an allocation in the externref table is an export too), re-ran them all: 0.2–1 ms
+/// each time, about 90 ms of the worker's CPU per added picture, most of the time to add many.
+#[wasm_bindgen(start)]
+fn run_constructors() {
+    // SAFETY: the start function runs once per instance, before any other export.
+    unsafe { __wasm_call_ctors() };
+}
+
 #[wasm_bindgen(js_name = initPanicHook)]
 pub fn init_panic_hook() {
     console_error_panic_hook::set_once();

@@ -29,4 +29,5 @@ after(() => server?.close());
 test(`${COUNT} pictures in 20 classes: all counted, Stop answers, all back after a reload`, { timeout: 30 * 60_000 }, async () => {
   const results = await pageScale({ serverUrl: server.url, count: COUNT, classes: 20, size: 64 });
   assert.equal(results.count, COUNT);
+  assert.ok(results.thumbnails < COUNT / 2, `thumbnails only for the pictures in view (${results.thumbnails} of ${COUNT})`);
 });

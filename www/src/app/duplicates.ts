@@ -16,7 +16,7 @@ export async function sha256Hex(file: Blob): Promise<string> {
  */
 export function duplicateGroups(images: ReadonlyMap<number, HeldImage>, hashes: ReadonlyMap<number, string>): HeldImage[][] {
   const byHash = new Map<string, HeldImage[]>();
-  for (const image of [...images.values()].sort((a, b) => a.key - b.key)) {
+  for (const image of inKeyOrder(images)) {
     const hash = hashes.get(image.key);
     if (hash === undefined) continue;
     const group = byHash.get(hash);
@@ -24,4 +24,18 @@ export function duplicateGroups(images: ReadonlyMap<number, HeldImage>, hashes: 
     else byHash.set(hash, [image]);
   }
   return [...byHash.values()].filter((group) => group.length > 1);
+}
+
+/**
+ * The pictures by key, the order they were added in. The map is in that order already (keys only
+ * grow, and a restore inserts them sorted), so it is only sorted when it is not: this runs per
+ * frame while pictures are being added.
+ */
+export function inKeyOrder(images: ReadonlyMap<number, HeldImage>): Iterable<HeldImage> {
+  let previous = -Infinity;
+  for (const key of images.keys()) {
+    if (key < previous) return [...images.values()].sort((a, b) => a.key - b.key);
+    previous = key;
+  }
+  return images.values();
 }

@@ -1,6 +1,6 @@
 // The pictures the user added, kept in the browser's IndexedDB so that a reload does not lose
 // them: each picture's class, path, file name and bytes, and the class list (a class may have no
-// pictures yet). Trained models are not kept. Every write is its own transaction; IndexedDB runs
+// pictures yet). Trained models are not kept. Every call is one transaction; IndexedDB runs
 // overlapping read-write transactions in the order they were made, so the last write wins.
 
 import { clear, createStore, delMany, entries, set, setMany, type UseStore } from 'idb-keyval';
@@ -77,8 +77,9 @@ export class LibraryStore {
     await set(CLASSES_KEY, classes, this.store);
   }
 
-  async savePicture(image: HeldImage): Promise<void> {
-    await set(pictureKey(image.key), stored(image), this.store);
+  /** Stores pictures in one transaction: one per picture costs the page and the browser more. */
+  async savePictures(images: HeldImage[]): Promise<void> {
+    if (images.length > 0) await setMany(images.map((image): [IDBValidKey, StoredPicture] => [pictureKey(image.key), stored(image)]), this.store);
   }
 
   /**

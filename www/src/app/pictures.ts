@@ -12,11 +12,19 @@ import { editsBlocked, idleTraining, isTraining, type AppState, type FileProblem
 
 type AddJob = { kind: 'class'; label: string } | { kind: 'image'; picked: PickedFile };
 
+/** Added pictures are stored in batches of at most this many, */
+const SAVE_BATCH = 32;
+/** or after this long, whichever comes first. */
+const SAVE_DELAY_MS = 200;
+
 export class Pictures {
   private nextKey = 1;
   private addQueue: AddJob[] = [];
   private addLoopRunning = false;
   private readonly library = new LibraryStore();
+  /** Added pictures not yet given to the browser's storage (see `keepPicture`). */
+  private unsaved: HeldImage[] = [];
+  private saveTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -72,6 +80,7 @@ export class Pictures {
       }
     } finally {
       this.addLoopRunning = false;
+      this.saveUnsaved();
     }
   }
 
@@ -98,7 +107,8 @@ export class Pictures {
     const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file };
     const newClass = !this.ctx.state.classes.includes(image.label);
     this.ctx.store.update((s) => {
-      s.images = new Map(s.images).set(image.key, image);
+      s.images.set(image.key, image);
+      s.picturesVersion += 1;
       if (newClass) s.classes = [...s.classes, image.label];
       s.summary = summary;
       s.trained = null;
@@ -118,7 +128,8 @@ export class Pictures {
       return; // only a warning depends on it
     }
     this.ctx.store.update((s) => {
-      s.pictureHashes = new Map(s.pictureHashes).set(image.key, hash);
+      s.pictureHashes.set(image.key, hash);
+      s.hashesVersion += 1;
     });
   }
 
@@ -129,7 +140,8 @@ export class Pictures {
       const removed = [...this.ctx.state.images.values()].filter((image) => image.label === label).map((image) => image.key);
       this.ctx.store.update((s) => {
         s.classes = s.classes.filter((c) => c !== label);
-        s.images = new Map([...s.images].filter(([, image]) => image.label !== label));
+        for (const key of removed) s.images.delete(key);
+        s.picturesVersion += 1;
         s.summary = summary;
         s.trained = null;
       });
@@ -202,9 +214,8 @@ export class Pictures {
     return this.edit('remove the picture', async () => {
       const { summary } = await this.ctx.call({ type: 'removePicture', key });
       this.ctx.store.update((s) => {
-        const images = new Map(s.images);
-        images.delete(key);
-        s.images = images;
+        s.images.delete(key);
+        s.picturesVersion += 1;
         s.summary = summary;
         s.trained = null;
       });
@@ -225,14 +236,13 @@ export class Pictures {
   ): void {
     const moved: HeldImage[] = [];
     this.ctx.store.update((s) => {
-      const images = new Map(s.images);
       for (const image of s.images.values()) {
         if (!which(image)) continue;
         const relabelled = { ...image, label: to };
-        images.set(image.key, relabelled);
+        s.images.set(image.key, relabelled);
         moved.push(relabelled);
       }
-      s.images = images;
+      s.picturesVersion += 1;
       if (from !== null) {
         s.classes = s.classes.includes(to) ? s.classes.filter((c) => c !== from) : s.classes.map((c) => (c === from ? to : c));
       }
@@ -273,9 +283,11 @@ export class Pictures {
     this.persist(() => this.library.clear());
     this.ctx.store.update((s) => {
       s.classes = [];
-      s.images = new Map();
+      s.images.clear();
+      s.pictureHashes.clear();
+      s.picturesVersion += 1;
+      s.hashesVersion += 1;
       s.problems = [];
-      s.pictureHashes = new Map();
       s.training = idleTraining();
       s.trained = null;
       s.predictions = [];
@@ -298,9 +310,8 @@ export class Pictures {
 
   dropHeld(key: number, problem: FileProblem): void {
     this.ctx.store.update((s) => {
-      const images = new Map(s.images);
-      images.delete(key);
-      s.images = images;
+      s.images.delete(key);
+      s.picturesVersion += 1;
       s.problems = [...s.problems, problem];
     });
     this.persist(() => this.library.deletePictures([key]));
@@ -321,6 +332,7 @@ export class Pictures {
     this.ctx.store.update((s) => {
       s.classes = stored.classes;
       s.images = images;
+      s.picturesVersion += 1;
       s.library = { status: 'saving', restored: images.size, problem: null, partial: false };
     });
     // Hashed beside the engine's start, not before it.
@@ -329,10 +341,26 @@ export class Pictures {
     })();
   }
 
+  /**
+   * Stores an added picture with the next batch: a transaction per picture cost about a
+   * millisecond of the page's main thread each, and more of the browser's. A failed batch
+   * (storage full) leaves all of its pictures in memory only.
+   */
   private keepPicture(image: HeldImage): void {
     // After a failed write (storage full), new pictures stay in memory; removals still go through.
     if (this.ctx.state.library.status === 'memory') return;
-    this.persist(() => this.library.savePicture(image));
+    this.unsaved.push(image);
+    if (this.unsaved.length >= SAVE_BATCH) this.saveUnsaved();
+    else this.saveTimer ??= setTimeout(() => this.saveUnsaved(), SAVE_DELAY_MS);
+  }
+
+  private saveUnsaved(): void {
+    if (this.saveTimer !== null) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    if (this.unsaved.length === 0) return;
+    const images = this.unsaved;
+    this.unsaved = [];
+    this.library.savePictures(images).catch((error: unknown) => this.storageFailed(error));
   }
 
   private keepClasses(): void {
@@ -341,6 +369,9 @@ export class Pictures {
   }
 
   private persist(write: () => Promise<void>): void {
+    // Pictures waiting for their batch are written first: transactions run in the order they are
+    // made, so a removal or a relabel never comes before the picture's own write.
+    this.saveUnsaved();
     write().catch((error: unknown) => this.storageFailed(error));
   }
 

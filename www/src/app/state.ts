@@ -175,15 +175,21 @@ export interface AppState {
   backbone: BackboneState;
   /** Class labels the user has brought, in order (a class may have no images yet). */
   classes: string[];
+  /**
+   * Changed in place (copying the map for each added picture made adding n pictures cost n²):
+   * whoever changes it bumps `picturesVersion`, which views compare.
+   */
   images: Map<number, HeldImage>;
+  picturesVersion: number;
   /** Files waiting to be decoded by the worker. */
   adding: number;
   summary: DatasetSummary;
   problems: FileProblem[];
   /** A kept checkpoint of an interrupted (or running) training run, if there is one. */
   checkpoint: CheckpointInfo | null;
-  /** SHA-256 of held pictures' bytes by key, to show exact duplicates (see duplicates.ts). */
+  /** SHA-256 of held pictures' bytes by key, to show exact duplicates (see duplicates.ts); changed in place, as `images`. */
   pictureHashes: Map<number, string>;
+  hashesVersion: number;
   library: LibraryState;
   training: TrainingState;
   trained: ModelInfo | null;
@@ -261,10 +267,12 @@ export function initialState(choice: BackendChoice): AppState {
     },
     classes: [],
     images: new Map(),
+    picturesVersion: 0,
     adding: 0,
     summary: EMPTY_SUMMARY,
     problems: [],
     pictureHashes: new Map(),
+    hashesVersion: 0,
     checkpoint: null,
     library: { status: 'loading', restored: 0, problem: null, partial: false },
     training: idleTraining(),

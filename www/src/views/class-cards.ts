@@ -11,6 +11,7 @@
 
 import { h } from './dom';
 import { acceptDrops, pickedFromDrop, pickedFromInput, type Picked } from './drop-zone';
+import { inKeyOrder } from '../app/duplicates';
 import { editsBlocked, isTraining, type AppState, type HeldImage } from '../app/state';
 
 export interface ClassCardsElements {
@@ -58,6 +59,11 @@ interface CardData {
   blocked: string | null;
 }
 
+/** What a thumbnail's controls depend on: the other classes, and whether edits are possible. */
+function controlsKey(data: CardData | null): string {
+  return data === null ? '' : JSON.stringify([data.labels, data.training, data.blocked !== null]);
+}
+
 function plural(count: number, word: string): string {
   return `${count} ${word}${count === 1 ? '' : 's'}`;
 }
@@ -73,6 +79,16 @@ class ThumbGrid {
   private controlsFor = '';
   private onScreen = false;
   private columns = 1;
+  /**
+   * The box's size and scroll offset, noted by the resize observer and the scroll handler, so
+   * that laying out never reads them: a read after another card's writes forces the browser to
+   * lay out the page there and then, once per card and frame.
+   */
+  private width = 0;
+  private height = 0;
+  private scrollTop = 0;
+  /** What the last layout was made of; the same again needs no work. */
+  private laidOut: { images: HeldImage[]; controlsFor: string; width: number; height: number; scrollTop: number; onScreen: boolean } | null = null;
   private frame = 0;
   private readonly resize: ResizeObserver;
   /** After a picture left by keyboard, focus goes to the same control of the one now in its place. */
@@ -82,15 +98,29 @@ class ThumbGrid {
     this.spacer = h('div', { class: 'thumbs-spacer' });
     this.empty = h('p', { class: 'thumbs-empty muted small' }, 'No pictures yet: drop some here, or use "Add pictures".');
     this.element = h('div', { class: 'thumbs', 'data-testid': 'thumbs', role: 'list', tabindex: 0 }, this.spacer, this.empty);
-    this.element.addEventListener('scroll', () => this.schedule(), { passive: true });
-    this.resize = new ResizeObserver(() => this.schedule());
+    this.element.addEventListener(
+      'scroll',
+      () => {
+        this.scrollTop = this.element.scrollTop;
+        this.schedule();
+      },
+      { passive: true },
+    );
+    this.resize = new ResizeObserver(() => {
+      // Read where the browser has just laid out: no extra layout.
+      this.width = this.element.clientWidth;
+      this.height = this.element.clientHeight;
+      this.scrollTop = this.element.scrollTop;
+      this.schedule();
+    });
     this.resize.observe(this.element);
   }
 
   update(data: CardData): void {
+    const before = this.data;
     this.data = data;
-    this.element.setAttribute('aria-label', `Pictures of ${data.label}`);
-    this.schedule();
+    if (before?.label !== data.label) this.element.setAttribute('aria-label', `Pictures of ${data.label}`);
+    if (before?.images !== data.images || controlsKey(before) !== controlsKey(data)) this.schedule();
   }
 
   /** Whether the card is on screen (an IntersectionObserver says): off screen, nothing is rendered. */
@@ -123,25 +153,38 @@ class ThumbGrid {
     const data = this.data;
     if (!data) return;
     const images = data.images;
+    const { width, height, scrollTop, onScreen } = this;
+    const controlsFor = controlsKey(data);
+    const last = this.laidOut;
+    if (
+      this.focusAfter === null &&
+      last?.images === images &&
+      last.controlsFor === controlsFor &&
+      last.width === width &&
+      last.height === height &&
+      last.scrollTop === scrollTop &&
+      last.onScreen === onScreen
+    ) {
+      return;
+    }
+    this.laidOut = { images, controlsFor, width, height, scrollTop, onScreen };
     this.empty.hidden = images.length > 0;
     this.element.classList.toggle('empty', images.length === 0);
-    const width = this.element.clientWidth;
     this.columns = Math.max(1, Math.floor(width / CELL_WIDTH));
     const rows = Math.ceil(images.length / this.columns);
-    this.spacer.style.height = `${rows * CELL_HEIGHT}px`;
+    const spacerHeight = `${rows * CELL_HEIGHT}px`;
+    if (this.spacer.style.height !== spacerHeight) this.spacer.style.height = spacerHeight;
 
-    const controlsFor = JSON.stringify([data.labels, data.training, data.blocked !== null]);
     if (controlsFor !== this.controlsFor) {
       this.controlsFor = controlsFor;
       for (const key of [...this.cells.keys()]) this.drop(key, true);
     }
 
     const wanted = new Map<number, number>();
-    if (this.onScreen && width > 0) {
-      const top = this.element.scrollTop;
-      const first = Math.max(0, Math.floor(top / CELL_HEIGHT) - OVERSCAN_ROWS);
-      const last = Math.min(rows - 1, Math.floor((top + this.element.clientHeight) / CELL_HEIGHT) + OVERSCAN_ROWS);
-      for (let index = first * this.columns; index <= Math.min(images.length - 1, (last + 1) * this.columns - 1); index++) {
+    if (onScreen && width > 0) {
+      const first = Math.max(0, Math.floor(scrollTop / CELL_HEIGHT) - OVERSCAN_ROWS);
+      const lastRow = Math.min(rows - 1, Math.floor((scrollTop + height) / CELL_HEIGHT) + OVERSCAN_ROWS);
+      for (let index = first * this.columns; index <= Math.min(images.length - 1, (lastRow + 1) * this.columns - 1); index++) {
         wanted.set(images[index].key, index);
       }
     }
@@ -340,7 +383,7 @@ class ClassCard {
   update(data: CardData): void {
     this.data = data;
     const { count, training, blocked } = data;
-    this.count.textContent = plural(count, 'image');
+    setText(this.count, plural(count, 'image'));
     this.count.dataset.count = String(count);
     const others = data.labels.filter((l) => l !== this.label);
     const options = JSON.stringify(others);
@@ -466,18 +509,23 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     });
   });
 
-  // Pictures grouped by class, recomputed only when the pictures change.
-  let grouped: { images: AppState['images']; byLabel: Map<string, HeldImage[]> } | null = null;
+  // Pictures grouped by class, recomputed only when the pictures change. A class whose pictures
+  // are the same as before keeps its array, so its card has nothing to lay out again.
+  let grouped: { version: number; byLabel: Map<string, HeldImage[]> } | null = null;
   function byLabel(state: AppState): Map<string, HeldImage[]> {
-    if (grouped?.images === state.images) return grouped.byLabel;
+    if (grouped?.version === state.picturesVersion) return grouped.byLabel;
     const groups = new Map<string, HeldImage[]>();
-    for (const image of state.images.values()) {
+    for (const image of inKeyOrder(state.images)) {
       let group = groups.get(image.label);
       if (!group) groups.set(image.label, (group = []));
       group.push(image);
     }
-    for (const group of groups.values()) group.sort((a, b) => a.key - b.key);
-    grouped = { images: state.images, byLabel: groups };
+    const before = grouped?.byLabel;
+    for (const [label, group] of groups) {
+      const old = before?.get(label);
+      if (old && sameImages(old, group)) groups.set(label, old);
+    }
+    grouped = { version: state.picturesVersion, byLabel: groups };
     return groups;
   }
 
@@ -525,17 +573,20 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     }
   }
 
+  let shownProblems: AppState['problems'] | null = null;
   return function render(state: AppState): void {
     renderCards(state);
 
     elements.addForm.querySelector('button')?.toggleAttribute('disabled', isTraining(state));
 
-    elements.status.textContent =
+    setText(
+      elements.status,
       state.adding > 0
         ? `Reading pictures… ${state.adding} to go`
         : state.summary.images > 0
           ? `${state.summary.images} images in ${state.summary.classes.length} classes`
-          : '';
+          : '',
+    );
     elements.status.dataset.adding = String(state.adding);
 
     const { library } = state;
@@ -543,19 +594,33 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     status.dataset.status = library.status;
     status.dataset.restored = String(library.restored);
     status.classList.toggle('problem', library.problem !== null);
-    status.textContent = libraryText(state);
+    setText(status, libraryText(state));
     status.hidden = status.textContent === '';
 
     elements.clearAll.hidden = state.classes.length === 0 && state.summary.classes.length === 0;
     elements.clearAll.disabled = isTraining(state) || state.adding > 0;
 
     elements.fileProblems.hidden = state.problems.length === 0;
+    if (state.problems === shownProblems) return;
+    shownProblems = state.problems;
     elements.fileProblemList.replaceChildren(
       ...state.problems.map(({ path, reason }) =>
         h('li', { 'data-testid': 'file-problem', 'data-path': path }, h('code', {}, path), `: ${reason}`),
       ),
     );
   };
+}
+
+/**
+ * Sets an element's text only when it differs: even the same text replaces the text node, and
+ * this runs for every card on every frame while pictures are added.
+ */
+function setText(element: HTMLElement, text: string): void {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+function sameImages(a: HeldImage[], b: HeldImage[]): boolean {
+  return a.length === b.length && a.every((image, i) => image === b[i]);
 }
 
 function libraryText({ library }: AppState): string {

@@ -6,13 +6,18 @@ import type { AppState } from '../app/state';
 import { h } from './dom';
 
 export function mountDuplicates(elements: { box: HTMLElement; list: HTMLUListElement }): (state: AppState) => void {
-  let shownHashes: AppState['pictureHashes'] | null = null;
-  let shownImages: AppState['images'] | null = null;
+  let shownVersions = '';
+  /** What the list shows, so that pictures added without a new duplicate leave it alone. */
+  let shownGroups = '';
   return (state) => {
-    if (state.pictureHashes === shownHashes && state.images === shownImages) return;
-    shownHashes = state.pictureHashes;
-    shownImages = state.images;
-    const items = duplicateGroups(state.images, state.pictureHashes).map((group) => {
+    const versions = `${state.picturesVersion}/${state.hashesVersion}`;
+    if (versions === shownVersions) return;
+    shownVersions = versions;
+    const groups = duplicateGroups(state.images, state.pictureHashes);
+    const signature = JSON.stringify(groups.map((group) => group.map((image) => [image.key, image.label, image.path])));
+    if (signature === shownGroups) return;
+    shownGroups = signature;
+    const items = groups.map((group) => {
       const labels = [...new Set(group.map((image) => image.label))];
       const paths = group.map((image) => image.path);
       const names: (Node | string)[] = [];

@@ -1,0 +1,126 @@
+// Where the time goes while the page adds many pictures: records a Chromium trace (with V8's
+// sampling profiler on every thread) of adding `count` generated pictures through the folder
+// input, and prints, per renderer thread (the page's main thread, the trainer worker, ...), how
+// long it was busy (wall clock, and CPU time: on a loaded machine they differ) and the functions
+// that took the most of it (self time; wasm functions are unnamed in a release build). The
+// page's store and views run on the main thread, the decoding engine in the worker; IndexedDB
+// writes run in the browser process, so they show as neither (the page does not wait for them).
+//
+//   cd www && npm run build -- --mode bench && cd .. && node bench/profile-add.mjs [--count 1000] [--classes 20] [--top 25] [--trace trace.json]
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { serveStatic } from '../tests/e2e/support/server.mjs';
+import { launchChromium } from '../tests/e2e/support/chromium.mjs';
+import { waitForClassCounts, waitForEngine } from '../tests/e2e/support/page.mjs';
+import { writePictures } from './page-scale.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+const CATEGORIES = ['toplevel', 'devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8.execute', 'disabled-by-default-v8.cpu_profiler'];
+
+/** Per thread: busy milliseconds (top-level tasks) and self milliseconds by function, from the trace. */
+function summarize(events) {
+  const names = new Map();
+  for (const e of events) if (e.ph === 'M' && e.name === 'thread_name') names.set(`${e.pid}:${e.tid}`, e.args.name);
+  const threads = new Map();
+  const thread = (key) => {
+    if (!threads.has(key)) threads.set(key, { name: names.get(key) ?? key, busyMs: 0, cpuMs: 0, tasks: 0, longestMs: 0, self: new Map(), sampledMs: 0 });
+    return threads.get(key);
+  };
+  // Outermost task events only (the main thread's RunTask sits inside a ThreadControllerImpl one,
+  // a worker's does not); tdur is the thread's CPU time in it.
+  const tasks = events
+    .filter((e) => e.ph === 'X' && (e.name === 'RunTask' || e.name === 'ThreadControllerImpl::RunTask') && e.dur)
+    .sort((a, b) => a.ts - b.ts || b.dur - a.dur);
+  const endOf = new Map();
+  for (const e of tasks) {
+    const key = `${e.pid}:${e.tid}`;
+    if (e.ts < (endOf.get(key) ?? -Infinity)) continue;
+    endOf.set(key, e.ts + e.dur);
+    const t = thread(key);
+    t.busyMs += e.dur / 1000;
+    t.cpuMs += (e.tdur ?? 0) / 1000;
+    t.tasks += 1;
+    t.longestMs = Math.max(t.longestMs, e.dur / 1000);
+  }
+  // V8's sampling profiler: "Profile" then "ProfileChunk"s, per profile id, nodes and samples.
+  const profiles = new Map();
+  for (const e of events) {
+    if (e.name !== 'Profile' && e.name !== 'ProfileChunk') continue;
+    const id = `${e.pid}:${e.id}`;
+    if (!profiles.has(id)) profiles.set(id, { key: `${e.pid}:${e.tid}`, nodes: new Map(), samples: [], deltas: [] });
+    const p = profiles.get(id);
+    if (e.name === 'Profile') p.key = `${e.pid}:${e.tid}`;
+    const data = e.args?.data;
+    for (const node of data?.cpuProfile?.nodes ?? []) p.nodes.set(node.id, node);
+    p.samples.push(...(data?.cpuProfile?.samples ?? []));
+    p.deltas.push(...(data?.timeDeltas ?? []));
+  }
+  for (const p of profiles.values()) {
+    const t = thread(p.key);
+    for (let i = 0; i < p.samples.length; i++) {
+      const node = p.nodes.get(p.samples[i]);
+      const ms = (p.deltas[i + 1] ?? 0) / 1000;
+      if (!node || ms <= 0) continue;
+      const f = node.callFrame;
+      if (f.functionName === '(idle)' || f.functionName === '(program)') continue;
+      const file = f.url ? f.url.split('/').pop() : '';
+      const where = `${f.functionName || '(anonymous)'} ${file}${file ? `:${f.lineNumber + 1}` : ''}`;
+      t.self.set(where, (t.self.get(where) ?? 0) + ms);
+      t.sampledMs += ms;
+    }
+  }
+  return [...threads.values()].filter((t) => t.busyMs > 0 || t.sampledMs > 0).sort((a, b) => b.busyMs - a.busyMs);
+}
+
+export async function profileAdd({ serverUrl, count, classes, top, tracePath, log = console.log }) {
+  const dir = await mkdtemp(join(tmpdir(), 'webtune-profile-'));
+  const browser = await launchChromium();
+  try {
+    const { dataset, counts } = await writePictures(dir, count, classes, 64);
+    const page = await browser.newPage();
+    await page.goto(serverUrl);
+    await waitForEngine(page, 'cpu');
+    await browser.startTracing(page, { categories: CATEGORIES });
+    const started = Date.now();
+    await page.locator('[data-testid="folder-input"]').setInputFiles(dataset);
+    await waitForClassCounts(page, counts, 3_600_000);
+    const addSeconds = (Date.now() - started) / 1000;
+    const trace = await browser.stopTracing();
+    if (tracePath) await writeFile(tracePath, trace);
+    const { traceEvents } = JSON.parse(trace.toString());
+    log(`# ${count} pictures in ${classes} classes added in ${addSeconds.toFixed(1)} s (traced, so slower than untraced)`);
+    for (const t of summarize(traceEvents)) {
+      if (t.busyMs < 100 && t.sampledMs < 100) continue;
+      log(
+        `\n## ${t.name}: busy ${(t.busyMs / 1000).toFixed(1)} s (${(t.cpuMs / 1000).toFixed(1)} s of CPU) in ${t.tasks} tasks ` +
+          `(longest ${t.longestMs.toFixed(0)} ms); JS and wasm sampled ${(t.sampledMs / 1000).toFixed(1)} s, by self time:`,
+      );
+      for (const [where, ms] of [...t.self].sort((a, b) => b[1] - a[1]).slice(0, top)) log(`  ${ms.toFixed(0).padStart(7)} ms  ${where}`);
+    }
+  } finally {
+    await browser.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({
+    options: {
+      count: { type: 'string', default: '1000' },
+      classes: { type: 'string', default: '20' },
+      top: { type: 'string', default: '25' },
+      trace: { type: 'string' },
+    },
+  });
+  const server = await serveStatic(resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www/dist')));
+  try {
+    await profileAdd({ serverUrl: server.url, count: Number(values.count), classes: Number(values.classes), top: Number(values.top), tracePath: values.trace });
+  } finally {
+    await server.close();
+  }
+}
