@@ -23,8 +23,8 @@ pub struct Recipe {
     pub unfreeze: Option<usize>,
     pub fine_tune: FineTuneOptions,
     pub augmentation: Augmentation,
-    /// Augmented views cached per training picture for phase 2 (default 2; one center view when
-    /// augmentation is off).
+    /// Views cached per training picture for phase 2: the center view, then augmented ones
+    /// (default 2; only the center view when augmentation is off).
     pub views_per_image: usize,
 }
 
@@ -149,7 +149,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("fineTune.labelSmoothing", "Label smoothing", "Softens the targets; helps against over-confident models.", Number, incl(0.0), excl(0.5)),
     setting("fineTune.patience", "Patience", "Epochs without a better validation loss before phase 2 stops (the best epoch is kept).", Integer, incl(1.0), incl(1000.0)),
     setting("fineTune.batchSize", "Fine-tune batch size", "Views per step in phase 2.", Integer, incl(1.0), incl(1024.0)),
-    setting("viewsPerImage", "Views per picture", "Augmented views cached per training picture for phase 2.", Integer, incl(1.0), incl(32.0)),
+    setting("viewsPerImage", "Views per picture", "Views cached per training picture for phase 2: the center view, then augmented ones.", Integer, incl(1.0), incl(32.0)),
     setting("augmentation.enabled", "Augment", "Random crops, flips and colour changes in phase 2.", Boolean, None, None),
     setting("augmentation.horizontalFlip", "Mirror left-right", "Turn off where left and right matter (text, digits, arrows).", Boolean, None, None),
     setting("augmentation.colorJitter", "Colour jitter", "Largest relative change of brightness, contrast and saturation.", Number, incl(0.0), incl(0.5)),

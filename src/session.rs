@@ -479,8 +479,11 @@ impl Session {
         if run.val.is_empty() { settle(State::Evaluating(run)).0 } else { State::Evaluating(run) }
     }
 
-    /// Queues `views_per_image` augmented views per training picture (one center view when
-    /// augmentation is off) and one center view per validation picture.
+    /// Queues `views_per_image` views per training picture — the first the center view that phase 1
+    /// and the evaluation see, the others augmented (only the center view when augmentation is
+    /// off) — and one center view per validation picture. With the center view among them, phase 2
+    /// starts on pictures the phase-1 head already classifies, instead of only on views it has
+    /// never seen.
     fn queue_views(&self, run: &Run) -> Result<Caching> {
         let recipe = &run.recipe;
         let plan = UnfreezePlan::new(self.backbone.kind(), run.unfreeze)?;
@@ -490,7 +493,7 @@ impl Session {
         let mut queue = Vec::new();
         for (n, &(id, class)) in run.train.iter().enumerate() {
             for v in 0..views {
-                let view_seed = recipe.augmentation.enabled.then(|| seed ^ ((n * 32 + v) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let view_seed = (v > 0).then(|| seed ^ ((n * 32 + v) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 queue.push((id, class, view_seed, false));
             }
         }

@@ -60,7 +60,7 @@ pub struct TrainArgs {
     /// Phase 2's (peak) head learning rate; the unfrozen blocks get a tenth of it.
     #[arg(long)]
     fine_lr: Option<f64>,
-    /// Augmented views cached per training image for fine-tuning.
+    /// Views cached per training image for fine-tuning: the center view, then augmented ones.
     #[arg(long)]
     views: Option<usize>,
     /// Turn augmentation off.

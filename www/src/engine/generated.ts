@@ -286,8 +286,8 @@ export type Recipe = { head: HeadOptions,
  */
 unfreeze: number | null, fineTune: FineTuneOptions, augmentation: Augmentation, 
 /**
- * Augmented views cached per training picture for phase 2 (default 2; one center view when
- * augmentation is off).
+ * Views cached per training picture for phase 2: the center view, then augmented ones
+ * (default 2; only the center view when augmentation is off).
  */
 viewsPerImage: number, };
 
@@ -671,7 +671,7 @@ export const SETTINGS: Setting[] = [
   {
     "advanced": true,
     "displayScale": 1.0,
-    "help": "Augmented views cached per training picture for phase 2.",
+    "help": "Views cached per training picture for phase 2: the center view, then augmented ones.",
     "key": "viewsPerImage",
     "kind": "integer",
     "label": "Views per picture",
