@@ -31,8 +31,20 @@ let workDir;
 
 const card = (page, label) => page.locator(`[data-testid="class-row"][data-label="${label}"]`);
 
-/** The paths (titles) of the thumbnails a card shows now. */
-function thumbPaths(page, label) {
+/**
+ * The paths (titles) of a small card's thumbnails, once it shows one per picture: the counts are
+ * written at once, the thumbnails in the animation frame after.
+ */
+async function thumbPaths(page, label) {
+  await page.waitForFunction(
+    (label) => {
+      const row = document.querySelector(`[data-testid="class-row"][data-label="${label}"]`);
+      const count = Number(row?.querySelector('[data-count]')?.getAttribute('data-count'));
+      return row !== null && row.querySelectorAll('[data-testid="thumb"]').length === count;
+    },
+    label,
+    { timeout: 30_000 },
+  );
   return card(page, label)
     .locator('[data-testid="thumb"]')
     .evaluateAll((cells) => cells.map((cell) => cell.getAttribute('title')).sort());
