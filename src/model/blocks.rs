@@ -115,8 +115,8 @@ impl ConvBn {
     /// what changes is its backward: burn's generic convolution backward computes the weight
     /// gradient as a convolution with batch and channels swapped, which burn-flex runs as one
     /// matrix–vector product per input channel, while the product's backward is two large matrix
-    /// products. About 3× faster for the shapes of phase 2's tail on the CPU backend
-    /// (`cargo run --example fine_tune_benchmark`). Other convolutions keep [`forward`](Self::forward).
+    /// products. About 3× faster for the shapes of phase 2's tail on the CPU backend (README,
+    /// Speed). Other convolutions keep [`forward`](Self::forward).
     ///
     /// # Shapes
     /// - input: `[batch, in_channels, height, width]`
@@ -198,13 +198,7 @@ impl MbConv {
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, out_channels, h / stride, w / stride]`
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = match &self.expand {
-            Some(expand) => expand.forward_relu6(input.clone()),
-            None => input.clone(),
-        };
-        let x = self.depthwise.forward_relu6(x);
-        let x = self.project.forward(x); // linear bottleneck: no activation
-        if self.residual { x + input } else { x }
+        self.forward_with(input, ConvBn::forward)
     }
 
     /// [`forward`](Self::forward) for a block that trains (see [`ConvBn::forward_trainable`]).
@@ -213,12 +207,18 @@ impl MbConv {
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, out_channels, h / stride, w / stride]`
     pub fn forward_trainable(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_with(input, ConvBn::forward_trainable)
+    }
+
+    /// The block with `pointwise` computing its 1×1 units (expand, project); the depthwise
+    /// convolution always takes [`ConvBn::forward`].
+    fn forward_with(&self, input: Tensor<4>, pointwise: fn(&ConvBn, Tensor<4>) -> Tensor<4>) -> Tensor<4> {
         let x = match &self.expand {
-            Some(expand) => relu6(expand.forward_trainable(input.clone())),
+            Some(expand) => relu6(pointwise(expand, input.clone())),
             None => input.clone(),
         };
         let x = self.depthwise.forward_relu6(x);
-        let x = self.project.forward_trainable(x);
+        let x = pointwise(&self.project, x); // linear bottleneck: no activation
         if self.residual { x + input } else { x }
     }
 }

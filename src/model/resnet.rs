@@ -49,16 +49,7 @@ impl ResidualBlock {
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, out_channels, h / stride, w / stride]`
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let shortcut = match &self.downsample {
-            Some(downsample) => downsample.forward(input.clone()),
-            None => input.clone(),
-        };
-        let x = self.conv1.forward_relu(input);
-        let x = match &self.conv3 {
-            Some(conv3) => conv3.forward(self.conv2.forward_relu(x)),
-            None => self.conv2.forward(x),
-        };
-        burn::tensor::activation::relu(x + shortcut)
+        self.forward_with(input, ConvBn::forward)
     }
 
     /// [`forward`](Self::forward) for a block that trains: a bottleneck's 1×1 convolutions as
@@ -68,14 +59,20 @@ impl ResidualBlock {
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, out_channels, h / stride, w / stride]`
     pub fn forward_trainable(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_with(input, ConvBn::forward_trainable)
+    }
+
+    /// The block with `unit` computing the units that may be 1×1 (`conv1`, `conv3`, the
+    /// shortcut's projection); `conv2` (3×3) always takes [`ConvBn::forward`].
+    fn forward_with(&self, input: Tensor<4>, unit: fn(&ConvBn, Tensor<4>) -> Tensor<4>) -> Tensor<4> {
+        let relu = burn::tensor::activation::relu;
         let shortcut = match &self.downsample {
-            Some(downsample) => downsample.forward_trainable(input.clone()),
+            Some(downsample) => unit(downsample, input.clone()),
             None => input.clone(),
         };
-        let relu = burn::tensor::activation::relu;
-        let x = relu(self.conv1.forward_trainable(input));
+        let x = relu(unit(&self.conv1, input));
         let x = match &self.conv3 {
-            Some(conv3) => conv3.forward_trainable(self.conv2.forward_relu(x)),
+            Some(conv3) => unit(conv3, self.conv2.forward_relu(x)),
             None => self.conv2.forward(x),
         };
         relu(x + shortcut)
