@@ -25,7 +25,7 @@ use crate::inference::{Prediction, TrainedModel, meta};
 use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, Head};
 use crate::recipe::Recipe;
 use crate::train::{
-    CacheStorage, EpochReport, Evaluation, FeatureCache, FineTuner, HeadTrainer, LabelledFeatures, PrefixCache, Recommendation,
+    CacheStorage, CenterPrefixes, EpochReport, Evaluation, FeatureCache, FineTuner, HeadTrainer, LabelledFeatures, PrefixCache, Recommendation,
     UnfreezePlan, evaluate, recommend,
 };
 use crate::weights::{read_safetensors, read_weights_file};
@@ -140,6 +140,8 @@ struct Run {
     resumed: bool,
     /// The fine-tuner, once phase 2 trains; its model replaces the head's from then on.
     fine: Option<FineTuner>,
+    /// Center-view prefix outputs from the features stage, until phase 2's cache takes them.
+    centers: CenterPrefixes,
 }
 
 impl Run {
@@ -164,7 +166,9 @@ enum State {
     Idle,
     /// `distinct`: the pictures the run trains on and the notes about copies, found at start
     /// (pictures cannot change while a run goes).
-    Features { recipe: Recipe, unfreeze: usize, total: usize, distinct: (Vec<usize>, Vec<String>) },
+    /// `centers`: with phase 2 ahead, the prefix outputs of the center views computed along
+    /// with the features (phase 2 caches every picture's center view).
+    Features { recipe: Recipe, unfreeze: usize, total: usize, distinct: (Vec<usize>, Vec<String>), centers: Option<CenterPrefixes> },
     Head(Run),
     Caching(Run, Caching),
     FineTuning(Run),
@@ -348,8 +352,12 @@ impl Session {
         })?;
         let unfreeze = recipe.unfreeze.unwrap_or_else(|| self.recommendation().unfreeze);
         let pending_features = self.pending_features();
+        let centers = match unfreeze {
+            0 => None,
+            _ => Some(CenterPrefixes::new(UnfreezePlan::new(self.backbone.kind(), unfreeze)?.first_tail_unit())),
+        };
         self.loaded = None;
-        self.state = State::Features { recipe, unfreeze, total: pending_features, distinct };
+        self.state = State::Features { recipe, unfreeze, total: pending_features, distinct, centers };
         Ok(Started { unfreeze, pending_features })
     }
 
@@ -380,20 +388,24 @@ impl Session {
     async fn advance(&mut self, state: State, budget: usize) -> std::result::Result<(State, Event), (State, Error)> {
         match state {
             State::Idle => Err((State::Idle, Error::Training("start a run first".into()))),
-            State::Features { recipe, unfreeze, total, distinct } => {
+            State::Features { recipe, unfreeze, total, distinct, mut centers } => {
                 let pending: Vec<_> =
                     self.images.images().iter().filter(|i| !self.features.contains(i.id)).take(budget).collect();
                 if pending.is_empty() {
-                    return match self.split(recipe, unfreeze, distinct) {
+                    return match self.split(recipe, unfreeze, distinct, centers.unwrap_or_default()) {
                         Ok((run, event)) => Ok((State::Head(run), event)),
                         Err(e) => Err((State::Idle, e)),
                     };
                 }
-                if let Err(e) = self.features.extract(&self.backbone, &self.spec, &pending).await {
+                let extracted = match centers.as_mut() {
+                    Some(centers) => self.features.extract_with_prefixes(&self.backbone, &self.spec, &pending, centers).await,
+                    None => self.features.extract(&self.backbone, &self.spec, &pending).await,
+                };
+                if let Err(e) = extracted {
                     return Err((State::Idle, e));
                 }
                 let done = total - self.pending_features().min(total);
-                Ok((State::Features { recipe, unfreeze, total, distinct }, Event::Features { done, total }))
+                Ok((State::Features { recipe, unfreeze, total, distinct, centers }, Event::Features { done, total }))
             }
             State::Head(mut run) => match run.head.train_epoch().await {
                 Ok(report) => {
@@ -428,7 +440,13 @@ impl Session {
     }
 
     /// Splits the `kept` pictures (stratified, seeded) and prepares the head. Every feature is there.
-    fn split(&self, recipe: Recipe, unfreeze: usize, (kept, mut notes): (Vec<usize>, Vec<String>)) -> Result<(Run, Event)> {
+    fn split(
+        &self,
+        recipe: Recipe,
+        unfreeze: usize,
+        (kept, mut notes): (Vec<usize>, Vec<String>),
+        centers: CenterPrefixes,
+    ) -> Result<(Run, Event)> {
         let options = recipe.head.clone();
         let labels = self.images.labels();
         let all = self.images.images();
@@ -459,7 +477,7 @@ impl Session {
             None => {}
         }
         let members = |indices: &[usize]| indices.iter().map(|&i| (images[i].id, classes[i])).collect::<Vec<_>>();
-        let run = Run { recipe, unfreeze, labels, train: members(&split.train), val: members(&split.val), head, resumed, fine: None };
+        let run = Run { recipe, unfreeze, labels, train: members(&split.train), val: members(&split.val), head, resumed, fine: None, centers };
         let event = Event::Split { train: run.train.len(), val: run.val.len(), unfreeze, notes };
         Ok((run, event))
     }
@@ -509,24 +527,44 @@ impl Session {
         })
     }
 
+    /// Caches the next `budget` views of the queue, in queue order: center views whose prefix
+    /// output the features stage kept are moved in, the others run through the prefix together.
     async fn cache(&mut self, mut run: Run, mut caching: Caching, budget: usize) -> std::result::Result<(State, Event), (State, Error)> {
         let batch: Vec<_> = (0..budget.min(caching.queue.len())).filter_map(|_| caching.queue.pop()).collect();
         let mut views = Vec::new();
-        for &(id, class, seed, is_val) in &batch {
+        for &(id, class, seed, _) in &batch {
             let Some(image) = self.images.get(id) else {
                 return Err(failed(State::Head(run), Error::Training("a picture was removed during training: start again".into())));
             };
             let view = match seed {
                 Some(seed) => run.recipe.augmentation.view(&image.pixels, self.spec.input_size, &mut ChaCha8Rng::seed_from_u64(seed)),
+                None if run.centers.contains(id) => continue,
                 None => image.center_view(&self.spec),
             };
-            views.push((view, class, is_val));
+            views.push((view, class));
         }
         let first = caching.plan.first_tail_unit();
-        for is_val in [false, true] {
-            let part: Vec<_> = views.iter().filter(|v| v.2 == is_val).map(|(view, class, _)| (view, *class)).collect();
+        let mut fresh = PrefixCache::new(CacheStorage::F32);
+        let part: Vec<_> = views.iter().map(|(view, class)| (view, *class)).collect();
+        if let Err(e) = fresh.extend(&self.backbone, &self.spec, first, &part, &self.device).await {
+            return Err(failed(State::Head(run), e));
+        }
+        let mut next_fresh = 0;
+        for &(id, class, seed, is_val) in &batch {
             let cache = if is_val { &mut caching.val } else { &mut caching.train };
-            if let Err(e) = cache.extend(&self.backbone, &self.spec, first, &part, &self.device).await {
+            let moved = match seed {
+                None => run.centers.move_into(id, cache, class),
+                Some(_) => Ok(false),
+            };
+            let pushed = match moved {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    next_fresh += 1;
+                    cache.push_from(&fresh, next_fresh - 1, class)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = pushed {
                 return Err(failed(State::Head(run), e));
             }
         }
@@ -753,3 +791,74 @@ fn settle(state: State) -> (State, Outcome) {
 fn failed(state: State, error: Error) -> (State, Error) {
     (settle(state).0, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+    use image::{ImageFormat, Rgb, RgbImage};
+
+    use super::*;
+    use crate::model::{Backbone, BackboneKind};
+    use crate::train::{FineTuneOptions, HeadOptions};
+
+    /// A session on a randomly initialised EfficientNet-Lite0 with 4 pictures in each of 3
+    /// classes (a colour per class, noise per picture).
+    fn session() -> Session {
+        let device = Device::flex();
+        let kind = BackboneKind::EfficientNetLite0;
+        let tensors = pollster::block_on(Backbone::init(kind, &device).to_tensors()).unwrap();
+        let weights = crate::weights::write_safetensors(&tensors, Default::default()).unwrap();
+        let mut session = Session::new(kind, &weights, device).unwrap();
+        for (class, base) in [("red", [200u8, 40, 40]), ("green", [40, 200, 40]), ("blue", [40, 40, 200])] {
+            for n in 0..4u32 {
+                let image = RgbImage::from_fn(48, 40, |x, y| Rgb(base.map(|c| c.wrapping_add(((x * 7 + y * 13 + n * 29) % 40) as u8))));
+                let mut png = std::io::Cursor::new(Vec::new());
+                image.write_to(&mut png, ImageFormat::Png).unwrap();
+                session.add_image(class, &format!("{class}{n}.png"), png.get_ref()).unwrap();
+            }
+        }
+        session
+    }
+
+    /// Runs `recipe` until phase 2's caches are complete and returns them, with the number of
+    /// center rows the features stage had kept for the caching stage.
+    fn caches_of(session: &mut Session, recipe: Recipe) -> (PrefixCache, PrefixCache, usize) {
+        session.start(recipe).unwrap();
+        let mut kept = 0;
+        loop {
+            if let State::Head(run) = &session.state {
+                kept = run.centers.len();
+            }
+            if let State::FineTuning(run) = &session.state {
+                let (train, val) = run.fine.as_ref().unwrap().caches();
+                return (train.clone(), val.clone(), kept);
+            }
+            pollster::block_on(session.step(5)).unwrap();
+        }
+    }
+
+    /// Phase 2 caches every picture's center view; the features stage keeps the prefix outputs
+    /// of the pictures it computes, and the cache takes them instead of running the prefix
+    /// again. A second run on the same session (features already there: every view runs the
+    /// prefix at caching) must cache exactly the same rows in the same order.
+    #[test]
+    fn center_views_kept_from_the_features_stage_cache_as_a_prefix_pass_would() {
+        let mut session = session();
+        let recipe = Recipe {
+            head: HeadOptions { epochs: 1, val_fraction: 0.34, batch_size: 4, ..Default::default() },
+            unfreeze: Some(2),
+            fine_tune: FineTuneOptions { epochs: 1, batch_size: 4, ..Default::default() },
+            views_per_image: 2,
+            ..Default::default()
+        };
+        let (train, val, kept) = caches_of(&mut session, recipe.clone());
+        assert_eq!(kept, 12, "every picture's center view kept from the features stage");
+        session.stop();
+        let (train_again, val_again, kept_again) = caches_of(&mut session, recipe);
+        assert_eq!(kept_again, 0, "features cached already: nothing kept, every view through the prefix");
+        assert_eq!((train.len(), val.len()), (9 * 2, 3), "a validation picture per class");
+        assert!(train == train_again, "training views differ");
+        assert!(val == val_again, "validation views differ");
+    }
+}
+

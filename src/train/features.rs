@@ -3,9 +3,13 @@
 
 use std::collections::HashMap;
 
+use burn::tensor::Tensor;
+
 use crate::data::{LabelledImage, to_input_tensor};
 use crate::error::{Error, Result};
 use crate::model::{Backbone, BackboneSpec};
+
+use super::CenterPrefixes;
 
 #[derive(Debug, Default)]
 pub struct FeatureCache {
@@ -40,9 +44,33 @@ impl FeatureCache {
         if batch.is_empty() {
             return Ok(());
         }
-        let device = backbone.device();
-        let views: Vec<_> = batch.iter().map(|i| i.center_view(spec)).collect();
-        let features = backbone.forward(to_input_tensor(&views.iter().collect::<Vec<_>>(), spec, &device)); // [batch, features]
+        let input = center_views(backbone, spec, batch);
+        self.insert(batch, backbone.forward(input)).await
+    }
+
+    /// [`extract`](Self::extract) that also keeps, in `centers`, each picture's prefix output at
+    /// `centers`' tail unit: the same forward pass, run as prefix then tail, so phase 2's cache
+    /// need not run the prefix again on these center views.
+    pub async fn extract_with_prefixes(
+        &mut self,
+        backbone: &Backbone,
+        spec: &BackboneSpec,
+        batch: &[&LabelledImage],
+        centers: &mut CenterPrefixes,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let first = centers.first_tail_unit();
+        let prefix = backbone.forward_prefix(center_views(backbone, spec, batch), first);
+        let features = backbone.forward_tail(prefix.clone(), first);
+        let ids: Vec<u32> = batch.iter().map(|i| i.id).collect();
+        centers.insert(&ids, prefix).await?;
+        self.insert(batch, features).await
+    }
+
+    /// Caches the rows of `features` (`[batch, features]`) as the feature vectors of `batch`.
+    async fn insert(&mut self, batch: &[&LabelledImage], features: Tensor<2>) -> Result<()> {
         let [_, dim] = features.dims();
         let data = features.into_data_async().await.map_err(|e| Error::read_back("reading features", e))?;
         let values = data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))?;
@@ -51,4 +79,10 @@ impl FeatureCache {
         }
         Ok(())
     }
+}
+
+/// The center views of `batch` as one input tensor on the backbone's device.
+fn center_views(backbone: &Backbone, spec: &BackboneSpec, batch: &[&LabelledImage]) -> Tensor<4> {
+    let views: Vec<_> = batch.iter().map(|i| i.center_view(spec)).collect();
+    to_input_tensor(&views.iter().collect::<Vec<_>>(), spec, &backbone.device())
 }

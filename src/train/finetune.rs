@@ -248,6 +248,12 @@ impl FineTuner {
 
     /// The model to keep (see [`best_epoch`](Self::best_epoch); the last one without a
     /// validation split), in inference mode, its head on raw features.
+    /// The cached training and validation views, for tests that check what caching produced.
+    #[cfg(test)]
+    pub(crate) fn caches(&self) -> (&PrefixCache, &PrefixCache) {
+        (&self.train, &self.val)
+    }
+
     pub fn model(&self) -> Classifier {
         let model = match self.kept() {
             Some((0, ..)) => return self.start.clone(),

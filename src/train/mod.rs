@@ -13,6 +13,6 @@ pub use features::FeatureCache;
 pub use finetune::{FineTuneOptions, FineTuner, UnfreezePlan, warmup_cosine};
 pub use head::{HeadOptions, HeadTrainer, LabelledFeatures, Standardizer};
 pub use metrics::{ClassMetrics, EpochReport, Evaluation, Misclassified, accuracy_interval, argmax, evaluate, loss_and_accuracy, softmax, wilson_interval};
-pub use prefix_cache::{CacheStorage, PrefixCache};
+pub use prefix_cache::{CacheStorage, CenterPrefixes, PrefixCache};
 pub use recommend::{Recommendation, recommend};
 pub use step_timing::{StepTiming, time_classifier_steps, time_fine_tune_steps, time_forward};
