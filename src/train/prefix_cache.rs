@@ -252,7 +252,7 @@ mod tests {
         assert!(!centers.contains(10) && centers.contains(11));
 
         assert_eq!(cache.targets(), &[2, 5, 0]);
-        let batch = cache.batch(&[0, 1, 2], &device).into_data().to_vec::<f32>().unwrap();
+        let batch = cache.batch(&[0, 1, 2], &device).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(batch, [4.0, 4.5, 5.0, 5.5, 9.0, 9.5, 10.0, 10.5, 0.0, 0.5, 1.0, 1.5]);
 
         let mut other_shape = PrefixCache::new(CacheStorage::F32);
