@@ -549,20 +549,12 @@ impl Session {
         if let Err(e) = fresh.extend(&self.backbone, &self.spec, first, &part, &self.device).await {
             return Err(failed(State::Head(run), e));
         }
-        let mut next_fresh = 0;
+        let mut fresh_rows = 0..fresh.len();
         for &(id, class, seed, is_val) in &batch {
             let cache = if is_val { &mut caching.val } else { &mut caching.train };
-            let moved = match seed {
-                None => run.centers.move_into(id, cache, class),
-                Some(_) => Ok(false),
-            };
-            let pushed = match moved {
-                Ok(true) => Ok(()),
-                Ok(false) => {
-                    next_fresh += 1;
-                    cache.push_from(&fresh, next_fresh - 1, class)
-                }
-                Err(e) => Err(e),
+            let pushed = match seed {
+                None if run.centers.contains(id) => run.centers.move_into(id, cache, class),
+                _ => cache.push_from(&fresh, fresh_rows.next().expect("one fresh row per view not kept"), class),
             };
             if let Err(e) = pushed {
                 return Err(failed(State::Head(run), e));

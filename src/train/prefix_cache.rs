@@ -211,12 +211,13 @@ impl CenterPrefixes {
         Ok(())
     }
 
-    /// Moves picture `image_id`'s row, if held, to the end of `cache` with class `target`.
-    /// False when it is not held (its features were computed in an earlier run).
-    pub fn move_into(&mut self, image_id: u32, cache: &mut PrefixCache, target: usize) -> Result<bool> {
+    /// Moves picture `image_id`'s row to the end of `cache` with class `target`. An error when
+    /// it is not held (see [`contains`](Self::contains): pictures whose features an earlier run
+    /// computed have none).
+    pub fn move_into(&mut self, image_id: u32, cache: &mut PrefixCache, target: usize) -> Result<()> {
         match self.rows.remove(&image_id) {
-            Some(row) => cache.push_f16(self.shape, &row, target).map(|()| true),
-            None => Ok(false),
+            Some(row) => cache.push_f16(self.shape, &row, target),
+            None => Err(Error::Training(format!("no center view kept for picture {image_id}"))),
         }
     }
 }
@@ -245,10 +246,10 @@ mod tests {
         let mut fresh = PrefixCache::new(CacheStorage::F32);
         fresh.push_rows_for_test([1, 2, 2], &[9.0, 9.5, 10.0, 10.5], &[0]);
         let mut cache = PrefixCache::new(CacheStorage::F16);
-        assert!(centers.move_into(12, &mut cache, 2).unwrap());
+        centers.move_into(12, &mut cache, 2).unwrap();
         cache.push_from(&fresh, 0, 5).unwrap();
-        assert!(centers.move_into(10, &mut cache, 0).unwrap());
-        assert!(!centers.move_into(10, &mut cache, 0).unwrap(), "a row moves once");
+        centers.move_into(10, &mut cache, 0).unwrap();
+        assert!(centers.move_into(10, &mut cache, 0).is_err(), "a row moves once");
         assert!(!centers.contains(10) && centers.contains(11));
 
         assert_eq!(cache.targets(), &[2, 5, 0]);
