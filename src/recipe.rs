@@ -135,7 +135,22 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting("head.weightDecay", "Weight decay", "L2 penalty on the head's weights; keeps it from over-fitting small sets.", Number, incl(0.0), incl(1.0)),
     setting("head.standardize", "Standardise features", "Scale each feature by its training-split statistics, so one learning rate fits every dataset.", Boolean, None, None),
-    setting("fineTune.epochs", "Fine-tune epochs", "Most epochs of phase 2; early stopping usually ends sooner.", Integer, incl(1.0), incl(1000.0)),
+    setting(
+        "fineTune.epochs",
+        "Fine-tune epochs",
+        "Most epochs of phase 2 (fewer when the step budget fills first); early stopping usually ends sooner.",
+        Integer,
+        incl(1.0),
+        incl(1000.0),
+    ),
+    setting(
+        "fineTune.steps",
+        "Step budget",
+        "With many pictures, phase 2 runs fewer epochs (at least 3) to take about this many steps; 0: no budget.",
+        Integer,
+        incl(0.0),
+        incl(1_000_000.0),
+    ),
     setting("fineTune.learningRate", "Fine-tune learning rate", "The head's peak rate in phase 2.", Number, excl(0.0), incl(1.0)),
     setting(
         "fineTune.backboneLrFactor",

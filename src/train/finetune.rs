@@ -66,8 +66,14 @@ impl UnfreezePlan {
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, rename_all = "camelCase")]
 pub struct FineTuneOptions {
-    /// Most epochs; early stopping usually ends sooner (default 10).
+    /// Most epochs; early stopping usually ends sooner (default 10). Fewer when `steps` fills
+    /// first: [`planned_epochs`](Self::planned_epochs).
     pub epochs: usize,
+    /// Step budget (default 1 000; 0: none): with many training views, the epochs are cut to about
+    /// this many optimiser steps, never below [`MIN_BUDGET_EPOCHS`]. How far phase 2 moves the
+    /// tail depends on the steps taken more than on how often each view repeats (measured on
+    /// digits: README, Quality).
+    pub steps: usize,
     /// Peak learning rate of the head (default 1e-3); the backbone tail gets
     /// `learning_rate * backbone_lr_factor`.
     pub learning_rate: f64,
@@ -87,6 +93,7 @@ impl Default for FineTuneOptions {
     fn default() -> Self {
         Self {
             epochs: 10,
+            steps: 1000,
             learning_rate: 1e-3,
             backbone_lr_factor: 0.1,
             warmup_epochs: 1,
@@ -110,7 +117,19 @@ impl FineTuneOptions {
     }
 }
 
+/// Fewest epochs the step budget leaves: room for the warmup, the decay and early stopping.
+pub const MIN_BUDGET_EPOCHS: usize = 3;
+
 impl FineTuneOptions {
+    /// Epochs phase 2 runs with `steps_per_epoch` steps each: `epochs`, or fewer where the step
+    /// budget is reached first (never below [`MIN_BUDGET_EPOCHS`] for the budget's sake).
+    pub fn planned_epochs(&self, steps_per_epoch: usize) -> usize {
+        match self.steps {
+            0 => self.epochs,
+            budget => self.epochs.min(budget.div_ceil(steps_per_epoch.max(1)).max(MIN_BUDGET_EPOCHS)),
+        }
+    }
+
     /// What [`FineTuner::new`] will do about a batch larger than the training views, in words.
     pub fn batch_note(&self, train_views: usize) -> Option<String> {
         (self.batch_size > train_views).then(|| {
@@ -184,6 +203,7 @@ impl FineTuner {
     ) -> Result<Self> {
         options.validate(train.len())?;
         options.batch_size = options.batch_size.min(train.len());
+        options.epochs = options.planned_epochs(train.len().div_ceil(options.batch_size));
         let start = classifier.valid();
         let head = match &standardizer {
             Some(standardizer) => standardizer.unfold(classifier.head),
@@ -549,6 +569,37 @@ mod tests {
             pollster::block_on(tuner.train_epoch()).unwrap();
         }
         assert!(tuner.best_epoch().unwrap() >= 1, "{:?}", tuner.best_epoch());
+    }
+
+    #[test]
+    fn the_step_budget_cuts_epochs_down_to_a_floor() {
+        let options = FineTuneOptions::default();
+        assert_eq!((options.epochs, options.steps), (10, 1000));
+        assert_eq!(options.planned_epochs(107), 10, "850 pictures × 2 views at batch 16");
+        assert_eq!(options.planned_epochs(191), 6, "1 528 pictures × 2 views");
+        assert_eq!(options.planned_epochs(1000), MIN_BUDGET_EPOCHS);
+        assert_eq!(FineTuneOptions { steps: 0, ..Default::default() }.planned_epochs(1000), 10);
+        assert_eq!(FineTuneOptions { epochs: 2, ..Default::default() }.planned_epochs(1000), 2);
+    }
+
+    #[test]
+    fn a_budget_of_few_steps_runs_fewer_epochs() {
+        let device = Device::flex();
+        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), &device);
+        let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 1).unwrap();
+        let prefix = classifier.backbone.forward_prefix(Tensor::<4>::ones([4, 3, 32, 32], &device), plan.first_tail_unit());
+        let [_, c, h, w] = prefix.dims();
+        let mut train = PrefixCache::new(CacheStorage::F32);
+        train.push_rows_for_test([c, h, w], &prefix.into_data().try_to_vec::<f32>().unwrap(), &[0, 1, 0, 1]);
+        // 4 rows at batch 1: 4 steps an epoch, so a budget of 8 steps asks for 2 epochs: 3, the floor.
+        let options = FineTuneOptions { epochs: 10, steps: 8, batch_size: 1, ..Default::default() };
+        let mut tuner = FineTuner::new(classifier, None, 2, plan, options, 3, train, PrefixCache::new(CacheStorage::F32), &device).unwrap();
+        assert_eq!(tuner.options().epochs, MIN_BUDGET_EPOCHS);
+        let mut epochs = 0;
+        while !tuner.is_done() {
+            epochs = pollster::block_on(tuner.train_epoch()).unwrap().epochs;
+        }
+        assert_eq!((tuner.epochs_done(), epochs), (MIN_BUDGET_EPOCHS, MIN_BUDGET_EPOCHS));
     }
 
     #[test]

@@ -138,6 +138,7 @@ const settings = mountSettings(
     fineEpochs: byId<HTMLInputElement>('fine-epochs'),
     fineLearningRate: byId<HTMLInputElement>('fine-learning-rate'),
     backboneLrFactor: byId<HTMLInputElement>('backbone-lr-factor'),
+    fineSteps: byId<HTMLInputElement>('fine-steps'),
     warmupEpochs: byId<HTMLInputElement>('warmup-epochs'),
     backboneRate: byId('backbone-rate'),
     labelSmoothing: byId<HTMLInputElement>('label-smoothing'),

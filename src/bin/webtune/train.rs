@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// Most fine-tuning epochs (early stopping may end sooner).
     #[arg(long)]
     fine_epochs: Option<usize>,
+    /// Phase 2's step budget: with many pictures, fewer epochs (at least 3) to take about this
+    /// many steps; 0: none.
+    #[arg(long)]
+    fine_steps: Option<usize>,
     /// Phase 2's (peak) head learning rate; the unfrozen blocks get a tenth of it.
     #[arg(long)]
     fine_lr: Option<f64>,
@@ -86,6 +90,7 @@ impl TrainArgs {
         set(&mut r.head.val_fraction, self.val_fraction);
         set(&mut r.head.seed, self.seed);
         set(&mut r.fine_tune.epochs, self.fine_epochs);
+        set(&mut r.fine_tune.steps, self.fine_steps);
         set(&mut r.fine_tune.learning_rate, self.fine_lr);
         set(&mut r.views_per_image, self.views);
         if self.unfreeze.is_some() {

@@ -140,9 +140,17 @@ export type Event = { "type": "features", done: number, total: number, } | { "ty
 
 export type FineTuneOptions = { 
 /**
- * Most epochs; early stopping usually ends sooner (default 10).
+ * Most epochs; early stopping usually ends sooner (default 10). Fewer when `steps` fills
+ * first: [`planned_epochs`](Self::planned_epochs).
  */
 epochs: number, 
+/**
+ * Step budget (default 1 000; 0: none): with many training views, the epochs are cut to about
+ * this many optimiser steps, never below [`MIN_BUDGET_EPOCHS`]. How far phase 2 moves the
+ * tail depends on the steps taken more than on how often each view repeats (measured on
+ * digits: README, Quality).
+ */
+steps: number, 
 /**
  * Peak learning rate of the head (default 1e-3); the backbone tail gets
  * `learning_rate * backbone_lr_factor`.
@@ -552,7 +560,7 @@ export const SETTINGS: Setting[] = [
   {
     "advanced": true,
     "displayScale": 1.0,
-    "help": "Most epochs of phase 2; early stopping usually ends sooner.",
+    "help": "Most epochs of phase 2 (fewer when the step budget fills first); early stopping usually ends sooner.",
     "key": "fineTune.epochs",
     "kind": "integer",
     "label": "Fine-tune epochs",
@@ -564,6 +572,23 @@ export const SETTINGS: Setting[] = [
     "min": {
       "inclusive": true,
       "value": 1.0
+    }
+  },
+  {
+    "advanced": true,
+    "displayScale": 1.0,
+    "help": "With many pictures, phase 2 runs fewer epochs (at least 3) to take about this many steps; 0: no budget.",
+    "key": "fineTune.steps",
+    "kind": "integer",
+    "label": "Step budget",
+    "max": {
+      "inclusive": true,
+      "value": 1000000.0
+    },
+    "maxIsUnits": false,
+    "min": {
+      "inclusive": true,
+      "value": 0.0
     }
   },
   {
@@ -758,6 +783,7 @@ export const DEFAULT_RECIPE: Recipe = {
     "labelSmoothing": 0.1,
     "learningRate": 0.001,
     "patience": 3,
+    "steps": 1000,
     "warmupEpochs": 1
   },
   "head": {

@@ -39,6 +39,7 @@ export interface SettingsElements {
   useRecommendation: HTMLButtonElement;
   advanced: HTMLDetailsElement;
   fineEpochs: HTMLInputElement;
+  fineSteps: HTMLInputElement;
   fineLearningRate: HTMLInputElement;
   backboneLrFactor: HTMLInputElement;
   warmupEpochs: HTMLInputElement;
@@ -148,6 +149,7 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     'head.weightDecay': elements.weightDecay,
     'head.standardize': elements.standardize,
     'fineTune.epochs': elements.fineEpochs,
+    'fineTune.steps': elements.fineSteps,
     'fineTune.learningRate': elements.fineLearningRate,
     'fineTune.backboneLrFactor': elements.backboneLrFactor,
     'fineTune.warmupEpochs': elements.warmupEpochs,
