@@ -4,9 +4,10 @@ features and split. Prints a Markdown table.
 
     python3 bench/quality.py [--sets digits30,lfw,textures,fashion100] [--page lfw] [--webtune BIN] [--weights FILE] [--work DIR]
 
-For each set, three independent runs:
-  head only   `webtune train DIR --unfreeze 0 --json`: phase 1 alone (validation accuracy of the kept head)
-  default     `webtune train DIR --json`: the recipe as shipped, phase 2 when the recommendation says so
+For each set, two independent runs (and a third in the page when asked):
+  default     `webtune train DIR --json`: the recipe as shipped, phase 2 when the recommendation says
+              so; its phase 1 is the head-only column (`headValAccuracy`: phase 2 starts from it and
+              the same run reports both, so the head needs no run of its own)
   reference   the `features` example writes the features and split, tests/reference/logreg.py fits
               scikit-learn's LogisticRegression (C by 5-fold cross-validation on the training split)
   page        for the sets named by --page, the default recipe once more in the real page
@@ -143,6 +144,16 @@ def interval(evaluation):
     return f"{evaluation['accuracy']:.3f} [{lo:.2f}, {hi:.2f}]"
 
 
+def wilson(correct, n, z=1.959963984540054):
+    """The Wilson 95 % interval the engine reports (src/train/metrics.rs), as "lo, hi"."""
+    p = correct / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    lo = 0.0 if correct == 0 else max(center - half, 0.0)
+    hi = 1.0 if correct >= n else min(center + half, 1.0)
+    return f"{lo:.2f}, {hi:.2f}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="digits30,lfw,textures,fashion100")
@@ -160,19 +171,21 @@ def main():
         SETS[name](data, args.work)
         weights = ["--weights", args.weights]
         model = os.path.join(args.work, f"{name}.safetensors")
-        head_out, head_s = run([args.webtune, "train", data, "--unfreeze", "0", "--json", "-o", model] + weights)
-        head = json.loads(head_out)
         full_out, full_s = run([args.webtune, "train", data, "--json", "-o", model] + weights)
         full = json.loads(full_out)
         csv = os.path.join(args.work, f"{name}.csv")
         _, features_s = run([features_bin, data, csv] + weights)
         ref_out, _ = run([sys.executable, os.path.join(ROOT, "tests/reference/logreg.py"), csv])
         ref = json.loads(ref_out)
-        evaluation = head["evaluation"]
-        train_images = head["images"] - evaluation["images"]
+        evaluation = full["evaluation"]
+        val = evaluation["images"]
+        head_acc = full["headValAccuracy"]
+        head_time = f"features {full['featureMs'] / 1e3:.0f} s + head {full['headMs'] / 1e3:.1f} s"
+        head = f"{head_acc:.3f} [{wilson(round(head_acc * val), val)}] ({head_time})"
         if full["unfreeze"] > 0:
+            kept = "the head (more accurate)" if full["outcome"]["bestEpoch"] == 0 else f"epoch {full['outcome']['bestEpoch']}"
             times = f"cache {full['cacheMs'] / 1e3:.0f} s, fine {full['fineMs'] / 1e3:.0f} s"
-            default = f"{interval(full['evaluation'])}, unfreeze {full['unfreeze']} ({full_s:.0f} s: {times})"
+            default = f"{interval(evaluation)}, unfreeze {full['unfreeze']}, kept {kept} ({full_s:.0f} s in all: {times})"
         else:
             default = "head only (recommendation)"
         page = "–"
@@ -182,8 +195,8 @@ def main():
             lo, hi = result["accuracyInterval"]
             page = f"{result['accuracy']:.3f} [{lo:.2f}, {hi:.2f}] ({page_s:.0f} s)"
         rows.append(
-            f"| {name} | {head['images']} ({train_images}/{evaluation['images']}) "
-            f"| {interval(evaluation)} ({head_s:.0f} s; head {head['headMs'] / 1e3:.1f} s) "
+            f"| {name} | {full['images']} ({full['images'] - val}/{val}) "
+            f"| {head} "
             f"| {default} "
             f"| {page} "
             f"| {ref['accuracy']:.3f} (C={ref['C']:g}; {features_s + ref['seconds']:.0f} s) |"
