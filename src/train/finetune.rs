@@ -510,14 +510,20 @@ mod tests {
         assert_eq!(tuner.backbone_optimizer_state_tensors(), 2 * trainable.0);
     }
 
+    /// A random-init 2-class classifier, a plan that fine-tunes its last unit, and the prefix
+    /// outputs (`[channels, height, width]` and the rows) of `pictures` all-ones 32 px pictures.
+    fn last_unit_of_blank_pictures(pictures: usize, device: &Device) -> (Classifier, UnfreezePlan, [usize; 3], Vec<f32>) {
+        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), device);
+        let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 1).unwrap();
+        let prefix = classifier.backbone.forward_prefix(Tensor::<4>::ones([pictures, 3, 32, 32], device), plan.first_tail_unit());
+        let [_, c, h, w] = prefix.dims();
+        (classifier, plan, [c, h, w], prefix.into_data().try_to_vec::<f32>().unwrap())
+    }
+
     #[test]
     fn a_diverged_epoch_rolls_back_and_stops() {
         let device = Device::flex();
-        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), &device);
-        let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 1).unwrap();
-        let prefix = classifier.backbone.forward_prefix(Tensor::<4>::ones([2, 3, 32, 32], &device), plan.first_tail_unit());
-        let [_, c, h, w] = prefix.dims();
-        let mut rows = prefix.into_data().try_to_vec::<f32>().unwrap();
+        let (classifier, plan, [c, h, w], mut rows) = last_unit_of_blank_pictures(2, &device);
         rows[0] = f32::NAN;
         let mut train = PrefixCache::new(CacheStorage::F32);
         train.push_rows_for_test([c, h, w], &rows, &[0, 1]);
@@ -585,12 +591,9 @@ mod tests {
     #[test]
     fn a_budget_of_few_steps_runs_fewer_epochs() {
         let device = Device::flex();
-        let classifier = Classifier::new(BackboneKind::EfficientNetLite0, &HeadConfig::new(1280, 2), &device);
-        let plan = UnfreezePlan::new(BackboneKind::EfficientNetLite0, 1).unwrap();
-        let prefix = classifier.backbone.forward_prefix(Tensor::<4>::ones([4, 3, 32, 32], &device), plan.first_tail_unit());
-        let [_, c, h, w] = prefix.dims();
+        let (classifier, plan, shape, rows) = last_unit_of_blank_pictures(4, &device);
         let mut train = PrefixCache::new(CacheStorage::F32);
-        train.push_rows_for_test([c, h, w], &prefix.into_data().try_to_vec::<f32>().unwrap(), &[0, 1, 0, 1]);
+        train.push_rows_for_test(shape, &rows, &[0, 1, 0, 1]);
         // 4 rows at batch 1: 4 steps an epoch, so a budget of 8 steps asks for 2 epochs: 3, the floor.
         let options = FineTuneOptions { epochs: 10, steps: 8, batch_size: 1, ..Default::default() };
         let mut tuner = FineTuner::new(classifier, None, 2, plan, options, 3, train, PrefixCache::new(CacheStorage::F32), &device).unwrap();
