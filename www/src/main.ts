@@ -20,7 +20,7 @@ import { mountZipInput, readZips } from './views/zip-input';
 import { mountEvaluationView } from './views/evaluation-view';
 import { mountPredict } from './views/predict';
 import { mountSuspectsView } from './views/suspects-view';
-import type { ExportFormat } from './engine/protocol';
+import { simulationOf, type ExportFormat } from './engine/protocol';
 import { isBackendChoice, mountSettings } from './views/settings';
 import { initialState, type AppState } from './app/state';
 import { mountTrainingView } from './views/training-view';
@@ -30,15 +30,15 @@ import { confirmReplace, mountProject } from './views/project-view';
 
 const WEIGHTS_PATH = 'weights/efficientnet_lite0.safetensors';
 
-// URL parameters: `?backend=auto|webgpu|cpu` picks the backend; `?simulate=gpu-loss` makes the
-// worker act as if the WebGPU device was lost when training starts on WebGPU, to try (and test)
-// the page's move to the CPU without a failing GPU.
+// URL parameters: `?backend=auto|webgpu|cpu` picks the backend; `?simulate=...` makes the worker
+// act out a failure (a lost WebGPU device, an engine crash; see `Simulation`), to try (and test)
+// the page's recovery without a failing GPU.
 const parameters = new URLSearchParams(location.search);
 const requested = parameters.get('backend');
 const app = new App(
   initialState(isBackendChoice(requested) ? requested : 'auto'),
   new URL(WEIGHTS_PATH, document.baseURI).href,
-  parameters.get('simulate') === 'gpu-loss' ? 'gpu-loss' : null,
+  simulationOf(parameters),
 );
 
 // A file dropped beside a drop zone must not make the browser navigate away from the page.

@@ -68,12 +68,17 @@ export async function waitForEngine(page, backend, timeout = 180_000) {
   assert.equal(await page.locator('[data-testid="backend-label"]').getAttribute('data-status'), 'ready', await errorsOn(page));
 }
 
-/** Waits until the class rows show exactly `counts` ({label: count}) and nothing is being read. */
+/**
+ * Waits until the class rows show exactly `counts` ({label: count}), nothing is being read and
+ * the browser has stored every change (so that a reload finds them).
+ */
 export async function waitForClassCounts(page, counts, timeout = 120_000) {
   await page
     .waitForFunction(
       (counts) => {
         const adding = document.querySelector('[data-testid="add-status"]')?.getAttribute('data-adding');
+        const storing = document.querySelector('[data-testid="library-status"]')?.getAttribute('data-storing');
+        if (storing !== undefined && storing !== null && storing !== '0') return false;
         const shown = Object.fromEntries(
           [...document.querySelectorAll('[data-testid="class-row"]')].map((row) => [
             row.getAttribute('data-label'),

@@ -12,7 +12,7 @@ import {
   type Request,
   type Simulation,
 } from '../engine/protocol';
-import { EngineGone, TrainerClient } from '../engine/trainer-client';
+import { EngineError, EngineGone, TrainerClient } from '../engine/trainer-client';
 import type { Picked } from '../views/drop-zone';
 import { exportFileName } from '../views/download';
 import { EngineUnavailable, gpuGaveUp, messageOf, reasonOf, type AppContext } from './context';
@@ -24,6 +24,7 @@ import {
   isTraining,
   type AppState,
   type BackboneChoice,
+  type HeldImage,
   type PredictionResult,
 } from './state';
 import { TrainingRun } from './training';
@@ -48,6 +49,14 @@ export class App implements AppContext {
   private ready: Promise<void> = Promise.resolve();
   private generation = 0;
   private crashStreak = 0;
+  /**
+   * The stored picture the engine last died on while it was being added again: a crash may be
+   * the picture's doing or not (memory runs out on any picture), so a stored picture is only
+   * forgotten when the engine dies on it twice running.
+   */
+  private diedOn: number | null = null;
+  /** Set once the page is going away (a reload, a closed tab): no failure from then on is a picture's. */
+  private leaving = false;
   private nextMessageId = 1;
 
   constructor(
@@ -55,7 +64,7 @@ export class App implements AppContext {
     /** The bundled default backbone's weights, served by the page. */
     weightsUrl: string,
     /** From the `?simulate=` URL parameter: a failure the worker acts out (see protocol.ts). */
-    private readonly simulate: Simulation | null = null,
+    private simulate: Simulation | null = null,
   ) {
     this.store = new Store(initial);
     this.pictures = new Pictures(this);
@@ -73,6 +82,20 @@ export class App implements AppContext {
    * backbone, which is given the pictures.
    */
   start(): void {
+    // Pictures waiting for their batch are stored before the page goes, and while the browser
+    // has not finished storing them it asks whether to leave (a reload or a closed tab would lose
+    // them). A page brought back from the back/forward cache is not leaving after all.
+    addEventListener('beforeunload', (event) => {
+      this.pictures.flush();
+      if (this.state.library.storing > 0) event.preventDefault();
+    });
+    addEventListener('pagehide', () => {
+      this.leaving = true;
+      this.pictures.flush();
+    });
+    addEventListener('pageshow', () => {
+      this.leaving = false;
+    });
     void Promise.all([this.pictures.restoreLibrary(), this.backbone.restore(), this.checkpoints.restore()]).then(() => this.restart());
   }
 
@@ -200,19 +223,42 @@ export class App implements AppContext {
           s.summary = summary;
         });
       } catch (error) {
-        if (error instanceof EngineGone && !error.crashed) return;
-        // The GPU gave up, not this picture: the engine restarting on the CPU is given it.
-        if (gpuGaveUp(error)) return;
-        // A crash here is this image's doing: drop it so the next engine does not trip on it.
-        const reason =
-          error instanceof EngineGone
-            ? `the image decoder crashed on this file: ${error.message}`
-            : reasonOf(error);
-        this.pictures.dropHeld(image.key, { path: image.path, reason });
-        if (error instanceof EngineGone) return;
+        if (this.onReAddFailure(image, error)) return;
       }
     }
+    this.diedOn = null;
     this.crashStreak = 0;
+  }
+
+  /**
+   * What a failure to give a stored picture to a new engine does to it; true when the re-adding
+   * stops there (the engine is gone, or the page is). Only the engine's refusal of the file's content, or a crash
+   * on the same picture twice running, forgets it for good: any other failure (the page going
+   * away, a crash that may be memory's, a file the browser could not read back) leaves it stored.
+   */
+  private onReAddFailure(image: HeldImage, error: unknown): boolean {
+    if (this.leaving) return true;
+    if (error instanceof EngineGone && !error.crashed) return true;
+    // The GPU gave up, not this picture: the engine restarting on the CPU is given it.
+    if (gpuGaveUp(error)) return true;
+    if (error instanceof EngineGone) {
+      if (this.diedOn !== image.key) {
+        this.diedOn = image.key;
+        return true;
+      }
+      this.diedOn = null;
+      this.pictures.dropHeld(image.key, { path: image.path, reason: `the engine crashed twice while reading this file: ${error.message}` });
+      return true;
+    }
+    if (error instanceof EngineError && error.info.kind === 'badFile') {
+      this.pictures.dropHeld(image.key, { path: image.path, reason: reasonOf(error) });
+    } else {
+      this.pictures.setAside(image.key, {
+        path: image.path,
+        reason: `could not be given to the engine (${reasonOf(error)}); it stays stored and is tried again after a reload`,
+      });
+    }
+    return false;
   }
 
   /** Tells the user (in the training panel too when training was cut short) and restarts. */
@@ -223,6 +269,8 @@ export class App implements AppContext {
       return;
     }
     const training = isTraining(this.state);
+    // The simulated crash acts once a visit, so that the run can be continued.
+    if (this.simulate?.kind === 'crash-in-training') this.simulate = null;
     if (backend === 'webgpu') {
       this.onGpuLost(message, training);
       return;

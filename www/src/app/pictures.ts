@@ -25,6 +25,8 @@ export class Pictures {
   /** Added pictures not yet given to the browser's storage (see `keepPicture`). */
   private unsaved: HeldImage[] = [];
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Writes given to the browser's storage and not finished yet. */
+  private writing = 0;
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -308,13 +310,24 @@ export class Pictures {
     }
   }
 
+  /** Forgets a held picture, in the browser's storage too, saying why. */
   dropHeld(key: number, problem: FileProblem): void {
+    this.setAside(key, problem);
+    this.persist(() => this.library.deletePictures([key]));
+  }
+
+  /** Leaves a held picture out of this visit, saying why; the browser's storage keeps it. */
+  setAside(key: number, problem: FileProblem): void {
     this.ctx.store.update((s) => {
       s.images.delete(key);
       s.picturesVersion += 1;
       s.problems = [...s.problems, problem];
     });
-    this.persist(() => this.library.deletePictures([key]));
+  }
+
+  /** Stores the pictures waiting for their batch now (the page is going away). */
+  flush(): void {
+    this.saveUnsaved();
   }
 
 
@@ -333,7 +346,7 @@ export class Pictures {
       s.classes = stored.classes;
       s.images = images;
       s.picturesVersion += 1;
-      s.library = { status: 'saving', restored: images.size, problem: null, partial: false };
+      s.library = { ...s.library, status: 'saving', restored: images.size, problem: null, partial: false };
     });
     // Hashed beside the engine's start, not before it.
     void (async () => {
@@ -351,7 +364,10 @@ export class Pictures {
     if (this.ctx.state.library.status === 'memory') return;
     this.unsaved.push(image);
     if (this.unsaved.length >= SAVE_BATCH) this.saveUnsaved();
-    else this.saveTimer ??= setTimeout(() => this.saveUnsaved(), SAVE_DELAY_MS);
+    else {
+      this.saveTimer ??= setTimeout(() => this.saveUnsaved(), SAVE_DELAY_MS);
+      this.showStoring();
+    }
   }
 
   private saveUnsaved(): void {
@@ -360,7 +376,7 @@ export class Pictures {
     if (this.unsaved.length === 0) return;
     const images = this.unsaved;
     this.unsaved = [];
-    this.library.savePictures(images).catch((error: unknown) => this.storageFailed(error));
+    this.track(this.library.savePictures(images));
   }
 
   private keepClasses(): void {
@@ -372,7 +388,27 @@ export class Pictures {
     // Pictures waiting for their batch are written first: transactions run in the order they are
     // made, so a removal or a relabel never comes before the picture's own write.
     this.saveUnsaved();
-    write().catch((error: unknown) => this.storageFailed(error));
+    this.track(write());
+  }
+
+  /** Counts a write until the browser has finished it; a failure says so on the page. */
+  private track(write: Promise<void>): void {
+    this.writing += 1;
+    this.showStoring();
+    write
+      .catch((error: unknown) => this.storageFailed(error))
+      .finally(() => {
+        this.writing -= 1;
+        this.showStoring();
+      });
+  }
+
+  private showStoring(): void {
+    const storing = this.writing + this.unsaved.length;
+    if (storing === this.ctx.state.library.storing) return;
+    this.ctx.store.update((s) => {
+      s.library = { ...s.library, storing };
+    });
   }
 
   /** The first failure says so on the page; from then on the pictures are kept in memory only. */

@@ -90,6 +90,11 @@ export interface LibraryState {
   problem: string | null;
   /** Whether storage worked for a while before it failed (so earlier pictures were kept). */
   partial: boolean;
+  /**
+   * Changes not yet in storage: pictures waiting for their batch, and writes the browser has not
+   * finished. A reload now could lose them, so the page asks before it goes.
+   */
+  storing: number;
 }
 
 /**
@@ -274,7 +279,7 @@ export function initialState(choice: BackendChoice): AppState {
     pictureHashes: new Map(),
     hashesVersion: 0,
     checkpoint: null,
-    library: { status: 'loading', restored: 0, problem: null, partial: false },
+    library: { status: 'loading', restored: 0, problem: null, partial: false, storing: 0 },
     training: idleTraining(),
     trained: null,
     exporting: null,

@@ -8,10 +8,35 @@ export type Backend = 'webgpu' | 'cpu';
 
 /**
  * A failure the worker acts out on request, from the page's `?simulate=` URL parameter, so the
- * page's recovery can be tried without a failing GPU. `gpu-loss`: when training starts on WebGPU,
- * the worker fails as wgpu does when the device is lost.
+ * page's recovery can be tried (and tested) without a failing GPU or a file that kills the
+ * engine:
+ * - `gpu-loss`: when training starts on WebGPU, the worker fails as wgpu does when the device is
+ *   lost;
+ * - `crash-in-training`: the engine dies (as on a trap) after its first fine-tuning checkpoint;
+ *   the page starts the next engine without the simulation;
+ * - `crash-on-file` (`?simulate=crash-on-file&file=NAME`): the engine dies whenever it is given
+ *   a picture whose file name is NAME.
  */
-export type Simulation = 'gpu-loss';
+export type Simulation =
+  | { kind: 'gpu-loss' }
+  | { kind: 'crash-in-training' }
+  | { kind: 'crash-on-file'; fileName: string };
+
+/** The simulation a page's URL asks for (see `Simulation`), if any. */
+export function simulationOf(parameters: URLSearchParams): Simulation | null {
+  switch (parameters.get('simulate')) {
+    case 'gpu-loss':
+      return { kind: 'gpu-loss' };
+    case 'crash-in-training':
+      return { kind: 'crash-in-training' };
+    case 'crash-on-file': {
+      const fileName = parameters.get('file');
+      return fileName ? { kind: 'crash-on-file', fileName } : null;
+    }
+    default:
+      return null;
+  }
+}
 
 /** The architectures the engine can build (`Trainer.create`'s first argument). */
 export type BackboneName = 'efficientnet_lite0' | 'mobilenet_v2' | 'resnet18' | 'resnet50';

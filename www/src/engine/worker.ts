@@ -199,7 +199,7 @@ async function train(recipe: Recipe, post: (m: WorkerMessage, transfer?: Transfe
   stopRequested = false;
   paused = false;
   const started = t.start(recipe) as Started;
-  if (simulate === 'gpu-loss' && (t.info() as EngineFacts).backend === 'webgpu') {
+  if (simulate?.kind === 'gpu-loss' && (t.info() as EngineFacts).backend === 'webgpu') {
     t.stop();
     throw Object.assign(new Error('the WebGPU device was lost (simulated: the page was opened with ?simulate=gpu-loss)'), {
       kind: 'deviceLost',
@@ -226,7 +226,12 @@ async function train(recipe: Recipe, post: (m: WorkerMessage, transfer?: Transfe
     const event = (await t.step(STEP_BUDGET)) as EngineEvent;
     if (event.type === 'finished') return { started, outcome: event.outcome };
     post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start - pausedMs });
-    if (event.type === 'epoch' && (event.report.done || event.phase === 'fine')) await checkpoint(t, event.phase, event.report.epoch, post);
+    if (event.type === 'epoch' && (event.report.done || event.phase === 'fine')) {
+      await checkpoint(t, event.phase, event.report.epoch, post);
+      if (simulate?.kind === 'crash-in-training' && event.phase === 'fine') {
+        throw new WebAssembly.RuntimeError('unreachable (simulated: the page was opened with ?simulate=crash-in-training)');
+      }
+    }
   }
 }
 
@@ -291,6 +296,9 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       requireTrainer().addClass(request.label);
       return { data: { summary: summary() } };
     case 'addImage': {
+      if (simulate?.kind === 'crash-on-file' && request.fileName === simulate.fileName) {
+        throw new WebAssembly.RuntimeError('unreachable (simulated: the page was opened with ?simulate=crash-on-file)');
+      }
       const bytes = await bytesOf(request.file);
       const id = requireTrainer().addImage(request.label, request.fileName, bytes);
       pageKeys.set(id, request.key);

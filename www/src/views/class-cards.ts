@@ -593,6 +593,7 @@ export function mountClassCards(elements: ClassCardsElements, actions: ClassCard
     const status = elements.libraryStatus;
     status.dataset.status = library.status;
     status.dataset.restored = String(library.restored);
+    status.dataset.storing = String(library.storing);
     status.classList.toggle('problem', library.problem !== null);
     setText(status, libraryText(state));
     status.hidden = status.textContent === '';

@@ -1,0 +1,148 @@
+// Browser tests of what survives a reload or an engine crash (issue 12): the page asks before a
+// reload would lose pictures not yet stored, and reloads while the restored pictures are given to
+// the new engine lose nothing; an engine that dies during training is restarted with every picture and its run
+// continues from the checkpoint; a stored picture the engine dies on is forgotten only after it
+// killed the engine twice running. The crashes are acted out by the worker (`?simulate=`, see
+// www/src/engine/protocol.ts).
+//
+//   cd www && npm run build -- --mode bench && cd .. && node --test tests/e2e/recovery.test.mjs
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CHROMIUM } from './support/chromium.mjs';
+import { serveStatic } from './support/server.mjs';
+import { errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www', 'dist'));
+
+let server;
+let workDir;
+
+/** Head epochs, a 25 % validation split and `fineEpochs` epochs of one fine-tuned block. */
+async function shortPhaseTwo(page, fineEpochs) {
+  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+  await openAdvanced(page);
+  await byTestId('epochs').fill('2');
+  await byTestId('validation-percent').fill('25');
+  await byTestId('fine-tune-blocks').fill('1');
+  if (!(await byTestId('fine-epochs').isVisible())) await page.locator('#advanced > summary').click();
+  await byTestId('fine-epochs').fill(String(fineEpochs));
+  await byTestId('views-per-image').fill('1');
+}
+
+describe('reloads and engine crashes lose nothing', () => {
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}`);
+    assert.ok(existsSync(join(DIST, 'index.html')), `the built page is missing (${DIST}/index.html): run \`npm run build\` in www/`);
+    server = await serveStatic(DIST);
+    workDir = await mkdtemp(join(tmpdir(), 'webtune-recovery-'));
+  });
+
+  after(async () => {
+    await server?.close();
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  });
+
+  test('the page asks before a reload would lose unstored pictures, and reloads while pictures are restored lose none', { timeout: 8 * 60_000 }, async () => {
+    const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'reload-')), 12);
+    const all = { blue: 12, red: 12 };
+    /** Whether leaving the page now would make the browser ask first (a `beforeunload` cancelled). */
+    const asksBeforeLeaving = () =>
+      page.evaluate(() => {
+        const event = new Event('beforeunload', { cancelable: true });
+        dispatchEvent(event);
+        return event.defaultPrevented;
+      });
+    let page;
+    await withPage('reload', [], async (opened, byTestId) => {
+      page = opened;
+      await page.goto(`${server.url}?backend=cpu`);
+      await waitForEngine(page, 'cpu');
+      assert.equal(await asksBeforeLeaving(), false, 'nothing to store yet');
+      await byTestId('folder-input').setInputFiles(dataset);
+      // While pictures wait for their batch or their write, leaving is asked about.
+      await page.waitForSelector('[data-testid="library-status"]:not([data-storing="0"])', { state: 'attached', timeout: 60_000 });
+      assert.equal(await asksBeforeLeaving(), true, 'pictures not yet stored');
+      await waitForClassCounts(page, all);
+      assert.equal(await asksBeforeLeaving(), false, 'every picture stored');
+
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      // The new engine is being given the 24 stored pictures: reload in the middle, twice.
+      for (let i = 0; i < 2; i++) {
+        await page.evaluate(() => location.reload());
+        await page.waitForEvent('load');
+        await waitForEngine(page, 'cpu');
+      }
+      await waitForClassCounts(page, all);
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, all);
+      const problems = await page.$$eval('[data-testid="file-problem"]', (items) => items.map((item) => item.textContent));
+      assert.ok(problems.every((text) => /broken\.png|notes\.txt/.test(text)), `only the two bad files are listed: ${problems.join(' | ')}`);
+    });
+  });
+
+  test('an engine that dies during training is restarted with every picture, and the run continues from its checkpoint', { timeout: 12 * 60_000 }, async () => {
+    const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'crash-')), 4);
+    await withPage('crash-in-training', [], async (page, byTestId) => {
+      await page.goto(`${server.url}?backend=cpu&simulate=crash-in-training`);
+      await waitForEngine(page, 'cpu');
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 4, red: 4 });
+      await shortPhaseTwo(page, 4);
+      await byTestId('train-button').click();
+      // The engine dies after its first fine-tuning checkpoint.
+      await page.waitForSelector('[data-testid="train-status"][data-phase="failed"]', { timeout: 300_000 });
+      assert.match(await byTestId('train-status').innerText(), /crashed during training.*restarted and your images were kept/s);
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 4, red: 4 });
+      await page.waitForSelector('[data-testid="checkpoint"][data-phase="fine"]:not([hidden])', { timeout: 30_000 });
+      assert.match(await byTestId('checkpoint').innerText(), /A checkpoint was kept at phase 2, fine-tuning epoch 1; EfficientNet-Lite0, classes blue, red\./);
+
+      await byTestId('checkpoint-continue').click();
+      await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file="webtune-checkpoint-phase2-epoch1.safetensors"]', {
+        state: 'attached',
+        timeout: 120_000,
+      });
+      await waitForClassCounts(page, { blue: 4, red: 4 });
+      await shortPhaseTwo(page, 1);
+      await byTestId('train-button').click();
+      await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
+      await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
+      assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+      assert.equal(await page.locator('[data-testid="epoch-row"][data-stage="fine"]').count(), 1);
+      assert.equal(await byTestId('backend-label').getAttribute('data-status'), 'ready', await errorsOn(page));
+    });
+  });
+
+  test('a stored picture the engine dies on is forgotten only once it killed the engine twice', { timeout: 8 * 60_000 }, async () => {
+    const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'deadly-')), 3);
+    await withPage('crash-on-file', [], async (page, byTestId) => {
+      await page.goto(`${server.url}?backend=cpu`);
+      await waitForEngine(page, 'cpu');
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, { blue: 3, red: 3 });
+      // Stored by now: the next visit's engines die whenever they are given red-1.png.
+      await page.goto(`${server.url}?backend=cpu&simulate=crash-on-file&file=red-1.png`);
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 3, red: 2 });
+      const problem = page.locator('[data-testid="file-problem"][data-path$="red-1.png"]');
+      await problem.waitFor({ timeout: 60_000 });
+      assert.match(await problem.innerText(), /the engine crashed twice while reading this file/);
+      // Two crashes, two restarts; then every other picture was given to the engine.
+      const errors = await page.$$eval('[data-testid="error"]', (items) => items.map((item) => item.textContent));
+      assert.equal(errors.filter((text) => /The training engine crashed: .*It has been restarted/.test(text)).length, 2, errors.join(' | '));
+      // Forgotten for good; the rest stays.
+      await page.goto(`${server.url}?backend=cpu`);
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 3, red: 2 });
+    });
+  });
+});
