@@ -1,9 +1,11 @@
 //! The bad-input corpus: every case is generated here, and each must be refused with an error
-//! naming the file (where one is given) and the reason, without a panic, and without costing the
-//! rest of a dataset. Images, weights files and exported models.
+//! naming the file (where one is given) and the reason, without a panic, within the allocation
+//! budget, and without costing the rest of a dataset. Images, weights files and exported models.
 
 mod hostile;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use hostile::pickle::{self, Tensor};
@@ -13,8 +15,75 @@ use webtune::data::{ImageSet, decode_image};
 use webtune::model::BackboneSpec;
 use webtune::weights::read_weights_file;
 
+/// The most memory any hostile case may take while it is read and refused, above what was in use
+/// before it. Every reader checks declared sizes against the file and its limits before it
+/// allocates; the largest case is the pickle memo bomb, which the pickle reader stops once it has
+/// built 64 MB of values (about 60 MB measured). The page runs the same readers in a 32-bit wasm
+/// memory of at most 4 GB, where one believed size would end it.
+const ALLOCATION_BUDGET: usize = 96 << 20;
+
+/// Counts the bytes each thread has allocated and not freed, and their peak, so that a case's
+/// peak can be read on the thread that ran it while other tests run on theirs.
+struct Tracking;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn track(grown: usize, shrunk: usize) {
+    // Unavailable while the thread is being torn down: those frees are not a case's.
+    let _ = LIVE.try_with(|live| {
+        let now = (live.get() + grown).saturating_sub(shrunk);
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; the counting touches only
+// const-initialised thread-locals, which never allocate.
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        track(layout.size(), 0);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        track(layout.size(), 0);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        track(0, layout.size());
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        track(new_size, layout.size());
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Tracking = Tracking;
+
+/// Runs one case and checks that its peak memory stayed within [`ALLOCATION_BUDGET`].
+fn within_budget<T>(case: &str, run: impl FnOnce() -> T) -> T {
+    let before = LIVE.with(Cell::get);
+    PEAK.with(|peak| peak.set(before));
+    let result = run();
+    let peak = PEAK.with(Cell::get) - before;
+    eprintln!("{case}: peak {:.1} MB", peak as f64 / (1 << 20) as f64);
+    assert!(peak <= ALLOCATION_BUDGET, "{case}: took {} MB at its peak, over the {} MB budget", peak >> 20, ALLOCATION_BUDGET >> 20);
+    result
+}
+
+#[test]
+fn the_budget_sees_a_large_allocation() {
+    let caught = std::panic::catch_unwind(|| within_budget("a believed size", || std::hint::black_box(vec![1u8; ALLOCATION_BUDGET + 1]).len()));
+    assert!(caught.is_err(), "an allocation past the budget is caught");
+    assert_eq!(within_budget("a small one", || std::hint::black_box(vec![1u8; 1 << 20]).len()), 1 << 20);
+}
+
 fn refused(name: &str, bytes: &[u8]) -> String {
-    match decode_image(name, bytes) {
+    match within_budget(name, || decode_image(name, bytes)) {
         Ok(image) => panic!("{name}: decoded as {:?} instead of being refused", image.dimensions()),
         Err(e) => {
             let message = e.to_string();
@@ -156,7 +225,7 @@ fn a_bad_image_costs_only_itself() {
 }
 
 fn weights_refused(bytes: &[u8]) -> String {
-    match read_weights_file(bytes) {
+    match within_budget(&format!("weights file of {} bytes", bytes.len()), || read_weights_file(bytes)) {
         Ok(map) => panic!("read {} tensors instead of refusing", map.len()),
         Err(e) => e.to_string(),
     }
@@ -236,7 +305,7 @@ fn lying_safetensors_headers_are_refused() {
         (safetensors_by_hand(r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, &f32_bytes(&[1., 2., f32::INFINITY, 4.])), "w: holds inf values"),
     ];
     for (bytes, expected) in cases {
-        let message = match webtune::weights::read_safetensors(&bytes) {
+        let message = match within_budget(&format!("safetensors expecting {expected:?}"), || webtune::weights::read_safetensors(&bytes)) {
             Ok((map, _)) => panic!("read {} tensors instead of refusing {expected:?}", map.len()),
             Err(e) => e.to_string(),
         };
@@ -277,7 +346,7 @@ fn hostile_export_metadata_is_refused_before_sizing_anything() {
         let bytes = export_with(|m| {
             m.insert(key.to_string(), value);
         });
-        let message = match webtune::TrainedModel::from_safetensors(&bytes, &burn::tensor::Device::flex()) {
+        let message = match within_budget(&format!("export with {key} edited"), || webtune::TrainedModel::from_safetensors(&bytes, &burn::tensor::Device::flex())) {
             Ok(_) => panic!("{key}: loaded instead of refusing"),
             Err(e) => e.to_string(),
         };
