@@ -353,3 +353,28 @@ fn hostile_export_metadata_is_refused_before_sizing_anything() {
         assert!(message.contains(expected), "{key}: expected {expected:?} in {message}");
     }
 }
+
+#[test]
+fn jpeg_variants_the_decoder_cannot_read_are_named() {
+    // A baseline JPEG's frame header rewritten as another frame type or sample precision: 12-bit
+    // extended (medical and some raw-converter exports), lossless, arithmetic-coded.
+    let jpeg = encode(&gradient(16, 16), ImageFormat::Jpeg);
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    let variant = |marker: u8, precision: u8| {
+        let mut bytes = jpeg.clone();
+        bytes[sof + 1] = marker;
+        bytes[sof + 4] = precision;
+        bytes
+    };
+    let cases = [
+        ("scan.jpg", variant(0xC1, 12), "a 12-bit JPEG (only 8 bits a sample are read)"),
+        ("lossless.jpg", variant(0xC3, 8), "a lossless JPEG, which this decoder does not read"),
+        ("arithmetic.jpg", variant(0xC9, 8), "an arithmetic-coded JPEG, which this decoder does not read"),
+    ];
+    for (name, bytes, reason) in cases {
+        let message = refused(name, &bytes);
+        assert!(message.contains(reason), "{message}");
+    }
+    // 8-bit extended sequential is read.
+    assert_eq!(decode_image("extended.jpg", &variant(0xC1, 8)).unwrap().dimensions(), (16, 16));
+}

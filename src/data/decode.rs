@@ -42,9 +42,21 @@ pub fn decode_image(file_name: &str, bytes: &[u8]) -> Result<RgbImage> {
         return Err(refuse(format!("file too large ({} MB; at most {} MB)", bytes.len() >> 20, MAX_FILE_BYTES >> 20)));
     }
     let format = format_of(bytes).map_err(refuse)?;
-    // zune-jpeg returns Ok with the missing rows grey for a cut-off JPEG, so check the structure.
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(refuse("truncated image (the JPEG data ends before its end-of-image marker)".into()));
+    // zune-jpeg returns Ok with the missing rows grey for a cut-off JPEG, so check the structure;
+    // and it names a variant it cannot read as a parse error, so name it first.
+    if format == ImageFormat::Jpeg {
+        let mut frame = None;
+        let complete = walk_jpeg(bytes, |marker, body| {
+            if is_frame_marker(marker) && frame.is_none() {
+                frame = Some((marker, body.first().copied()));
+            }
+        });
+        if let Some((marker, precision)) = frame {
+            jpeg_variant_problem(marker, precision).map_err(refuse)?;
+        }
+        if !complete {
+            return Err(refuse("truncated image (the JPEG data ends before its end-of-image marker)".into()));
+        }
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
@@ -140,10 +152,31 @@ fn what_else(bytes: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Whether a JPEG's marker structure reaches its end-of-image marker: segments are skipped by
-/// their length, entropy-coded scans up to the next marker that is not a stuffed byte or a
-/// restart. A file cut anywhere before EOI fails this, trailers after EOI do not.
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
+/// Start-of-frame markers (SOF0-SOF15 but DHT, JPG and DAC, which share the range).
+fn is_frame_marker(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
+/// The JPEG variants the decoder reads: 8-bit baseline, extended and progressive Huffman frames.
+/// Others are refused in words a user can act on.
+fn jpeg_variant_problem(marker: u8, precision: Option<u8>) -> std::result::Result<(), String> {
+    let what = match marker {
+        0xC3 | 0xC7 | 0xCB | 0xCF => "a lossless JPEG",
+        0xC5..=0xC7 | 0xCD..=0xCF => "a hierarchical JPEG",
+        0xC9..=0xCB => "an arithmetic-coded JPEG",
+        _ => match precision {
+            Some(8) | None => return Ok(()),
+            Some(bits) => return Err(format!("a {bits}-bit JPEG (only 8 bits a sample are read): save an 8-bit JPEG or PNG copy")),
+        },
+    };
+    Err(format!("{what}, which this decoder does not read: save a baseline JPEG or PNG copy"))
+}
+
+/// Walks a JPEG's marker structure, giving each segment's marker and body to `segment`; true when
+/// it reaches the end-of-image marker. Segments are skipped by their length, entropy-coded scans
+/// up to the next marker that is not a stuffed byte or a restart. A file cut anywhere before EOI
+/// fails this, trailers after EOI do not.
+fn walk_jpeg(bytes: &[u8], mut segment: impl FnMut(u8, &[u8])) -> bool {
     let mut at = 2; // after SOI
     loop {
         // Decoders skip stray bytes between segments; so does this walk.
@@ -159,6 +192,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
             0x01 | 0xD0..=0xD8 => {}
             _ => {
                 let Some(len) = bytes.get(at..at + 2).map(|l| u16::from_be_bytes([l[0], l[1]]) as usize) else { return false };
+                segment(marker, bytes.get(at + 2..at + len).unwrap_or_default());
                 at += len;
                 if marker == 0xDA {
                     // Entropy-coded data: 0xFF is followed by 0x00 (a stuffed byte) or a restart.
