@@ -21,9 +21,12 @@ import {
   EMPTY_ZIP,
   SVG,
   browserEncoded,
+  cmykJpeg,
+  exportWith,
   gif,
   headerOnlyJpeg,
   hostilePickles,
+  jpegVariant,
   lieAboutSizes,
   lyingSafetensors,
   markEncrypted,
@@ -146,6 +149,8 @@ describe('hostile input in the page', () => {
         'red/header.png': [png.subarray(0, 33), /truncated/],
         'red/cut.jpg': [jpeg.subarray(0, Math.floor(jpeg.length * 0.6)), /truncated/],
         'red/header.jpg': [headerOnlyJpeg(jpeg), /truncated/],
+        'red/scan.jpg': [jpegVariant(jpeg, 0xc1, 12), /a 12-bit JPEG \(only 8 bits a sample are read\)/],
+        'red/lossless.jpg': [jpegVariant(jpeg, 0xc3, 8), /a lossless JPEG, which this decoder does not read/],
         'red/cut.gif': [gifBytes.subarray(0, gifBytes.length >> 1), /truncated or corrupt/],
         'red/header.gif': [gifBytes.subarray(0, 13), /truncated or corrupt/],
         'red/cut.webp': [webp.subarray(0, webp.length >> 1), /truncated or corrupt/],
@@ -163,6 +168,8 @@ describe('hostile input in the page', () => {
       const unusual = {
         ...Object.fromEntries(Object.entries(unusualPngs()).map(([name, bytes]) => [`blue/${name}`, bytes])),
         'blue/rotated.jpg': withExifOrientation(jpeg, 6),
+        'blue/print.jpg': cmykJpeg([255, 0, 0, 255]),
+        'blue/extended.jpg': jpegVariant(jpeg, 0xc1, 8),
         'blue/animated.gif': gifBytes,
         'blue/plain.webp': webp,
       };
@@ -222,15 +229,36 @@ describe('hostile input in the page', () => {
       assert.match(reasonOf('back.png'), /unsafe name/);
       assert.match(reasonOf('one.png'), /appears 2 times/);
 
-      // Backbone weights that lie: each refused with the file's name, the backbone in use kept.
+      // Backbone weights that lie, and webtune exports whose metadata does: each refused with the
+      // file's name, the backbone in use kept.
       const WEIGHTS_REASONS = {
         'huge-header.safetensors': /header too large/,
         'past-end.safetensors': /offset/,
         'shape-overflow.safetensors': /4294967296/,
+        'overlapping.safetensors': /invalid offset for tensor `b`/,
+        'dtype-size.safetensors': /invalid shape, data type, or offset/,
+        'deep-json.safetensors': /invalid JSON in header/,
+        'infinite.safetensors': /w: holds inf values/,
         'os-system.pth': /refusing to load os\.system/,
+        'eval.pth': /refusing to load builtins\.eval/,
+        'exec.pth': /refusing to load builtins\.exec/,
         'memo-bomb.pth': /memo bomb/,
+        'nested.pth': /nested more than 100 deep/,
+        'stride-zero.pth': /w: stride 0/,
+        'torchscript.pt': /a TorchScript archive/,
+        'export-no-labels.safetensors': /"labels" is empty/,
+        'export-many-labels.safetensors': /_fc\.weight is \[2, 1280\], but the metadata says 100000 labels/,
+        'export-hidden.safetensors': /_fc\.1\.weight is missing/,
+        'export-vgg.safetensors': /unknown backbone "vgg16"/,
       };
-      const weights = { ...lyingSafetensors(), ...hostilePickles() };
+      const exports = {
+        'export-no-labels.safetensors': exportWith({ labels: '[]' }),
+        'export-many-labels.safetensors': exportWith({ labels: JSON.stringify(Array.from({ length: 100_000 }, (_, i) => `class${i}`)) }),
+        'export-hidden.safetensors': exportWith({ head_hidden_units: '4000000000' }),
+        'export-vgg.safetensors': exportWith({ backbone: 'vgg16' }),
+      };
+      const weights = { ...lyingSafetensors(), ...hostilePickles(), ...exports };
+      assert.deepEqual(Object.keys(weights).sort(), Object.keys(WEIGHTS_REASONS).sort(), 'a reason for every weights file');
       for (const [name, bytes] of Object.entries(weights)) {
         const path = join(workDir, name);
         await writeFile(path, bytes);

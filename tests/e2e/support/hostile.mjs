@@ -120,6 +120,49 @@ export function withExifOrientation(jpeg, orientation) {
   return Buffer.concat([jpeg.subarray(0, 2), Buffer.from([0xff, 0xe1]), length, body, jpeg.subarray(2)]);
 }
 
+/** `jpeg` with its frame header rewritten as frame type `marker` (0xC1 extended, 0xC3 lossless, ...) at `precision` bits. */
+export function jpegVariant(jpeg, marker, precision) {
+  const bytes = Buffer.from(jpeg);
+  const sof = bytes.indexOf(Buffer.from([0xff, 0xc0]));
+  bytes[sof + 1] = marker;
+  bytes[sof + 4] = precision;
+  return bytes;
+}
+
+/**
+ * An 8×8 baseline JPEG in Adobe CMYK of one flat colour, written by hand (no encoder at hand writes
+ * CMYK); the Rust side's `cmyk_jpeg`. Samples are Adobe's inverted ones: [255, 0, 0, 255] is red.
+ */
+export function cmykJpeg(samples) {
+  const out = [0xff, 0xd8];
+  const segment = (marker, body) => out.push(0xff, marker, (body.length + 2) >> 8, (body.length + 2) & 0xff, ...body);
+  segment(0xee, [...Buffer.from('Adobe\0', 'latin1'), 0x64, 0, 0, 0, 0, 0]);
+  segment(0xdb, [0, ...new Array(64).fill(1)]);
+  segment(0xc0, [8, 0, 8, 0, 8, 4, ...[1, 2, 3, 4].flatMap((id) => [id, 0x11, 0])]);
+  // DC table: categories 0, 10 and 11 as 00, 01, 10; AC table: only end-of-block, as 0.
+  segment(0xc4, [0x00, 0, 3, ...new Array(14).fill(0), 0, 10, 11, 0x10, 1, ...new Array(15).fill(0), 0x00]);
+  segment(0xda, [4, ...[1, 2, 3, 4].flatMap((id) => [id, 0]), 0, 63, 0]);
+  const bits = [];
+  const push = (value, n) => {
+    for (let i = n - 1; i >= 0; i--) bits.push((value >> i) & 1);
+  };
+  for (const sample of samples) {
+    const dc = 8 * (sample - 128);
+    const category = dc === 0 ? 0 : Math.abs(dc) < 1024 ? 10 : 11;
+    push(category === 0 ? 0b00 : category === 10 ? 0b01 : 0b10, 2);
+    if (category > 0) push(dc < 0 ? dc + (1 << category) - 1 : dc, category);
+    push(0, 1);
+  }
+  while (bits.length % 8 !== 0) bits.push(1);
+  for (let i = 0; i < bits.length; i += 8) {
+    const byte = bits.slice(i, i + 8).reduce((acc, bit) => (acc << 1) | bit, 0);
+    out.push(byte);
+    if (byte === 0xff) out.push(0); // byte stuffing
+  }
+  out.push(0xff, 0xd9);
+  return Buffer.from(out);
+}
+
 /** A JPEG cut right after its start-of-scan header: dimensions, tables, no pixels. */
 export function headerOnlyJpeg(jpeg) {
   const sos = jpeg.indexOf(Buffer.from([0xff, 0xda]));
@@ -189,30 +232,97 @@ export function f32Bytes(values) {
   return Buffer.from(new Float32Array(values).buffer);
 }
 
-/** Safetensors files that lie: about their header's length, their offsets, their shapes. */
+/**
+ * Safetensors files that lie: about their header's length, their offsets (past the end,
+ * overlapping), their shapes, their dtype; a header nested 100 000 deep; infinite weights.
+ */
 export function lyingSafetensors() {
   const data = f32Bytes([1, 2, 3, 4]);
   const hugeLength = safetensorsByHand('{}');
   hugeLength.writeBigUInt64LE(1n << 63n, 0);
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
   return {
     'huge-header.safetensors': hugeLength,
     'past-end.safetensors': safetensorsByHand('{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,64]}}', data),
     'shape-overflow.safetensors': safetensorsByHand('{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}}', data),
+    'overlapping.safetensors': safetensorsByHand(
+      '{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}',
+      data,
+    ),
+    'dtype-size.safetensors': safetensorsByHand('{"w":{"dtype":"F64","shape":[4],"data_offsets":[0,16]}}', data),
+    'deep-json.safetensors': safetensorsByHand(`{"__metadata__":{"x":${deep}}}`),
+    'infinite.safetensors': safetensorsByHand('{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}', f32Bytes([1, 2, Infinity, 4])),
   };
 }
 
-/** A zip `torch.save` checkpoint holding `dataPkl` as archive/data.pkl, stored. */
-export function torchZip(dataPkl) {
-  return zipOf({ 'archive/data.pkl': dataPkl, 'archive/byteorder': Buffer.from('little') }, 0);
+/** `name: value`s as webtune's own export writes them: a `[2, 1280]` head of zeros and `metadata`. */
+export function exportWith(metadata) {
+  const fc = Buffer.alloc(2 * 1280 * 4);
+  const bias = Buffer.alloc(2 * 4);
+  const header = JSON.stringify({
+    __metadata__: { labels: '["cats","dogs"]', backbone: 'efficientnet_lite0', head_hidden_units: '0', ...metadata },
+    '_fc.bias': { dtype: 'F32', shape: [2], data_offsets: [0, bias.length] },
+    '_fc.weight': { dtype: 'F32', shape: [2, 1280], data_offsets: [bias.length, bias.length + fc.length] },
+  });
+  return safetensorsByHand(header, Buffer.concat([bias, fc]));
 }
 
-/** Pickles no allow-list reader may run: `os.system("ls")`, and a memo recall bomb. */
+/** A zip `torch.save` checkpoint holding `dataPkl` as archive/data.pkl (and `extra` entries), stored. */
+export function torchZip(dataPkl, extra = {}) {
+  return zipOf({ 'archive/data.pkl': dataPkl, 'archive/byteorder': Buffer.from('little'), ...extra }, 0);
+}
+
+const pickleInt = (v) => {
+  const out = Buffer.alloc(5);
+  out[0] = 0x4a; // BININT
+  out.writeInt32LE(v, 1);
+  return out;
+};
+const pickleString = (s) => {
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(Buffer.byteLength(s));
+  return Buffer.concat([Buffer.from('X'), length, Buffer.from(s)]);
+};
+const pickleTuple = (items) => Buffer.concat([Buffer.from('('), ...items.map(pickleInt), Buffer.from('t')]);
+
+/** A state dict of one float32 tensor `w` over 4 stored values, viewed with `shape` and `stride`. */
+export function oneTensorCheckpoint(shape, stride, extra = {}) {
+  const pkl = Buffer.concat([
+    Buffer.from('\x80\x02ccollections\nOrderedDict\n)R(', 'latin1'),
+    pickleString('w'),
+    Buffer.from('ctorch._utils\n_rebuild_tensor_v2\n((', 'latin1'),
+    pickleString('storage'),
+    Buffer.from('ctorch\nFloatStorage\n', 'latin1'),
+    pickleString('0'),
+    pickleString('cpu'),
+    pickleInt(4),
+    Buffer.from('tQ', 'latin1'),
+    pickleInt(0),
+    pickleTuple(shape),
+    pickleTuple(stride),
+    Buffer.from('\x89ccollections\nOrderedDict\n)RtRu.', 'latin1'),
+  ]);
+  return torchZip(pkl, { 'archive/data/0': f32Bytes([1, 2, 3, 4]), ...extra });
+}
+
+/**
+ * Pickles no allow-list reader may run or believe: `os.system("ls")`, `eval`, `exec`, a memo
+ * recall bomb, lists nested 300 000 deep, a stride of 0 that makes 4 values a 4 GB tensor, and a
+ * TorchScript archive (code, not a state dict).
+ */
 export function hostilePickles() {
   const memoBomb = [0x80, 0x02, 0x5d, 0x4b, 0x01, 0x61, 0x71, 0x00];
   for (let k = 1; k <= 26; k++) memoBomb.push(0x28, 0x68, k - 1, 0x68, k - 1, 0x6c, 0x71, k);
   memoBomb.push(0x2e);
+  const depth = 300_000;
+  const nested = Buffer.concat([Buffer.from([0x80, 0x02]), Buffer.alloc(depth, ']'), Buffer.alloc(depth - 1, 'a'), Buffer.from('.')]);
   return {
     'os-system.pth': torchZip(Buffer.from('\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.', 'latin1')),
+    'eval.pth': torchZip(Buffer.from('\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.', 'latin1')),
+    'exec.pth': torchZip(Buffer.from('\x80\x04\x8c\x08builtins\x8c\x04exec\x93.', 'latin1')),
     'memo-bomb.pth': torchZip(Buffer.from(memoBomb)),
+    'nested.pth': torchZip(nested),
+    'stride-zero.pth': oneTensorCheckpoint([1 << 20, 1 << 10], [0, 0]),
+    'torchscript.pt': oneTensorCheckpoint([4], [1], { 'archive/code/__torch__/model.py': Buffer.from('def forward(self): ...') }),
   };
 }
