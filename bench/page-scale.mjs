@@ -8,12 +8,19 @@
 // still answers), and a reload brings every picture back. A benchmark: prints numbers, asserts
 // only those facts.
 //
+// `--dataset DIR` adds class folders already on disk instead (bench/photos.py writes 1-4 MP
+// photos); `--train` then trains with the page's default recipe to the end and downloads the
+// model instead of stopping, sampling the renderers' memory every second and timing the longest
+// main-thread task while training; `--fine-epochs N` caps phase 2 (Advanced settings) where the
+// whole default run would take too long.
+//
 //   cd www && npm run build -- --mode bench && cd .. && node bench/page-scale.mjs [--count 5000] [--classes 20] [--size 64]
+//   python3 bench/photos.py /tmp/photos && node bench/page-scale.mjs --dataset /tmp/photos --train
 //
 // tests/e2e/scale.test.mjs runs it with fewer pictures.
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { serveStatic } from '../tests/e2e/support/server.mjs';
 import { launchChromium } from '../tests/e2e/support/chromium.mjs';
 import { encodePng, random } from '../tests/e2e/support/png.mjs';
-import { errorsOn, waitForClassCounts, waitForEngine } from '../tests/e2e/support/page.mjs';
+import { errorsOn, openAdvanced, waitForClassCounts, waitForEngine } from '../tests/e2e/support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -57,6 +64,15 @@ async function tabMemory(page) {
     const result = await performance.measureUserAgentSpecificMemory();
     return result.bytes;
   });
+}
+
+/** The class folders of `dataset` and how many files each holds. */
+async function countPictures(dataset) {
+  const counts = {};
+  for (const entry of await readdir(dataset, { withFileTypes: true })) {
+    if (entry.isDirectory()) counts[entry.name] = (await readdir(join(dataset, entry.name))).length;
+  }
+  return counts;
 }
 
 /**
@@ -111,13 +127,23 @@ async function pageHeap(page) {
  * Runs the scenario on `serverUrl` and resolves to the measurements; throws when a functional
  * fact does not hold.
  */
-export async function pageScale({ serverUrl, count, classes, size, log = console.log }) {
+export async function pageScale({ serverUrl, count, classes, size, dataset: given = null, train = false, fineEpochs = null, log = console.log }) {
   const dir = await mkdtemp(join(tmpdir(), 'webtune-scale-'));
   const browser = await launchChromium();
   try {
-    const generated = Date.now();
-    const { dataset, counts } = await writePictures(dir, count, classes, size);
-    log(`# wrote ${count} ${size}×${size} PNGs in ${classes} classes in ${((Date.now() - generated) / 1000).toFixed(1)} s`);
+    let dataset, counts;
+    if (given) {
+      dataset = given;
+      counts = await countPictures(given);
+      count = Object.values(counts).reduce((a, b) => a + b, 0);
+      classes = Object.keys(counts).length;
+      size = null;
+      log(`# adding ${count} pictures in ${classes} classes from ${given}`);
+    } else {
+      const generated = Date.now();
+      ({ dataset, counts } = await writePictures(dir, count, classes, size));
+      log(`# wrote ${count} ${size}×${size} PNGs in ${classes} classes in ${((Date.now() - generated) / 1000).toFixed(1)} s`);
+    }
     const page = await browser.newPage();
     const pageErrors = [];
     page.on('pageerror', (error) => pageErrors.push(error.message));
@@ -160,17 +186,7 @@ export async function pageScale({ serverUrl, count, classes, size, log = console
     assert.equal(await page.locator('[data-testid="file-problem"]').count(), 0, `no picture refused: ${await errorsOn(page)}`);
     log(`# (so far: ${count} added in ${addSeconds.toFixed(1)} s, longest task ${longest.ms.toFixed(0)} ms, renderer RSS ${after.rss} bytes)`);
 
-    // Training on all of them: Stop during feature extraction ends it.
-    await page.locator('[data-testid="train-button"]').click();
-    await page.waitForSelector('[data-testid="train-status"][data-phase="features"]', { timeout: 120_000 });
-    const stopAsked = Date.now();
-    await page.locator('[data-testid="stop-button"]').click({ timeout: 10_000 });
-    await page.waitForSelector('[data-testid="train-status"]:is([data-phase="stopped"], [data-phase="idle"], [data-phase="done"], [data-phase="failed"])', {
-      timeout: 120_000,
-    });
-    const stopSeconds = (Date.now() - stopAsked) / 1000;
-    const stoppedAs = await page.locator('[data-testid="train-status"]').getAttribute('data-phase');
-    assert.ok(['stopped', 'idle'].includes(stoppedAs), `Stop ended the run (it ended as ${stoppedAs})`);
+    const training = train ? await trainAndDownload(page, dir, fineEpochs, log) : await stopEarly(page);
 
     // Nothing lost after a reload.
     const reloaded = Date.now();
@@ -191,14 +207,14 @@ export async function pageScale({ serverUrl, count, classes, size, log = console
       longestTaskAfterPickMs: longest.afterPick,
       longTasks: longest.count,
       thumbnails,
-      stopSeconds,
+      ...training,
       restoreSeconds,
       memory: { before, after, restored },
     };
     log(
       `# ${count} pictures added in ${addSeconds.toFixed(1)} s (${(count / addSeconds).toFixed(0)}/s); longest main-thread task while adding ` +
         `${longest.ms.toFixed(0)} ms (${longest.count} tasks over 50 ms; the longest after the task that brought the picked files ` +
-        `${longest.afterPick.toFixed(0)} ms); ${thumbnails} thumbnails on the page; Stop took ${stopSeconds.toFixed(1)} s; a reload brought all back in ${restoreSeconds.toFixed(1)} s`,
+        `${longest.afterPick.toFixed(0)} ms); ${thumbnails} thumbnails on the page; ${training.stopSeconds === undefined ? '' : `Stop took ${training.stopSeconds.toFixed(1)} s; `}a reload brought all back in ${restoreSeconds.toFixed(1)} s`,
     );
     log(
       `# tab memory (page + workers, measureUserAgentSpecificMemory): ${mb(before.tab)} before, ${mb(after.tab)} after adding, ${mb(restored.tab)} after the reload; ` +
@@ -212,13 +228,94 @@ export async function pageScale({ serverUrl, count, classes, size, log = console
   }
 }
 
+/** Training on all of them: Stop during feature extraction ends it at once. */
+async function stopEarly(page) {
+  await page.locator('[data-testid="train-button"]').click();
+  await page.waitForSelector('[data-testid="train-status"][data-phase="features"]', { timeout: 120_000 });
+  const stopAsked = Date.now();
+  await page.locator('[data-testid="stop-button"]').click({ timeout: 10_000 });
+  await page.waitForSelector('[data-testid="train-status"]:is([data-phase="stopped"], [data-phase="idle"], [data-phase="done"], [data-phase="failed"])', {
+    timeout: 120_000,
+  });
+  const stoppedAs = await page.locator('[data-testid="train-status"]').getAttribute('data-phase');
+  assert.ok(['stopped', 'idle'].includes(stoppedAs), `Stop ended the run (it ended as ${stoppedAs})`);
+  return { stopSeconds: (Date.now() - stopAsked) / 1000 };
+}
+
+/**
+ * Trains with the page's default recipe to the end, then downloads the model: the time of each,
+ * the renderers' peak memory (sampled every second) and the longest main-thread task meanwhile.
+ */
+async function trainAndDownload(page, dir, fineEpochs, log) {
+  if (fineEpochs !== null) {
+    await openAdvanced(page);
+    const field = page.locator('[data-testid="fine-epochs"]');
+    if (!(await field.isVisible())) await page.locator('#advanced > summary').click();
+    await field.fill(String(fineEpochs));
+  }
+  let peakRss = 0;
+  const sampler = setInterval(() => {
+    rendererRss().then((rss) => {
+      peakRss = Math.max(peakRss, rss ?? 0);
+    });
+  }, 1000);
+  try {
+    await page.evaluate(() => {
+      window.__longest = { ms: 0, count: 0, since: performance.now(), picked: Infinity, afterPick: 0 };
+    });
+    const started = Date.now();
+    await page.locator('[data-testid="train-button"]').click();
+    await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"])', { timeout: 120_000 });
+    const status = page.locator('[data-testid="train-status"]');
+    await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"], [data-phase="stopped"])', { timeout: 6 * 3_600_000 });
+    const trainSeconds = (Date.now() - started) / 1000;
+    assert.equal(await status.getAttribute('data-phase'), 'done', await status.innerText());
+    const trainLongest = await page.evaluate(() => window.__longest);
+    const summary = (await status.innerText()).replace(/\s+/g, ' ').slice(0, 300);
+    log(`# trained in ${trainSeconds.toFixed(0)} s: ${summary}`);
+
+    const asked = Date.now();
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: 600_000 }), page.locator('[data-testid="download-button"]').click()]);
+    const modelPath = join(dir, download.suggestedFilename());
+    await download.saveAs(modelPath);
+    const downloadSeconds = (Date.now() - asked) / 1000;
+    const { size: modelBytes } = await stat(modelPath);
+    return {
+      trainSeconds,
+      trainLongestTaskMs: trainLongest.ms,
+      trainLongTasks: trainLongest.count,
+      peakRssWhileTraining: peakRss,
+      downloadSeconds,
+      modelBytes,
+      trainSummary: summary,
+    };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({
-    options: { count: { type: 'string', default: '5000' }, classes: { type: 'string', default: '20' }, size: { type: 'string', default: '64' } },
+    options: {
+      count: { type: 'string', default: '5000' },
+      classes: { type: 'string', default: '20' },
+      size: { type: 'string', default: '64' },
+      dataset: { type: 'string' },
+      train: { type: 'boolean', default: false },
+      'fine-epochs': { type: 'string' },
+    },
   });
   const server = await serveStatic(resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www/dist')));
   try {
-    const results = await pageScale({ serverUrl: server.url, count: Number(values.count), classes: Number(values.classes), size: Number(values.size) });
+    const results = await pageScale({
+      serverUrl: server.url,
+      count: Number(values.count),
+      classes: Number(values.classes),
+      size: Number(values.size),
+      dataset: values.dataset ?? null,
+      train: values.train,
+      fineEpochs: values['fine-epochs'] === undefined ? null : Number(values['fine-epochs']),
+    });
     console.log(JSON.stringify(results));
   } finally {
     await server.close();
