@@ -50,7 +50,10 @@ async function thumbPaths(page, label) {
     .evaluateAll((cells) => cells.map((cell) => cell.getAttribute('title')).sort());
 }
 
-/** Waits until every thumbnail image of the card has loaded (object URLs work under the CSP). */
+/**
+ * Waits until every thumbnail image of the card has loaded (object URLs work under the CSP), each
+ * from the page's scaled copy (192 px high), not the picture's own file (64 px here).
+ */
 async function waitForThumbnails(page, label, count) {
   await page.waitForFunction(
     ({ label, count }) => {
@@ -60,6 +63,10 @@ async function waitForThumbnails(page, label, count) {
     { label, count },
     { timeout: 30_000 },
   );
+  const heights = await card(page, label)
+    .locator('img')
+    .evaluateAll((images) => images.map((img) => img.naturalHeight));
+  assert.deepEqual(heights, new Array(count).fill(192), 'thumbnails are the scaled copies');
 }
 
 async function renameByKeyboard(page, from, to) {

@@ -10,6 +10,7 @@
 // revoked as soon as it leaves the view.
 
 import { h } from './dom';
+import { showThumbnail } from './thumbnail';
 import { acceptDrops, pickedFromDrop, pickedFromInput, type Picked } from './drop-zone';
 import { inKeyOrder } from '../app/duplicates';
 import { editsBlocked, isTraining, type AppState, type HeldImage } from '../app/state';
@@ -74,7 +75,7 @@ class ThumbGrid {
   private readonly spacer: HTMLDivElement;
   private readonly empty: HTMLParagraphElement;
   private data: CardData | null = null;
-  private cells = new Map<number, { cell: HTMLElement; url: string }>();
+  private cells = new Map<number, { cell: HTMLElement; release: () => void }>();
   /** What the rendered cells' controls were built for (the other classes, disabled or not). */
   private controlsFor = '';
   private onScreen = false;
@@ -215,8 +216,7 @@ class ThumbGrid {
     (target ?? this.element).focus();
   }
 
-  private cell(image: HeldImage, data: CardData): { cell: HTMLElement; url: string } {
-    const url = URL.createObjectURL(image.file);
+  private cell(image: HeldImage, data: CardData): { cell: HTMLElement; release: () => void } {
     const name = image.path;
     const move = h(
       'select',
@@ -235,16 +235,17 @@ class ThumbGrid {
     );
     remove.disabled = data.training || data.blocked !== null;
     remove.addEventListener('click', () => this.hooks.remove(image.key));
+    const picture = h('img', { alt: name, decoding: 'async', 'data-testid': 'thumb-image', draggable: 'false' });
     const cell = h(
       'div',
       { class: 'thumb', role: 'listitem', 'data-testid': 'thumb', 'data-key': image.key, title: name },
-      h('img', { src: url, alt: name, decoding: 'async', 'data-testid': 'thumb-image', draggable: 'false' }),
+      picture,
       h('div', { class: 'thumb-controls' }, move, remove),
     );
-    return { cell, url };
+    return { cell, release: showThumbnail(picture, image.file) };
   }
 
-  /** Removes a cell and revokes its URL; `keepFocus`: a focused control's place is remembered. */
+  /** Removes a cell and releases its thumbnail; `keepFocus`: a focused control's place is remembered. */
   private drop(key: number, keepFocus = false): void {
     const entry = this.cells.get(key);
     if (!entry) return;
@@ -253,7 +254,7 @@ class ThumbGrid {
       this.focusAfter = { index: Number(entry.cell.dataset.index), testId: focused.dataset.testid ?? '' };
     }
     entry.cell.remove();
-    URL.revokeObjectURL(entry.url);
+    entry.release();
     this.cells.delete(key);
   }
 }

@@ -6,19 +6,20 @@ import { formatPercent, h } from './dom';
 import type { Evaluation } from '../engine/protocol';
 import type { AppState } from '../app/state';
 import { Heatmaps, type ComputeHeatmap } from './heatmap';
+import { showThumbnail } from './thumbnail';
 
 export function mountEvaluationView(container: HTMLElement, heatmap: ComputeHeatmap) {
   let shown: Evaluation | null = null;
   const heatmaps = new Heatmaps(heatmap);
-  /** Object URLs of the thumbnails shown now, revoked when the table is rebuilt. */
-  let thumbnails: string[] = [];
+  /** Releases the thumbnails shown now, when the table is rebuilt. */
+  let thumbnails: (() => void)[] = [];
 
   return function render(state: AppState): void {
     const { evaluation } = state.training;
     container.hidden = evaluation === null;
     if (evaluation === shown) return;
     shown = evaluation;
-    for (const url of thumbnails) URL.revokeObjectURL(url);
+    for (const release of thumbnails) release();
     thumbnails = [];
     heatmaps.clear();
     if (!evaluation) {
@@ -28,9 +29,9 @@ export function mountEvaluationView(container: HTMLElement, heatmap: ComputeHeat
     const thumbnail = (key: number | null): Node | null => {
       const file = key === null ? undefined : state.images.get(key)?.file;
       if (!file) return null;
-      const url = URL.createObjectURL(file);
-      thumbnails.push(url);
-      return h('img', { class: 'thumbnail', src: url, alt: '', loading: 'lazy', width: 48, height: 48 });
+      const image = h('img', { class: 'thumbnail', alt: '', width: 48, height: 48 });
+      thumbnails.push(showThumbnail(image, file));
+      return image;
     };
     const fine = state.trained?.fineTuned ?? 0;
     const model = fine > 0 ? `head and the last ${fine === 1 ? 'block' : `${fine} blocks`} fine-tuned` : 'head only';

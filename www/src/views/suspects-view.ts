@@ -3,6 +3,7 @@
 // "move to the suggested class" and "delete"; and the exact and near duplicates, across classes.
 
 import { formatPercent, h } from './dom';
+import { showThumbnail } from './thumbnail';
 import { messageOf } from '../app/context';
 import type { AppState, ModelInfo } from '../app/state';
 import type { LabelCheck } from '../engine/protocol';
@@ -135,9 +136,8 @@ function summaryText(check: LabelCheck): string {
 
 function thumbnail(file: Blob): HTMLImageElement {
   const image = h('img', { class: 'thumbnail', alt: '', width: 48, height: 48 });
-  const url = URL.createObjectURL(file);
-  image.addEventListener('load', () => URL.revokeObjectURL(url), { once: true });
-  image.src = url;
+  // Shown once loaded: the scaled copy's URL is not needed after that.
+  image.addEventListener('load', showThumbnail(image, file), { once: true });
   return image;
 }
 
