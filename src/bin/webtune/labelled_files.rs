@@ -21,8 +21,8 @@ pub struct LabelledFile {
     pub bytes: Vec<u8>,
 }
 
-/// How much a dataset may make the CLI read. The CLI holds every file's bytes until it has
-/// decoded them, so the total bounds its memory.
+/// How much a dataset may make the CLI read. Files are read one at a time, each just before it
+/// is decoded, so what the CLI holds is the decoded pictures, not the files.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadLimits {
     /// Larger files are skipped with a warning (the decoder would refuse them anyway).
@@ -57,8 +57,60 @@ pub fn read_labelled_files(source: &Path) -> Result<Vec<LabelledFile>> {
     Ok(dataset.files)
 }
 
-/// [`read_labelled_files`] with explicit limits, returning the skipped files instead of printing.
+/// [`list_dataset`] read whole, with explicit limits.
 pub fn read_dataset(source: &Path, limits: &ReadLimits) -> Result<Dataset> {
+    let mut files = Vec::new();
+    let skipped = list_dataset(source, limits)?.read_each(|file| files.push(file))?;
+    Ok(Dataset { files, skipped })
+}
+
+/// The labelled files of a dataset, listed and not yet read (see [`Listing::read_each`]).
+pub struct Listing {
+    source: PathBuf,
+    limits: ReadLimits,
+    reader: Box<dyn EntryReader>,
+    /// Entry index, path below the root and label, in path order.
+    labelled: Vec<(usize, String, String)>,
+    skipped: Vec<String>,
+}
+
+impl Listing {
+    pub fn len(&self) -> usize {
+        self.labelled.len()
+    }
+
+    /// Reads the files in path order (so that a seed gives the same split whatever order the
+    /// file system or the archive lists them in), giving each to `each` and dropping its bytes
+    /// after; returns a line for every file that was skipped and why.
+    pub fn read_each(mut self, mut each: impl FnMut(LabelledFile)) -> Result<Vec<String>> {
+        let mut total = 0u64;
+        for (index, name, label) in std::mem::take(&mut self.labelled) {
+            let allowance = self.limits.file_bytes.min(self.limits.total_bytes - total);
+            match self.reader.read(index, allowance)? {
+                Ok(bytes) => {
+                    total += bytes.len() as u64;
+                    each(LabelledFile { label, name, bytes });
+                }
+                Err(Skip::TooLarge) if allowance < self.limits.file_bytes => {
+                    return Err(Error::Dataset(format!(
+                        "{}: the dataset holds more than {} MB of files; use a smaller copy or a subset",
+                        self.source.display(),
+                        self.limits.total_bytes >> 20
+                    )));
+                }
+                Err(Skip::TooLarge) => {
+                    self.skipped.push(format!("{name}: file too large (at most {} MB)", self.limits.file_bytes >> 20))
+                }
+                Err(Skip::Because(why)) => self.skipped.push(format!("{name}: {why}")),
+            }
+        }
+        Ok(self.skipped)
+    }
+}
+
+/// Lists a folder of class sub-folders or a zip of one: which files are pictures of which class,
+/// and which entries are skipped before reading any file.
+pub fn list_dataset(source: &Path, limits: &ReadLimits) -> Result<Listing> {
     let mut reader: Box<dyn EntryReader> =
         if source.is_dir() { Box::new(Folder::open(source, limits)?) } else { Box::new(Zip::open(source, limits)?) };
     let mut skipped = reader.take_skipped();
@@ -85,28 +137,8 @@ pub fn read_dataset(source: &Path, limits: &ReadLimits) -> Result<Dataset> {
         )));
     }
 
-    let mut files = Vec::new();
-    let mut total = 0u64;
-    for (index, name, label) in labelled {
-        let allowance = limits.file_bytes.min(limits.total_bytes - total);
-        match reader.read(index, allowance)? {
-            Ok(bytes) => {
-                total += bytes.len() as u64;
-                files.push(LabelledFile { label, name, bytes });
-            }
-            Err(Skip::TooLarge) if allowance < limits.file_bytes => {
-                return Err(Error::Dataset(format!(
-                    "{}: the dataset holds more than {} MB of files; use a smaller copy or a subset",
-                    source.display(),
-                    limits.total_bytes >> 20
-                )));
-            }
-            Err(Skip::TooLarge) => skipped.push(format!("{name}: file too large (at most {} MB)", limits.file_bytes >> 20)),
-            Err(Skip::Because(why)) => skipped.push(format!("{name}: {why}")),
-        }
-    }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Dataset { files, skipped })
+    labelled.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(Listing { source: source.to_path_buf(), limits: *limits, reader, labelled, skipped })
 }
 
 /// One file of the dataset before labelling: its path relative to the source, `/`-separated

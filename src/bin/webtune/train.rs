@@ -10,7 +10,7 @@ use webtune::train::EpochReport;
 use webtune::{Event, Phase, Recipe, Result, Session};
 
 use crate::args::{BackboneArgs, BackendArgs, read, write};
-use crate::labelled_files::read_labelled_files;
+use crate::labelled_files::{ReadLimits, list_dataset};
 
 /// Pictures or views per step: big enough to batch, small enough for a lively progress bar.
 const BUDGET: usize = 8;
@@ -129,16 +129,20 @@ pub fn train(a: TrainArgs) -> Result<()> {
             eprintln!("{line}")
         }
     };
-    let files = read_labelled_files(&a.data_dir)?;
+    // Each file is read just before it is decoded: the session keeps the decoded picture only.
+    let listing = list_dataset(&a.data_dir, &ReadLimits::default())?;
     log(format!("backbone {} ({weights_path})", a.backbone.backbone));
-    let bar = progress(a.json, files.len(), "decoding");
-    for file in files {
+    let bar = progress(a.json, listing.len(), "decoding");
+    let skipped = listing.read_each(|file| {
         if let Err(e) = session.add_image(&file.label, &file.name, &file.bytes) {
             bar.suspend(|| eprintln!("skipped {e}"));
         }
         bar.inc(1);
-    }
+    })?;
     bar.finish_and_clear();
+    for line in skipped {
+        eprintln!("skipped {line}");
+    }
     let summary = session.summary();
     log(format!("{} images in {} classes", summary.images, summary.classes.len()));
     let recommendation = session.recommendation();
