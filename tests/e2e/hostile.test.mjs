@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM, launchChromium } from './support/chromium.mjs';
 import { colourPicture } from './support/png.mjs';
-import { errorsOn, makeDataset, openAdvanced, trainHeadEpochs, waitForClassCounts, waitForEngine } from './support/page.mjs';
+import { errorsOn, makeDataset, shortPhaseTwo, trainHeadEpochs, waitForClassCounts, waitForEngine } from './support/page.mjs';
 import {
   EMPTY_ZIP,
   SVG,
@@ -396,15 +396,7 @@ describe('hostile input in the page', () => {
   test('training cut short by a reload continues from its checkpoint', { timeout: 12 * 60_000 }, async () => {
     const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'checkpoint-')), 4);
     await withWatchedPage('checkpoint', async (page, byTestId) => {
-      const phaseTwo = async (fineEpochs) => {
-        await openAdvanced(page);
-        await byTestId('epochs').fill('2');
-        await byTestId('validation-percent').fill('25');
-        await byTestId('fine-tune-blocks').fill('1');
-        if (!(await byTestId('fine-epochs').isVisible())) await page.locator('#advanced > summary').click();
-        await byTestId('fine-epochs').fill(String(fineEpochs));
-        await byTestId('views-per-image').fill('1');
-      };
+      const phaseTwo = (fineEpochs) => shortPhaseTwo(page, fineEpochs);
       await page.goto(server.url);
       await waitForEngine(page, 'cpu');
       await byTestId('folder-input').setInputFiles(dataset);

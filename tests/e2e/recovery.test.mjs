@@ -16,25 +16,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CHROMIUM } from './support/chromium.mjs';
 import { serveStatic } from './support/server.mjs';
-import { errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, makeDataset, shortPhaseTwo, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www', 'dist'));
 
 let server;
 let workDir;
-
-/** Head epochs, a 25 % validation split and `fineEpochs` epochs of one fine-tuned block. */
-async function shortPhaseTwo(page, fineEpochs) {
-  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
-  await openAdvanced(page);
-  await byTestId('epochs').fill('2');
-  await byTestId('validation-percent').fill('25');
-  await byTestId('fine-tune-blocks').fill('1');
-  if (!(await byTestId('fine-epochs').isVisible())) await page.locator('#advanced > summary').click();
-  await byTestId('fine-epochs').fill(String(fineEpochs));
-  await byTestId('views-per-image').fill('1');
-}
 
 describe('reloads and engine crashes lose nothing', () => {
   before(async () => {

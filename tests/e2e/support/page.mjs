@@ -120,3 +120,15 @@ export async function trainHeadEpochs(page, epochs) {
   const status = page.locator('[data-testid="train-status"]');
   assert.equal(await status.getAttribute('data-phase'), 'done', await status.innerText());
 }
+
+/** A short run of both phases, set under Advanced: 2 head epochs, a 25 % validation split, and `fineEpochs` epochs of one fine-tuned block on one view a picture. */
+export async function shortPhaseTwo(page, fineEpochs) {
+  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+  await openAdvanced(page);
+  await byTestId('epochs').fill('2');
+  await byTestId('validation-percent').fill('25');
+  await byTestId('fine-tune-blocks').fill('1');
+  if (!(await byTestId('fine-epochs').isVisible())) await page.locator('#advanced > summary').click();
+  await byTestId('fine-epochs').fill(String(fineEpochs));
+  await byTestId('views-per-image').fill('1');
+}
