@@ -54,13 +54,15 @@ async function scaled(file: Blob): Promise<Blob> {
   }
 }
 
+/** Runs `job` once fewer than `AT_ONCE` run; a finished job hands its place to the next waiting one. */
 async function inTurn<T>(job: () => Promise<T>): Promise<T> {
   if (running >= AT_ONCE) await new Promise<void>((go) => waiting.push(go));
-  running += 1;
+  else running += 1;
   try {
     return await job();
   } finally {
-    running -= 1;
-    waiting.shift()?.();
+    const next = waiting.shift();
+    if (next) next();
+    else running -= 1;
   }
 }
