@@ -78,7 +78,7 @@ export async function waitForClassCounts(page, counts, timeout = 120_000) {
       (counts) => {
         const adding = document.querySelector('[data-testid="add-status"]')?.getAttribute('data-adding');
         const storing = document.querySelector('[data-testid="library-status"]')?.getAttribute('data-storing');
-        if (storing !== undefined && storing !== null && storing !== '0') return false;
+        if ((storing ?? '0') !== '0') return false;
         const shown = Object.fromEntries(
           [...document.querySelectorAll('[data-testid="class-row"]')].map((row) => [
             row.getAttribute('data-label'),

@@ -232,9 +232,10 @@ export class App implements AppContext {
 
   /**
    * What a failure to give a stored picture to a new engine does to it; true when the re-adding
-   * stops there (the engine is gone, or the page is). Only the engine's refusal of the file's content, or a crash
-   * on the same picture twice running, forgets it for good: any other failure (the page going
-   * away, a crash that may be memory's, a file the browser could not read back) leaves it stored.
+   * stops there (the engine is gone, or the page is). Only the engine's refusal of the file's
+   * content, or a crash on the same picture twice running, forgets it for good: any other failure
+   * (the page going away, a crash that may be memory's, a file the browser could not read back)
+   * leaves it stored.
    */
   private onReAddFailure(image: HeldImage, error: unknown): boolean {
     if (this.leaving) return true;

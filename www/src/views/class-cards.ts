@@ -6,8 +6,8 @@
 //
 // Thumbnails are rendered lazily so that thousands stay smooth: a card's pictures sit in a
 // scrolling box that holds elements only for the rows in view (plus one on each side), and only
-// while the card itself is on screen. Each shown picture gets an object URL of its stored blob,
-// revoked as soon as it leaves the view.
+// while the card itself is on screen. Each shown picture is its scaled copy (views/thumbnail.ts),
+// released as soon as it leaves the view.
 
 import { h } from './dom';
 import { showThumbnail } from './thumbnail';
