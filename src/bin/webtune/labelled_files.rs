@@ -82,29 +82,28 @@ impl Listing {
     /// Reads the files in path order (so that a seed gives the same split whatever order the
     /// file system or the archive lists them in), giving each to `each` and dropping its bytes
     /// after; returns a line for every file that was skipped and why.
-    pub fn read_each(mut self, mut each: impl FnMut(LabelledFile)) -> Result<Vec<String>> {
+    pub fn read_each(self, mut each: impl FnMut(LabelledFile)) -> Result<Vec<String>> {
+        let Listing { source, limits, mut reader, labelled, mut skipped } = self;
         let mut total = 0u64;
-        for (index, name, label) in std::mem::take(&mut self.labelled) {
-            let allowance = self.limits.file_bytes.min(self.limits.total_bytes - total);
-            match self.reader.read(index, allowance)? {
+        for (index, name, label) in labelled {
+            let allowance = limits.file_bytes.min(limits.total_bytes - total);
+            match reader.read(index, allowance)? {
                 Ok(bytes) => {
                     total += bytes.len() as u64;
                     each(LabelledFile { label, name, bytes });
                 }
-                Err(Skip::TooLarge) if allowance < self.limits.file_bytes => {
+                Err(Skip::TooLarge) if allowance < limits.file_bytes => {
                     return Err(Error::Dataset(format!(
                         "{}: the dataset holds more than {} MB of files; use a smaller copy or a subset",
-                        self.source.display(),
-                        self.limits.total_bytes >> 20
+                        source.display(),
+                        limits.total_bytes >> 20
                     )));
                 }
-                Err(Skip::TooLarge) => {
-                    self.skipped.push(format!("{name}: file too large (at most {} MB)", self.limits.file_bytes >> 20))
-                }
-                Err(Skip::Because(why)) => self.skipped.push(format!("{name}: {why}")),
+                Err(Skip::TooLarge) => skipped.push(format!("{name}: file too large (at most {} MB)", limits.file_bytes >> 20)),
+                Err(Skip::Because(why)) => skipped.push(format!("{name}: {why}")),
             }
         }
-        Ok(self.skipped)
+        Ok(skipped)
     }
 }
 
