@@ -537,7 +537,7 @@ impl Session {
                 return Err(failed(State::Head(run), Error::Training("a picture was removed during training: start again".into())));
             };
             let view = match seed {
-                Some(seed) => run.recipe.augmentation.view(&image.pixels, self.spec.input_size, &mut ChaCha8Rng::seed_from_u64(seed)),
+                Some(seed) => run.recipe.augmentation.view(&image.pixels(), self.spec.input_size, &mut ChaCha8Rng::seed_from_u64(seed)),
                 None if run.centers.contains(id) => continue,
                 None => image.center_view(&self.spec),
             };
@@ -676,7 +676,7 @@ impl Session {
                 file_name: &i.file_name,
                 class: self.images.class_index(&i.label).expect("labels come from images"),
                 features: self.features.get(i.id).expect("features are complete"),
-                pixels: i.pixels.as_raw(),
+                pixels: i.stored.bytes(),
             })
             .collect()
     }
@@ -712,7 +712,7 @@ fn distinct_pictures(
     labels: &[String],
     class_of: impl Fn(&str) -> usize,
 ) -> Result<(Vec<usize>, Vec<String>)> {
-    let pixels: Vec<&[u8]> = images.iter().map(|i| i.pixels.as_raw().as_slice()).collect();
+    let pixels: Vec<&[u8]> = images.iter().map(|i| i.stored.bytes()).collect();
     let copies = first_copies(&pixels);
     let mut kept = Vec::with_capacity(images.len());
     let (mut same_class, mut across) = (0, Vec::new());

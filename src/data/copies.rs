@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-/// For each picture (its decoded pixels, in order), the index of the first earlier picture
+/// For each picture (its pixels in a deterministic encoding, in order), the index of the first earlier picture
 /// with exactly the same pixels, if any.
 pub fn first_copies(pixels: &[&[u8]]) -> Vec<Option<usize>> {
     let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::decode::decode_image;
 use super::labels::label_of;
 use super::preprocess::{center_crop, resize_shorter_side};
+use super::stored::StoredPicture;
 use crate::error::{Error, Result};
 use crate::model::BackboneSpec;
 
@@ -19,15 +20,20 @@ pub struct LabelledImage {
     pub id: u32,
     pub label: String,
     pub file_name: String,
-    /// Shorter side resized to the backbone's `resize_size`: evaluation takes the center crop,
-    /// augmentation random crops.
-    pub pixels: RgbImage,
+    /// Shorter side resized to the backbone's `resize_size`, compressed: evaluation takes the
+    /// center crop, augmentation random crops.
+    pub stored: StoredPicture,
 }
 
 impl LabelledImage {
+    /// The picture at the backbone's `resize_size` (decoded from [`Self::stored`]).
+    pub fn pixels(&self) -> RgbImage {
+        self.stored.pixels()
+    }
+
     /// The evaluation view: the center crop at the input size.
     pub fn center_view(&self, spec: &BackboneSpec) -> RgbImage {
-        center_crop(&self.pixels, spec)
+        center_crop(&self.pixels(), spec)
     }
 }
 
@@ -73,11 +79,11 @@ impl ImageSet {
     pub fn add(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
         let label = valid_label(label)?;
         let decoded = decode_image(file_name, bytes)?;
-        let pixels = resize_shorter_side(&decoded, &self.spec);
+        let stored = StoredPicture::new(file_name, &resize_shorter_side(&decoded, &self.spec))?;
         let id = self.next_id;
         self.next_id += 1;
         self.classes.insert(label.clone());
-        self.images.push(LabelledImage { id, label, file_name: file_name.to_string(), pixels });
+        self.images.push(LabelledImage { id, label, file_name: file_name.to_string(), stored });
         Ok(id)
     }
 
@@ -270,7 +276,7 @@ mod tests {
         assert!(set.add("dogs", "notes.txt", b"plain text").is_err());
         assert_eq!(set.labels(), vec!["cats"]);
         assert_eq!(set.images().len(), 1);
-        assert_eq!(set.images()[0].pixels.dimensions(), (341, 256));
+        assert_eq!(set.images()[0].stored.dimensions(), (341, 256));
         assert_eq!(set.images()[0].center_view(&BackboneSpec::efficientnet_lite0()).dimensions(), (224, 224));
     }
 

@@ -7,6 +7,7 @@ mod decode;
 mod labels;
 mod preprocess;
 mod split;
+mod stored;
 
 pub use augment::Augmentation;
 pub use copies::first_copies;
@@ -18,3 +19,4 @@ pub use decode::{
 pub use labels::{Placement, below_root, label_collisions, label_of, place, wrapping_folder};
 pub use preprocess::{center_crop, resize_and_center_crop, resize_shorter_side, to_input_tensor};
 pub use split::{Split, stratified_split};
+pub use stored::{STORED_QUALITY, StoredPicture};

@@ -105,7 +105,8 @@ pub struct Candidate<'a> {
     /// Class index into the labels.
     pub class: usize,
     pub features: &'a [f32],
-    /// The decoded pixels (any layout, compared byte for byte) for exact duplicates.
+    /// The picture's pixels in any deterministic encoding (the image set's stored bytes),
+    /// compared byte for byte for exact duplicates.
     pub pixels: &'a [u8],
 }
 
