@@ -66,32 +66,45 @@ impl ImageNetModel {
     }
 }
 
-/// One labelled file to evaluate on.
-pub struct LabelledBytes {
-    pub label: String,
-    pub name: String,
-    pub bytes: Vec<u8>,
+/// An exported model's evaluation on labelled files, given one at a time so that a dataset of any
+/// size is never held in memory: only each file's logits are kept. Files that do not decode are
+/// skipped and returned with their error by [`Self::finish`].
+pub struct FileEvaluation<'a> {
+    model: &'a TrainedModel,
+    logits: Vec<f32>,
+    targets: Vec<usize>,
+    names: Vec<(u32, String)>,
+    skipped: Vec<Error>,
 }
 
-/// Evaluates `model` on labelled files whose labels must be among the model's. Files that do not
-/// decode are skipped and returned with their error.
-pub async fn evaluate_files(model: &TrainedModel, files: Vec<LabelledBytes>) -> Result<(Evaluation, Vec<Error>)> {
-    let (mut logits, mut targets, mut names, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for file in files {
-        let Some(target) = model.labels.iter().position(|l| *l == file.label) else {
-            return Err(Error::Dataset(format!("class \"{}\" is not one of the model's ({})", file.label, model.labels.join(", "))));
+impl<'a> FileEvaluation<'a> {
+    pub fn new(model: &'a TrainedModel) -> Self {
+        Self { model, logits: Vec::new(), targets: Vec::new(), names: Vec::new(), skipped: Vec::new() }
+    }
+
+    /// Classifies one file of class `label`, which must be one of the model's.
+    pub async fn add(&mut self, label: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        let model = self.model;
+        let Some(target) = model.labels.iter().position(|l| l == label) else {
+            return Err(Error::Dataset(format!("class \"{label}\" is not one of the model's ({})", model.labels.join(", "))));
         };
-        match decode_image(&file.name, &file.bytes) {
+        match decode_image(name, bytes) {
             Ok(image) => {
                 let crop = resize_and_center_crop(&image, &model.spec);
-                logits.extend(model.logits(&[&crop]).await?);
-                targets.push(target);
-                names.push((names.len() as u32, file.name));
+                drop(image);
+                self.logits.extend(model.logits(&[&crop]).await?);
+                self.targets.push(target);
+                self.names.push((self.names.len() as u32, name.to_string()));
             }
-            Err(e) => skipped.push(e),
+            Err(e) => self.skipped.push(e),
         }
+        Ok(())
     }
-    Ok((evaluate(&logits, &model.labels, &targets, &names), skipped))
+
+    /// The evaluation of every file that decoded, and the errors of those that did not.
+    pub fn finish(self) -> (Evaluation, Vec<Error>) {
+        (evaluate(&self.logits, &self.model.labels, &self.targets, &self.names), self.skipped)
+    }
 }
 
 impl TrainedModel {

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use webtune::Result;
-use webtune::tools::{LabelledBytes, evaluate_files};
+use webtune::tools::FileEvaluation;
 
 use crate::args::{BackendArgs, load_model, write};
 use crate::confusion_png;
-use crate::labelled_files::read_labelled_files;
+use crate::labelled_files::{ReadLimits, list_dataset};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -27,9 +27,17 @@ pub struct EvalArgs {
 
 pub fn eval(a: EvalArgs) -> Result<()> {
     let model = load_model(&a.model, &a.backend)?;
-    let files = read_labelled_files(&a.data_dir)?.into_iter().map(|f| LabelledBytes { label: f.label, name: f.name, bytes: f.bytes }).collect();
-    let (e, skipped) = pollster::block_on(evaluate_files(&model, files)).map_err(|e| e.in_file(&a.data_dir.display().to_string()))?;
-    for error in skipped {
+    // Each file is read just before it is classified and dropped after: only logits are kept.
+    let mut evaluation = FileEvaluation::new(&model);
+    let data_dir = a.data_dir.display().to_string();
+    let unread = list_dataset(&a.data_dir, &ReadLimits::default())?.read_each(|file| {
+        pollster::block_on(evaluation.add(&file.label, &file.name, &file.bytes)).map_err(|e| e.in_file(&data_dir))
+    })?;
+    let (e, undecoded) = evaluation.finish();
+    for line in unread {
+        eprintln!("skipped {line}");
+    }
+    for error in undecoded {
         eprintln!("skipped {error}");
     }
     if let Some(path) = &a.png {

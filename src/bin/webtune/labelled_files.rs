@@ -47,20 +47,13 @@ pub struct Dataset {
     pub skipped: Vec<String>,
 }
 
-/// Every labelled file, sorted by path so that a seed gives the same split whatever order the
-/// file system or the archive lists them in; skipped files are reported on stderr.
-pub fn read_labelled_files(source: &Path) -> Result<Vec<LabelledFile>> {
-    let dataset = read_dataset(source, &ReadLimits::default())?;
-    for line in &dataset.skipped {
-        eprintln!("skipped {line}");
-    }
-    Ok(dataset.files)
-}
-
 /// [`list_dataset`] read whole, with explicit limits.
 pub fn read_dataset(source: &Path, limits: &ReadLimits) -> Result<Dataset> {
     let mut files = Vec::new();
-    let skipped = list_dataset(source, limits)?.read_each(|file| files.push(file))?;
+    let skipped = list_dataset(source, limits)?.read_each(|file| {
+        files.push(file);
+        Ok(())
+    })?;
     Ok(Dataset { files, skipped })
 }
 
@@ -81,8 +74,9 @@ impl Listing {
 
     /// Reads the files in path order (so that a seed gives the same split whatever order the
     /// file system or the archive lists them in), giving each to `each` and dropping its bytes
-    /// after; returns a line for every file that was skipped and why.
-    pub fn read_each(self, mut each: impl FnMut(LabelledFile)) -> Result<Vec<String>> {
+    /// after; returns a line for every file that was skipped and why. The first error `each`
+    /// returns ends the reading.
+    pub fn read_each(self, mut each: impl FnMut(LabelledFile) -> Result<()>) -> Result<Vec<String>> {
         let Listing { source, limits, mut reader, labelled, mut skipped } = self;
         let mut total = 0u64;
         for (index, name, label) in labelled {
@@ -90,7 +84,7 @@ impl Listing {
             match reader.read(index, allowance)? {
                 Ok(bytes) => {
                     total += bytes.len() as u64;
-                    each(LabelledFile { label, name, bytes });
+                    each(LabelledFile { label, name, bytes })?;
                 }
                 Err(Skip::TooLarge) if allowance < limits.file_bytes => {
                     return Err(Error::Dataset(format!(

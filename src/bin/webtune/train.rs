@@ -138,6 +138,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             bar.suspend(|| eprintln!("skipped {e}"));
         }
         bar.inc(1);
+        Ok(())
     })?;
     bar.finish_and_clear();
     for line in skipped {
