@@ -1,5 +1,6 @@
-// Browser tests of the ways pictures get in and out of the page besides a folder: a zip of class
-// folders (picked and dropped; wrapped, clutter, unsafe, encrypted and damaged zips), a picture
+// Browser tests of the ways pictures get in and out of the page: one tree labelled alike as a
+// folder and as zips, a zip of class folders (picked and dropped; wrapped, clutter, unsafe,
+// encrypted and damaged zips), a picture
 // pasted from the clipboard, the webcam through Chromium's fake capture device (press and hold
 // to capture into a class; live predictions in "Try it"), and the sample project trained end to
 // end with Pause/Resume on the way.
@@ -12,7 +13,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -51,6 +52,62 @@ describe('getting pictures in, and the sample project', () => {
   after(async () => {
     await server?.close();
     if (workDir) await rm(workDir, { recursive: true, force: true });
+  });
+
+  test('one tree picked as a folder, zipped, and zipped inside a wrapping folder gets the same classes as in the CLI', { timeout: 6 * 60_000 }, async () => {
+    // The tree of src/bin/webtune/labelled_files/tests.rs (`a_folder_and_a_zip_of_it_are_labelled_alike`),
+    // where the CLI's folder and zip readers label it so: the class is the first folder below
+    // the root at any depth, clutter and hidden folders are skipped, a file at the top is reported.
+    const tree = {
+      'cats/a.png': colourPicture('red', 1),
+      'cats/2024/summer/b.png': colourPicture('red', 2),
+      'dogs/c.png': colourPicture('blue', 3),
+      'dogs/.DS_Store': Buffer.from('clutter'),
+      '.git/objects/ab': Buffer.from('blob'),
+      '__MACOSX/dogs/._c.png': Buffer.from('fork'),
+      'readme.txt': Buffer.from('not in a class'),
+    };
+    const expected = { cats: 2, dogs: 1 };
+    const folder = join(workDir, 'tree', 'pets');
+    for (const [path, bytes] of Object.entries(tree)) {
+      await mkdir(dirname(join(folder, path)), { recursive: true });
+      await writeFile(join(folder, path), bytes);
+    }
+    const zipped = join(workDir, 'tree.zip');
+    await writeFile(zipped, makeZip(tree));
+    const wrapped = join(workDir, 'wrapped.zip');
+    const { 'readme.txt': _, ...classes } = tree;
+    await writeFile(wrapped, makeZip(Object.fromEntries(Object.entries(classes).map(([path, bytes]) => [`pets/${path}`, bytes]))));
+    // Two folders whose names read as one class once trimmed: neither is merged into the other.
+    const spaced = join(workDir, 'spaced');
+    for (const [path, colour] of [['cat/a.png', 'red'], ['cat /b.png', 'red'], ['dog/c.png', 'blue']]) {
+      await mkdir(dirname(join(spaced, path)), { recursive: true });
+      await writeFile(join(spaced, path), colourPicture(colour, 9));
+    }
+
+    for (const [how, add] of [
+      ['folder', (byTestId) => byTestId('folder-input').setInputFiles(folder)],
+      ['zip', (byTestId) => byTestId('zip-input').setInputFiles(zipped)],
+      ['wrapped zip', (byTestId) => byTestId('zip-input').setInputFiles(wrapped)],
+    ]) {
+      await withPage(`tree-${how.replace(' ', '-')}`, [], async (page, byTestId) => {
+        await page.goto(server.url);
+        await waitForEngine(page, 'cpu');
+        await add(byTestId);
+        await waitForClassCounts(page, expected);
+        const listed = await problems(page);
+        const stray = how === 'wrapped zip' ? [] : ['readme.txt'];
+        assert.deepEqual(listed.map((p) => p.split(':')[0].trim()).sort(), stray, `${how}: ${listed.join(' | ')}`);
+        if (how === 'folder') {
+          await byTestId('folder-input').setInputFiles(spaced);
+          await waitForClassCounts(page, { ...expected, dog: 1 });
+          const after = await problems(page);
+          for (const name of ['cat/a.png', 'cat /b.png']) {
+            assert.ok(after.some((p) => p.includes(name) && p.includes('class folders "cat " and "cat" all read as "cat"')), after.join(' | '));
+          }
+        }
+      });
+    }
   });
 
   test('zips of class folders: picked or dropped, clutter skipped, bad entries and bad zips reported', { timeout: 8 * 60_000 }, async () => {

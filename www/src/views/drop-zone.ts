@@ -1,6 +1,7 @@
-// Turning dropped or picked folders into labelled files. The class label of a file is the name
-// of the folder it sits in; files outside any folder need a class given by the drop target.
+// Turning dropped or picked folders into labelled files, by the labelling rule the CLI and zips
+// follow (app/labels.ts); files outside any class folder need a class given by the drop target.
 
+import { belowRoot, components, mergedSpellings, place, wrappingFolder } from '../app/labels';
 import type { FileProblem } from '../app/state';
 import { isZipName } from './zip-input';
 
@@ -18,45 +19,43 @@ export interface Picked {
   problems: FileProblem[];
 }
 
-/** Operating-system clutter that is never a picture and not worth a complaint. */
-function isClutter(parts: string[]): boolean {
-  const name = parts[parts.length - 1];
-  return (
-    parts.some((part) => part.startsWith('.') || part === '__MACOSX') ||
-    name === 'Thumbs.db' ||
-    name === 'desktop.ini'
-  );
-}
-
 /**
- * Labels files by their parent folder; `label` overrides that (a drop onto a class row).
- * `relativePath` is "root/class/file.jpg"-style, "/"-separated, no leading slash.
+ * Labels files by the one rule of app/labels.ts from their paths below the dataset's root, or puts
+ * them all in class `label` (a drop onto a class card). `path`: "class/…/file.jpg"-style,
+ * "/"-separated.
  */
-function labelled(entries: { relativePath: string; file: File }[], label?: string): Picked {
+function labelled(entries: { path: string; file: File }[], label?: string): Picked {
   const picked: Picked = { classes: label ? [label] : [], files: [], problems: [] };
   // In path order, whatever order the browser lists them in: the seeded split depends on the
   // order pictures are added, so a seed then gives the same split in every browser and in the
   // native CLI (which sorts too).
   const ordered = entries
-    .map((entry) => ({ ...entry, parts: entry.relativePath.split('/').filter((part) => part.length > 0) }))
+    .map((entry) => ({ ...entry, parts: components(entry.path) }))
     .sort((a, b) => comparePaths(a.parts, b.parts));
-  for (const { parts, file } of ordered) {
-    if (parts.length === 0 || isClutter(parts)) continue;
-    const parent = parts.length >= 2 ? parts[parts.length - 2].trim() : undefined;
-    const classLabel = label ?? parent;
-    const path = parent ? `${parent}/${file.name}` : file.name;
-    if (!classLabel) {
-      picked.problems.push({
-        path,
-        reason: 'not inside a class folder (drop a folder whose sub-folders are the classes, or drop the file onto a class)',
-      });
+  const placed: PickedFile[] = [];
+  for (const { path, parts, file } of ordered) {
+    const placement = place(path);
+    if (placement.kind === 'ignored') continue;
+    if (label) placed.push({ label, path: `${label}/${file.name}`, file });
+    else if (placement.kind === 'class') placed.push({ label: placement.label, path: parts.join('/'), file });
+    else picked.problems.push({ path, reason: parts.length === 1 ? NOT_IN_A_CLASS_FOLDER : placement.why });
+  }
+  // Folders whose names read as one label ("cat" and "cat ") are not merged silently.
+  const merged = mergedSpellings(label ? [] : placed.map((file) => ({ folder: components(file.path)[0], label: file.label })));
+  for (const file of placed) {
+    const sentence = merged.get(file.label);
+    if (sentence) {
+      picked.problems.push({ path: file.path, reason: `not added: ${sentence}; rename them so that they differ` });
       continue;
     }
-    picked.files.push({ label: classLabel, path: label ? `${label}/${file.name}` : path, file });
-    if (!picked.classes.includes(classLabel)) picked.classes.push(classLabel);
+    picked.files.push(file);
+    if (!picked.classes.includes(file.label)) picked.classes.push(file.label);
   }
   return picked;
 }
+
+const NOT_IN_A_CLASS_FOLDER =
+  'not inside a class folder (pick or drop the folder whose sub-folders are the classes, or drop the file onto a class)';
 
 /** Component by component, by code unit (as Rust sorts paths), not by locale. */
 function comparePaths(a: string[], b: string[]): number {
@@ -66,10 +65,19 @@ function comparePaths(a: string[], b: string[]): number {
   return a.length - b.length;
 }
 
-/** Files from an `<input type=file webkitdirectory>` (or a plain multi-file input). */
+/**
+ * Files from an `<input type=file webkitdirectory>` (or a plain multi-file input). The picked
+ * folder is the dataset's root, as the folder given to the CLI: its name is not a class, and
+ * neither is a folder wrapping everything below it.
+ */
 export function pickedFromInput(files: FileList | File[], label?: string): Picked {
+  const paths = [...files].map((file) => {
+    const relative = file.webkitRelativePath;
+    return { path: relative ? belowRoot(relative, components(relative)[0]) : file.name, file };
+  });
+  const root = wrappingFolder(paths.map(({ path }) => path));
   return labelled(
-    [...files].map((file) => ({ relativePath: file.webkitRelativePath || file.name, file })),
+    paths.map(({ path, file }) => ({ path: belowRoot(path, root), file })),
     label,
   );
 }
@@ -83,8 +91,8 @@ function fileOf(entry: FileSystemFileEntry): Promise<File> {
 }
 
 interface Found {
-  entries: { relativePath: string; file: File }[];
-  /** Folders with nothing in them: classes still to be filled. */
+  entries: { path: string; file: File }[];
+  /** Paths of folders with nothing in them: class folders among them are classes still to be filled. */
   emptyFolders: string[];
   problems: FileProblem[];
 }
@@ -93,7 +101,7 @@ async function walk(entry: FileSystemEntry, found: Found): Promise<void> {
   const relativePath = entry.fullPath.replace(/^\//, '');
   try {
     if (entry.isFile) {
-      found.entries.push({ relativePath, file: await fileOf(entry as FileSystemFileEntry) });
+      found.entries.push({ path: relativePath, file: await fileOf(entry as FileSystemFileEntry) });
     } else if (entry.isDirectory) {
       const reader = (entry as FileSystemDirectoryEntry).createReader();
       let children = 0;
@@ -102,7 +110,7 @@ async function walk(entry: FileSystemEntry, found: Found): Promise<void> {
         children += batch.length;
         for (const child of batch) await walk(child, found);
       }
-      if (children === 0 && !entry.name.startsWith('.')) found.emptyFolders.push(entry.name);
+      if (children === 0) found.emptyFolders.push(relativePath);
     }
   } catch (error) {
     found.problems.push({ path: relativePath, reason: `could not be read (${error instanceof Error ? error.message : String(error)})` });
@@ -122,8 +130,19 @@ export async function pickedFromDrop(data: DataTransfer, label?: string, skipZip
   }
   const found: Found = { entries: [], emptyFolders: [], problems: [] };
   for (const entry of entries) await walk(entry, found);
-  const picked = labelled(found.entries, label);
-  const empty = label ? [] : found.emptyFolders.filter((name) => !picked.classes.includes(name));
+  // What was dropped is read as a zip of it would be: a folder wrapping everything is not a class.
+  const root = wrappingFolder(found.entries.map(({ path }) => path));
+  const picked = labelled(
+    found.entries.map(({ path, file }) => ({ path: belowRoot(path, root), file })),
+    label,
+  );
+  const empty = label
+    ? []
+    : found.emptyFolders
+        .map((path) => components(belowRoot(path, root)))
+        .filter((parts) => parts.length === 1 && !parts[0].startsWith('.') && parts[0] !== '__MACOSX')
+        .map(([name]) => name.trim())
+        .filter((name) => name.length > 0 && !picked.classes.includes(name));
   return {
     classes: [...picked.classes, ...empty],
     files: picked.files,

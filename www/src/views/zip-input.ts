@@ -3,9 +3,10 @@
 // is never held in memory whole). Labels follow the native CLI's zip reader
 // (src/bin/webtune/labelled_files.rs and src/data/labels.rs): an optional wrapping folder, the
 // class is the first folder below it, hidden entries and `__MACOSX` are skipped silently, unsafe
-// names, encrypted and duplicated entries are listed with the reason.
+// names, encrypted and duplicated entries are listed with the reason (see app/labels.ts).
 
 import { BlobReader, BlobWriter, ZipReader, type Entry, type FileEntry } from '@zip.js/zip.js/lib/zip-core-native.js';
+import { belowRoot, components, mergedSpellings, place, wrappingFolder } from '../app/labels';
 import type { FileProblem } from '../app/state';
 import type { Picked, PickedFile } from './drop-zone';
 
@@ -13,7 +14,6 @@ import type { Picked, PickedFile } from './drop-zone';
 const MAX_ENTRY_BYTES = 100 << 20;
 /** As the CLI's limit on the entries a dataset may list. */
 const MAX_ENTRIES = 200_000;
-const CLUTTER = ['Thumbs.db', 'desktop.ini'];
 
 /** Zips, and project files (`.webtune`, zips too), which main.ts opens as projects. */
 export function isZipName(name: string): boolean {
@@ -22,42 +22,6 @@ export function isZipName(name: string): boolean {
 
 /** The whole zip could not be read: nothing of it is added. */
 export class ZipRefused extends Error {}
-
-type Placement = { kind: 'class'; label: string } | { kind: 'ignored' } | { kind: 'unlabelled'; why: string };
-
-function components(path: string): string[] {
-  return path.split('/').filter((part) => part.length > 0 && part !== '.');
-}
-
-/** `webtune::data::place`: where the file at `path` (below the dataset's root) belongs. */
-export function place(path: string): Placement {
-  const parts = components(path);
-  if (parts.length === 0) return { kind: 'ignored' };
-  if (parts.includes('..')) return { kind: 'unlabelled', why: "its path leaves the dataset's folder (`..`)" };
-  const file = parts[parts.length - 1];
-  if (parts.some((part) => part.startsWith('.') || part === '__MACOSX') || CLUTTER.includes(file)) return { kind: 'ignored' };
-  if (parts.length < 2) return { kind: 'unlabelled', why: 'at the top of the dataset, not in a class folder' };
-  const label = parts[0].trim();
-  return label ? { kind: 'class', label } : { kind: 'unlabelled', why: "its class folder's name is blank" };
-}
-
-/** `webtune::data::wrapping_folder`: the folder a zip made from a folder wraps everything in. */
-export function wrappingFolder(paths: string[]): string | null {
-  let shared: string | null = null;
-  for (const path of paths) {
-    if (place(path).kind === 'ignored') continue;
-    const parts = components(path);
-    if (parts.length < 3 || (shared !== null && shared !== parts[0])) return null;
-    shared = parts[0];
-  }
-  return shared;
-}
-
-function belowRoot(path: string, root: string | null): string {
-  if (root === null) return path;
-  const trimmed = path.replace(/^\/+/, '');
-  return trimmed.startsWith(`${root}/`) ? trimmed.slice(root.length + 1) : trimmed;
-}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -99,23 +63,15 @@ export async function pickedFromZip(zip: File, onProgress: (done: number, total:
 
     const root = wrappingFolder(listed.map((entry) => entry.filename));
     const labelled: { entry: FileEntry; name: string; label: string }[] = [];
-    // Class folders whose names differ only by surrounding spaces would merge silently.
-    const spellings = new Map<string, Set<string>>();
     for (const entry of listed) {
       const name = belowRoot(entry.filename, root);
       const placement = place(name);
       if (placement.kind === 'unlabelled') problems.push({ path: name, reason: placement.why });
-      if (placement.kind !== 'class') continue;
-      labelled.push({ entry, name: components(name).join('/'), label: placement.label });
-      const raw = components(name)[0];
-      spellings.set(placement.label, (spellings.get(placement.label) ?? new Set()).add(raw));
+      if (placement.kind === 'class') labelled.push({ entry, name, label: placement.label });
     }
-    for (const [label, raws] of spellings) {
-      if (raws.size > 1) {
-        const names = [...raws].map((raw) => `"${raw}"`).sort();
-        throw new ZipRefused(`${zip.name}: class folders ${names.join(' and ')} all read as "${label}"; rename them so that they differ`);
-      }
-    }
+    // Class folders whose names differ only by surrounding spaces would merge silently.
+    const [merged] = mergedSpellings(labelled.map(({ name, label }) => ({ folder: components(name)[0], label }))).values();
+    if (merged) throw new ZipRefused(`${zip.name}: ${merged}; rename them so that they differ`);
     // In path order, as the CLI and folder drops: a seed then gives the same split everywhere.
     labelled.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
