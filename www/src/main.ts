@@ -22,7 +22,7 @@ import { mountPredict } from './views/predict';
 import { mountSuspectsView } from './views/suspects-view';
 import { simulationOf, type ExportFormat } from './engine/protocol';
 import { isBackendChoice, mountSettings } from './views/settings';
-import { initialState, type AppState } from './app/state';
+import { initialState, outsideProgress, whenChanged, type AppState } from './app/state';
 import { mountTrainingView } from './views/training-view';
 import { Projects } from './app/projects';
 import { isProjectFile } from './app/project-file';
@@ -251,23 +251,29 @@ function renderErrors(state: AppState): void {
   );
 }
 
+// Views that show the run's progress render on every change; the others only when what they
+// read changed (see `outsideProgress`).
 app.store.subscribe((state) => {
-  renderErrors(state);
-  renderBackbone(state);
-  settings.render(state);
-  renderClasses(state);
-  renderDuplicates(state);
   renderTraining(state);
-  renderCheckpoint(state);
   renderEvaluation(state);
-  renderSuspects(state);
-  renderAugmentPreview(state);
-  for (const render of renderDownloads) render(state);
-  renderPredict(state);
-  renderCapture(state);
-  renderSample(state);
   renderPause(state);
-  renderWebcamLive(state);
-  projectView.render(state);
 });
+app.store.subscribe(
+  whenChanged(outsideProgress, (state) => {
+    renderErrors(state);
+    renderBackbone(state);
+    settings.render(state);
+    renderClasses(state);
+    renderDuplicates(state);
+    renderCheckpoint(state);
+    renderSuspects(state);
+    renderAugmentPreview(state);
+    for (const render of renderDownloads) render(state);
+    renderPredict(state);
+    renderCapture(state);
+    renderSample(state);
+    renderWebcamLive(state);
+    projectView.render(state);
+  }),
+);
 app.start();

@@ -306,6 +306,28 @@ export function editsBlocked(state: AppState): string | null {
   return null;
 }
 
+/**
+ * What a view that does not show the training run's progress reads: every part of the state but
+ * `training`, of which only whether a run is busy. While training runs only `training` changes,
+ * several times a second; re-rendering every view each time cost frames of over 100 ms with
+ * thousands of pictures. `images` and `pictureHashes` change in place, so their versions stand
+ * in for them here.
+ */
+export function outsideProgress(state: AppState): unknown[] {
+  return [...Object.entries(state).filter(([key]) => key !== 'training').map(([, value]) => value), isTraining(state)];
+}
+
+/** `render`, skipped when every value `reads` picks from the state is the same (by identity) as at its last run. */
+export function whenChanged(reads: (state: AppState) => unknown[], render: (state: AppState) => void): (state: AppState) => void {
+  let last: unknown[] | null = null;
+  return (state) => {
+    const next = reads(state);
+    if (last !== null && next.length === last.length && next.every((value, i) => Object.is(value, last?.[i]))) return;
+    last = next;
+    render(state);
+  };
+}
+
 type Listener = (state: AppState) => void;
 
 export class Store {
