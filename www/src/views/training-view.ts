@@ -33,7 +33,8 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
   elements.train.addEventListener('click', () => actions.train());
   elements.stop.addEventListener('click', () => actions.stop());
   let chart: MetricsChart | null = null;
-  let loggedEpochs = -1;
+  let loggedEpochs = 0;
+  let firstLogged: EpochRecord | undefined;
 
   return function render(state: AppState): void {
     const { training, summary, engine } = state;
@@ -88,31 +89,16 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
     chart?.show(epochs);
     elements.chart.hidden = epochs.length === 0;
 
-    if (epochs.length !== loggedEpochs) {
+    // Rows are appended as epochs arrive (a head run logs up to 300): rebuilding the table on
+    // each epoch made every frame slower than the last. A new run starts the table again.
+    if (epochs.length < loggedEpochs || (loggedEpochs > 0 && epochs[0] !== firstLogged)) {
+      elements.log.replaceChildren();
+      loggedEpochs = 0;
+    }
+    if (epochs.length > loggedEpochs) {
+      elements.log.append(...epochs.slice(loggedEpochs).map(epochRow));
       loggedEpochs = epochs.length;
-      elements.log.replaceChildren(
-        ...epochs.map((e) =>
-          h(
-            'tr',
-            {
-              'data-testid': 'epoch-row',
-              'data-stage': e.stage,
-              'data-epoch': e.epoch,
-              'data-val-loss': e.valLoss ?? '',
-              'data-val-accuracy': e.valAccuracy ?? '',
-              'data-best-val-accuracy': e.bestValAccuracy ?? '',
-              class: `stage-${e.stage}`,
-            },
-            h('td', { class: 'stage' }, STAGE_NAMES[e.stage]),
-            h('td', {}, `${e.epoch} / ${e.epochs}`),
-            h('td', {}, e.trainLoss.toFixed(4)),
-            h('td', {}, formatPercent(e.trainAccuracy)),
-            h('td', {}, e.valLoss === null ? '–' : e.valLoss.toFixed(4)),
-            h('td', {}, formatPercent(e.valAccuracy)),
-            h('td', {}, formatSeconds(e.epochMs)),
-          ),
-        ),
-      );
+      firstLogged = epochs[0];
     }
 
     const last = epochs.at(-1);
@@ -135,6 +121,29 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
               : ''))
       : '';
   };
+}
+
+/** One row of the epoch log. */
+function epochRow(e: EpochRecord): HTMLElement {
+  return h(
+    'tr',
+    {
+      'data-testid': 'epoch-row',
+      'data-stage': e.stage,
+      'data-epoch': e.epoch,
+      'data-val-loss': e.valLoss ?? '',
+      'data-val-accuracy': e.valAccuracy ?? '',
+      'data-best-val-accuracy': e.bestValAccuracy ?? '',
+      class: `stage-${e.stage}`,
+    },
+    h('td', { class: 'stage' }, STAGE_NAMES[e.stage]),
+    h('td', {}, `${e.epoch} / ${e.epochs}`),
+    h('td', {}, e.trainLoss.toFixed(4)),
+    h('td', {}, formatPercent(e.trainAccuracy)),
+    h('td', {}, e.valLoss === null ? '–' : e.valLoss.toFixed(4)),
+    h('td', {}, formatPercent(e.valAccuracy)),
+    h('td', {}, formatSeconds(e.epochMs)),
+  );
 }
 
 /** Phase 2's first step: a backbone pass per view, up to the first unfrozen block. */
