@@ -26,6 +26,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Tasks this long (ms) are listed one by one, with what ran in them. */
 const LONG_TASK_MS = 50;
+const RENDERER_STEPS = new Set(['FunctionCall', 'EventDispatch', 'FireAnimationFrame', 'UpdateLayoutTree', 'Layout', 'PrePaint', 'Paint', 'Layerize', 'MajorGC', 'MinorGC', 'V8.GC_MC_BACKGROUND_MARKING', 'ParseHTML', 'TimerFire', 'v8.compile', 'v8.run']);
 
 const CATEGORIES = ['toplevel', 'devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8.execute', 'disabled-by-default-v8.cpu_profiler'];
 
@@ -35,7 +36,7 @@ function summarize(events) {
   for (const e of events) if (e.ph === 'M' && e.name === 'thread_name') names.set(`${e.pid}:${e.tid}`, e.args.name);
   const threads = new Map();
   const thread = (key) => {
-    if (!threads.has(key)) threads.set(key, { name: names.get(key) ?? key, busyMs: 0, cpuMs: 0, tasks: 0, longestMs: 0, self: new Map(), sampledMs: 0, sampled: [], long: [] });
+    if (!threads.has(key)) threads.set(key, { key, name: names.get(key) ?? key, busyMs: 0, cpuMs: 0, tasks: 0, longestMs: 0, self: new Map(), sampledMs: 0, sampled: [], long: [] });
     return threads.get(key);
   };
   // Outermost task events only (the main thread's RunTask sits inside a ThreadControllerImpl one,
@@ -112,7 +113,14 @@ function report(traceEvents, top, log) {
       if (sample.at >= task.ts && sample.at <= task.ts + task.dur) inside.set(sample.where, (inside.get(sample.where) ?? 0) + sample.ms);
     }
     const what = [...inside].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([where, ms]) => `${where} ${ms.toFixed(0)} ms`);
-    log(`  at ${((task.ts - first) / 1e6).toFixed(1)} s: ${(task.dur / 1000).toFixed(0)} ms: ${what.join('; ') || '(no JS or wasm sampled: the browser\'s own work)'}`);
+    // The renderer's own steps (style, layout, paint, script, GC) in the task, by total time.
+    const steps = new Map();
+    for (const e of traceEvents) {
+      if (e.ph !== 'X' || `${e.pid}:${e.tid}` !== main.key || !RENDERER_STEPS.has(e.name) || e.ts < task.ts || e.ts > task.ts + task.dur) continue;
+      steps.set(e.name, (steps.get(e.name) ?? 0) + (e.dur ?? 0) / 1000);
+    }
+    const how = [...steps].sort((a, b) => b[1] - a[1]).map(([name, ms]) => `${name} ${ms.toFixed(0)} ms`);
+    log(`  at ${((task.ts - first) / 1e6).toFixed(1)} s: ${(task.dur / 1000).toFixed(0)} ms [${how.join(', ')}]: ${what.join('; ') || '(no JS or wasm sampled)'}`);
   }
 }
 
