@@ -55,7 +55,9 @@ pub(super) fn read_legacy_state_dict(bytes: &[u8]) -> Result<TensorMap> {
         // the file's word, and `as usize` would wrap on 32-bit wasm.
         let left = (cursor.bytes.len() - cursor.pos) as u64;
         let size = count.checked_mul(dtype.size() as u64).filter(|&n| n <= left).ok_or_else(|| {
-            Error::weights(format!("storage {key} claims {count} elements, more than the {left} bytes left in the file"))
+            Error::weights(format!(
+                "weights file is truncated: storage {key} claims {count} elements, more than the {left} bytes left in the file"
+            ))
         })?;
         let raw = cursor.take(size as usize)?;
         if tensors.iter().any(|(_, t)| t.storage_key == key) {
