@@ -276,6 +276,19 @@ impl Session {
         self.images.add(label, file_name, bytes)
     }
 
+    /// Adds a picture given as the bytes [`Self::compact_image`] returned (see
+    /// [`ImageSet::add_compact`]): a page re-adding its pictures to a new engine or after a
+    /// reload needs no full-size decode.
+    pub fn add_compact_image(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
+        self.editable()?;
+        self.images.add_compact(label, file_name, bytes)
+    }
+
+    /// The picture as the image set keeps it (resized, JPEG), for [`Self::add_compact_image`].
+    pub fn compact_image(&self, id: u32) -> Result<&[u8]> {
+        self.images.compact(id)
+    }
+
     pub fn add_class(&mut self, label: &str) -> Result<()> {
         self.editable()?;
         self.images.add_class(label)

@@ -129,6 +129,22 @@ impl Trainer {
         self.session.add_image(label, file_name, bytes).map_err(js_error)
     }
 
+    /// Adds a picture given as the bytes `compactImage` returned for it (from this engine or an
+    /// earlier one): those bytes are kept as they are when they still fit, so re-adding is a few
+    /// milliseconds and the picture is exactly the one it was. Anything else is decoded as
+    /// `addImage` does. Returns the image id.
+    #[wasm_bindgen(js_name = addCompactImage)]
+    pub fn add_compact_image(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32, JsValue> {
+        self.session.add_compact_image(label, file_name, bytes).map_err(js_error)
+    }
+
+    /// The picture `id` as the engine keeps it: resized to the backbone's resize size and
+    /// JPEG-compressed, a few tens of kilobytes. The page keeps it instead of the original.
+    #[wasm_bindgen(js_name = compactImage)]
+    pub fn compact_image(&self, id: u32) -> Result<Vec<u8>, JsValue> {
+        self.session.compact_image(id).map(<[u8]>::to_vec).map_err(js_error)
+    }
+
     /// Adds a class with no images (an empty folder), so the page can say it is empty.
     #[wasm_bindgen(js_name = addClass)]
     pub fn add_class(&mut self, label: &str) -> Result<(), JsValue> {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use image::RgbImage;
 use serde::Serialize;
 
-use super::decode::decode_image;
+use super::decode::{MAX_ASPECT_RATIO, decode_image};
 use super::labels::label_of;
 use super::preprocess::{center_crop, resize_shorter_side};
 use super::stored::StoredPicture;
@@ -75,16 +75,38 @@ impl ImageSet {
         Ok(())
     }
 
-    /// Decodes, crops and adds one image. On error nothing changes.
+    /// Decodes, resizes and adds one image. On error nothing changes.
     pub fn add(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
         let label = valid_label(label)?;
         let decoded = decode_image(file_name, bytes)?;
         let stored = StoredPicture::new(file_name, &resize_shorter_side(&decoded, &self.spec))?;
+        Ok(self.push(label, file_name, stored))
+    }
+
+    /// Adds a picture given as the bytes [`LabelledImage::stored`] had (kept by the page across a
+    /// reload, or for the next engine): taken back exactly as they are when they still are a
+    /// stored picture of this backbone's size, a few milliseconds; anything else (another
+    /// backbone's size, an altered file) is added as [`Self::add`] adds a new file. The bytes go
+    /// through the same decoder and checks either way.
+    pub fn add_compact(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
+        let label = valid_label(label)?;
+        let decoded = decode_image(file_name, bytes)?;
+        let (w, h) = decoded.dimensions();
+        let resize = self.spec.resize_size;
+        let stored_size = w.min(h) == resize && w.max(h) <= resize * MAX_ASPECT_RATIO;
+        let stored = match stored_size.then(|| StoredPicture::reopen(bytes, &decoded)).flatten() {
+            Some(stored) => stored,
+            None => StoredPicture::new(file_name, &resize_shorter_side(&decoded, &self.spec))?,
+        };
+        Ok(self.push(label, file_name, stored))
+    }
+
+    fn push(&mut self, label: String, file_name: &str, stored: StoredPicture) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         self.classes.insert(label.clone());
         self.images.push(LabelledImage { id, label, file_name: file_name.to_string(), stored });
-        Ok(id)
+        id
     }
 
     /// Removes one picture; its class stays, even when it is left empty.
@@ -166,6 +188,11 @@ impl ImageSet {
 
     pub fn get(&self, id: u32) -> Option<&LabelledImage> {
         self.images.iter().find(|i| i.id == id)
+    }
+
+    /// The bytes picture `id` is kept as, which [`Self::add_compact`] takes back.
+    pub fn compact(&self, id: u32) -> Result<&[u8]> {
+        self.get(id).map(|image| image.stored.bytes()).ok_or_else(|| unknown_picture(id))
     }
 
     pub fn class_index(&self, label: &str) -> Option<usize> {
@@ -278,6 +305,42 @@ mod tests {
         assert_eq!(set.images().len(), 1);
         assert_eq!(set.images()[0].stored.dimensions(), (341, 256));
         assert_eq!(set.images()[0].center_view(&BackboneSpec::efficientnet_lite0()).dimensions(), (224, 224));
+    }
+
+    /// A 400×300 PNG with texture, as a photo would have.
+    fn textured_png() -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let picture = RgbImage::from_fn(400, 300, |x, y| Rgb([(x % 251) as u8, (y * 3 % 256) as u8, ((x * y) % 253) as u8]));
+        picture.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn compact_bytes_come_back_exactly_and_anything_else_is_added_as_a_new_file() {
+        let mut set = ImageSet::new(BackboneSpec::efficientnet_lite0());
+        let original = textured_png();
+        let a = set.add("cats", "a.png", &original).unwrap();
+        let compact = set.get(a).unwrap().stored.bytes().to_vec();
+
+        // Taken back byte for byte: the same picture, not a second generation of it.
+        let b = set.add_compact("cats", "a.png", &compact).unwrap();
+        assert_eq!(set.get(b).unwrap().stored.bytes(), &compact[..]);
+        assert_eq!(set.get(b).unwrap().pixels(), set.get(a).unwrap().pixels());
+
+        // Bytes that are not a stored picture are added as a new file would be.
+        let c = set.add_compact("cats", "c.png", &original).unwrap();
+        assert_eq!(set.get(c).unwrap().stored.bytes(), &compact[..]);
+        let mut small = Cursor::new(Vec::new());
+        RgbImage::from_pixel(100, 80, Rgb([9, 99, 199])).write_to(&mut small, ImageFormat::Jpeg).unwrap();
+        let d = set.add_compact("cats", "d.jpg", small.get_ref()).unwrap();
+        assert_eq!(set.get(d).unwrap().stored.dimensions(), (320, 256));
+
+        // Damaged bytes are refused like any file, naming it, and change nothing.
+        let before = set.images().len();
+        let err = set.add_compact("cats", "a.png", &compact[..compact.len() - 40]).unwrap_err().to_string();
+        assert!(err.starts_with("a.png: truncated image"), "{err}");
+        assert!(set.add_compact("cats", "e.png", b"").is_err());
+        assert_eq!(set.images().len(), before);
     }
 
     #[test]

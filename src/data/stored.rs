@@ -39,6 +39,16 @@ impl StoredPicture {
         Ok(Self { width: pixels.width(), height: pixels.height(), jpeg })
     }
 
+    /// Takes back bytes that [`StoredPicture::bytes`] gave out (the page keeps them in the
+    /// browser's storage, so that a reload needs no full-size decode) when they still are such a
+    /// picture: `decoded` is what the image decoder, with all its checks, made of them, and the
+    /// stored decoding must give exactly the same pixels (so no EXIF turn, no other format). The
+    /// bytes are kept as they are, so the picture is exactly the one it was; None otherwise.
+    pub fn reopen(jpeg: &[u8], decoded: &RgbImage) -> Option<Self> {
+        let picture = Self { width: decoded.width(), height: decoded.height(), jpeg: jpeg.to_vec() };
+        (picture.decode().as_ref() == Some(decoded)).then_some(picture)
+    }
+
     pub fn dimensions(&self) -> (u32, u32) {
         (self.width, self.height)
     }
@@ -50,14 +60,16 @@ impl StoredPicture {
 
     /// The stored pixels, decoded.
     pub fn pixels(&self) -> RgbImage {
-        // These bytes were written by `new` above, so reading them back cannot fail short of a
-        // broken decoder; a grey picture would silently train on nothing, so say so instead.
-        let decoded = JpegDecoder::new(Cursor::new(&self.jpeg))
-            .and_then(DynamicImage::from_decoder)
-            .expect("a picture the image set compressed itself decodes");
+        // These bytes were written by `new` above or checked by `reopen`, so reading them back
+        // cannot fail short of a broken decoder; a grey picture would silently train on nothing,
+        // so say so instead.
+        self.decode().expect("a picture the image set compressed itself decodes")
+    }
+
+    fn decode(&self) -> Option<RgbImage> {
+        let decoded = JpegDecoder::new(Cursor::new(&self.jpeg)).and_then(DynamicImage::from_decoder).ok()?;
         let pixels = decoded.into_rgb8();
-        debug_assert_eq!(pixels.dimensions(), self.dimensions());
-        pixels
+        (pixels.dimensions() == self.dimensions()).then_some(pixels)
     }
 }
 
