@@ -2,8 +2,10 @@
 // folders, adds them with the folder input, and measures what it costs the tab: the time to add
 // them, the longest main-thread task while adding (PerformanceObserver "longtask"; also the longest
 // after the task that hands the page the picked files, which is mostly the browser's own work),
-// the memory of the page and its workers (performance.measureUserAgentSpecificMemory, the page
-// being cross-origin isolated; and CDP's JSHeapUsedSize of the page alone). It also checks
+// the memory of the page and its workers as the browser reports it (performance.
+// measureUserAgentSpecificMemory, the page being cross-origin isolated, for their JS heaps; the
+// engine's WebAssembly.Memory, which the page shows beside the backend; CDP's JSHeapUsedSize of
+// the page alone) and as the system sees it (the renderers' RSS). It also checks
 // functional facts: every picture is counted, Stop ends a training run on them at once (the page
 // still answers), and a reload brings every picture back. A benchmark: prints numbers, asserts
 // only those facts.
@@ -115,6 +117,17 @@ async function rendererRss() {
   return found ? total : null;
 }
 
+/** The engine's WebAssembly memory (its peak so far) as the page shows it, in bytes; null before it answers. */
+async function engineMemory(page) {
+  const value = await page.locator('[data-testid="backend-label"]').getAttribute('data-memory-bytes');
+  return value ? Number(value) : null;
+}
+
+/** Every memory measure at once (see the top of this file). */
+async function memoryNow(page) {
+  return { tab: await tabMemory(page), engine: await engineMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
+}
+
 async function pageHeap(page) {
   const session = await page.context().newCDPSession(page);
   await session.send('Performance.enable');
@@ -170,7 +183,7 @@ export async function pageScale({ serverUrl, count, classes, size, dataset: give
     });
     await page.goto(serverUrl);
     await waitForEngine(page, 'cpu');
-    const before = { tab: await tabMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
+    const before = await memoryNow(page);
 
     await page.evaluate(() => {
       window.__longest = { ms: 0, count: 0, since: performance.now(), picked: Infinity, afterPick: 0 };
@@ -180,7 +193,7 @@ export async function pageScale({ serverUrl, count, classes, size, dataset: give
     await waitForClassCounts(page, counts, 3_600_000);
     const addSeconds = (Date.now() - started) / 1000;
     const longest = await page.evaluate(() => window.__longest);
-    const after = { tab: await tabMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
+    const after = await memoryNow(page);
     // Thumbnails exist for the pictures in view only (each an <img> with an object URL).
     const thumbnails = await page.locator('[data-testid="thumb-image"]').count();
     assert.equal(await page.locator('[data-testid="file-problem"]').count(), 0, `no picture refused: ${await errorsOn(page)}`);
@@ -194,7 +207,7 @@ export async function pageScale({ serverUrl, count, classes, size, dataset: give
     await waitForEngine(page, 'cpu');
     await waitForClassCounts(page, counts, 3_600_000);
     const restoreSeconds = (Date.now() - reloaded) / 1000;
-    const restored = { tab: await tabMemory(page), heap: await pageHeap(page), rss: await rendererRss() };
+    const restored = await memoryNow(page);
     assert.deepEqual(pageErrors, [], 'no uncaught error or crash');
 
     const mb = (bytes) => (bytes === null ? 'n/a' : `${(bytes / 2 ** 20).toFixed(0)} MB`);
@@ -216,8 +229,13 @@ export async function pageScale({ serverUrl, count, classes, size, dataset: give
         `${longest.ms.toFixed(0)} ms (${longest.count} tasks over 50 ms; the longest after the task that brought the picked files ` +
         `${longest.afterPick.toFixed(0)} ms); ${thumbnails} thumbnails on the page; ${training.stopSeconds === undefined ? '' : `Stop took ${training.stopSeconds.toFixed(1)} s; `}a reload brought all back in ${restoreSeconds.toFixed(1)} s`,
     );
+    const sum = (m) => (m.tab === null || m.engine === null ? null : m.tab + m.engine);
+    const trained = training.memoryAfterTraining;
     log(
-      `# tab memory (page + workers, measureUserAgentSpecificMemory): ${mb(before.tab)} before, ${mb(after.tab)} after adding, ${mb(restored.tab)} after the reload; ` +
+      `# tab memory as the browser reports it (JS heaps of page + workers, measureUserAgentSpecificMemory, plus the engine's WebAssembly.Memory): ` +
+        `${mb(sum(before))} before, ${mb(sum(after))} after adding${trained ? `, ${mb(sum(trained))} after training` : ''}, ${mb(sum(restored))} after the reload; ` +
+        `of which the engine's: ${mb(before.engine)}, ${mb(after.engine)}${trained ? `, ${mb(trained.engine)}` : ''}, ${mb(restored.engine)}; ` +
+        `JS heaps alone: ${mb(before.tab)}, ${mb(after.tab)}, ${mb(restored.tab)}; ` +
         `page JS heap (CDP JSHeapUsedSize): ${mb(before.heap)}, ${mb(after.heap)}, ${mb(restored.heap)}; ` +
         `renderer processes' RSS (/proc, wasm memory included): ${mb(before.rss)}, ${mb(after.rss)}, ${mb(restored.rss)}`,
     );
@@ -281,6 +299,8 @@ async function trainAndDownload(page, dir, fineEpochs, log) {
     const downloadSeconds = (Date.now() - asked) / 1000;
     const { size: modelBytes } = await stat(modelPath);
     return {
+      // The engine's memory only grows: this is its peak while training.
+      memoryAfterTraining: await memoryNow(page),
       trainSeconds,
       trainLongestTaskMs: trainLongest.ms,
       trainLongTasks: trainLongest.count,

@@ -240,6 +240,10 @@ async function scenario({ name, extraFlags, expectBackend, perClass, settings, r
     assert.equal(await backendLabel.getAttribute('data-status'), 'ready', `engine failed: ${await errorsOn(page)}`);
     assert.equal(await backendLabel.getAttribute('data-backend'), expectBackend);
     assert.match(await backendLabel.innerText(), new RegExp(expectBackend, 'i'));
+    // The engine's memory as the browser reports it: at least the backbone's weights are in it.
+    const memory = Number(await backendLabel.getAttribute('data-memory-bytes'));
+    assert.ok(memory > 4e6 && memory < 4e9, `engine memory ${memory}`);
+    assert.match(await backendLabel.innerText(), /engine memory \d+(\.\d)? MB/);
     if (expectBackend === 'cpu') {
       assert.match(await byTestId('backend-note').innerText(), /WebGPU/, 'auto falling back to CPU must say so');
     }

@@ -2,7 +2,8 @@
 // reload would lose pictures not yet stored, and reloads while the restored pictures are given to
 // the new engine lose nothing; an engine that dies during training is restarted with every picture and its run
 // continues from the checkpoint; a stored picture the engine dies on is forgotten only after it
-// killed the engine twice running. The crashes are acted out by the worker (`?simulate=`, see
+// killed the engine twice running; pictures an earlier version stored as original files come back
+// and are stored as the engine's compact copies. The crashes are acted out by the worker (`?simulate=`, see
 // www/src/engine/protocol.ts).
 //
 //   cd www && npm run build -- --mode bench && cd .. && node --test tests/e2e/recovery.test.mjs
@@ -16,7 +17,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CHROMIUM } from './support/chromium.mjs';
 import { serveStatic } from './support/server.mjs';
-import { errorsOn, makeDataset, shortPhaseTwo, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { colourPicture } from './support/png.mjs';
+import { errorsOn, makeDataset, shortPhaseTwo, storedPictures, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www', 'dist'));
@@ -131,6 +133,55 @@ describe('reloads and engine crashes lose nothing', () => {
       await page.goto(`${server.url}?backend=cpu`);
       await waitForEngine(page, 'cpu');
       await waitForClassCounts(page, { blue: 3, red: 2 });
+    });
+  });
+
+  test('pictures an earlier version stored as original files come back, and are kept as compact copies from then on', { timeout: 5 * 60_000 }, async () => {
+    const originals = ['red', 'red', 'blue', 'blue'].map((colour, i) => ({
+      label: colour,
+      name: `${colour}-${i}.png`,
+      base64: colourPicture(colour, 700 + i, 300).toString('base64'),
+    }));
+    await withPage('earlier-version', [], async (page) => {
+      await page.goto(`${server.url}?backend=cpu`);
+      await waitForEngine(page, 'cpu');
+      // Records as the page wrote them before compact copies: the file's own bytes and type.
+      await page.evaluate(async (originals) => {
+        const db = await new Promise((resolve, reject) => {
+          const open = indexedDB.open('webtune');
+          open.onsuccess = () => resolve(open.result);
+          open.onerror = () => reject(open.error);
+        });
+        const store = db.transaction('library', 'readwrite').objectStore('library');
+        originals.forEach(({ label, name, base64 }, key) => {
+          const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+          const record = { key, label, path: `${label}/${name}`, name, type: 'image/png', lastModified: 0, bytes: new Blob([bytes], { type: 'image/png' }) };
+          store.put(record, ['picture', key]);
+        });
+        await new Promise((resolve, reject) => {
+          store.transaction.oncomplete = resolve;
+          store.transaction.onerror = () => reject(store.transaction.error);
+        });
+        db.close();
+      }, originals);
+      assert.deepEqual((await storedPictures(page)).map((p) => [p.compact, p.type]), Array(4).fill([undefined, 'image/png']));
+
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      await page.waitForFunction(() => document.querySelector('[data-testid="library-status"]')?.getAttribute('data-storing') === '0');
+      // Rewritten as the engine's copies: JPEGs, smaller than the 300×300 PNGs.
+      const records = await storedPictures(page);
+      assert.equal(records.length, 4);
+      for (const [i, record] of records.entries()) {
+        assert.deepEqual([record.compact, record.type, record.jpeg], [true, 'image/jpeg', true], JSON.stringify(record));
+        assert.ok(record.size < Buffer.from(originals[i].base64, 'base64').length, JSON.stringify(record));
+      }
+      // And they come back from those.
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 2, red: 2 });
+      assert.equal(await page.locator('[data-testid="file-problem"]').count(), 0, await errorsOn(page));
     });
   });
 });

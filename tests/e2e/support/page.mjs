@@ -132,3 +132,27 @@ export async function shortPhaseTwo(page, fineEpochs) {
   await byTestId('fine-epochs').fill(String(fineEpochs));
   await byTestId('views-per-image').fill('1');
 }
+
+/** The picture records in the page's IndexedDB library: how each is kept. */
+export function storedPictures(page) {
+  return page.evaluate(async () => {
+    const db = await new Promise((resolve, reject) => {
+      const open = indexedDB.open('webtune');
+      open.onsuccess = () => resolve(open.result);
+      open.onerror = () => reject(open.error);
+    });
+    const values = await new Promise((resolve, reject) => {
+      const all = db.transaction('library').objectStore('library').getAll();
+      all.onsuccess = () => resolve(all.result);
+      all.onerror = () => reject(all.error);
+    });
+    db.close();
+    const pictures = values.filter((value) => value && value.bytes instanceof Blob);
+    return Promise.all(
+      pictures.map(async ({ compact, type, bytes }) => {
+        const head = new Uint8Array(await bytes.slice(0, 3).arrayBuffer());
+        return { compact, type, jpeg: head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff, size: bytes.size };
+      }),
+    );
+  });
+}

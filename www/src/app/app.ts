@@ -120,6 +120,12 @@ export class App implements AppContext {
       onCheckpoint: (checkpoint) => {
         if (client === this.client) this.checkpoints.save(checkpoint);
       },
+      onMemory: (bytes) => {
+        if (client !== this.client) return;
+        this.store.update((s) => {
+          s.engine = { ...s.engine, memoryBytes: bytes };
+        });
+      },
     });
     const choice = this.state.engine.choice;
     const backbone = this.state.backbone.wanted;
@@ -131,7 +137,7 @@ export class App implements AppContext {
       this.client?.shutdown();
       this.client = client;
       this.store.update((s) => {
-        s.engine = { ...s.engine, status: 'starting', backend: null, note: null, noteDetail: null };
+        s.engine = { ...s.engine, status: 'starting', backend: null, note: null, noteDetail: null, memoryBytes: null };
         s.backbone = { ...s.backbone, loading: false };
         s.summary = EMPTY_SUMMARY;
         s.trained = null;
@@ -182,6 +188,7 @@ export class App implements AppContext {
         unitsDescription: info.unitsDescription,
         note: info.note,
         noteDetail: info.noteDetail,
+        memoryBytes: client.memoryBytes,
       };
       s.backbone = {
         ...s.backbone,
@@ -211,14 +218,16 @@ export class App implements AppContext {
     const held = [...this.state.images.values()].sort((a, b) => a.key - b.key);
     for (const image of held) {
       try {
-        const { summary } = await client.call({
+        const { summary, compact } = await client.call({
           type: 'addImage',
           key: image.key,
           label: image.label,
           fileName: image.file.name,
-          file: image.file,
+          file: image.compact ?? image.file,
+          compact: image.compact !== null,
         });
         if (generation !== this.generation) return;
+        if (!image.compact) this.pictures.gotCompact(image.key, compact);
         this.store.update((s) => {
           s.summary = summary;
         });

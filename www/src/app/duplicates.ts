@@ -1,6 +1,7 @@
-// Exact duplicate pictures: the same bytes added twice, in one class or in two. They are kept (the
-// user decides which to remove) but reported, since a picture in two classes teaches the model
-// nothing and one twice in a class weighs double and can sit in both training and validation.
+// Exact duplicate pictures: the same picture added twice (the same file, or the same pixels in
+// another file: their compact copies are equal), in one class or in two. They are kept (the user
+// decides which to remove) but reported, since a picture in two classes teaches the model nothing
+// and one twice in a class weighs double and can sit in both training and validation.
 
 import type { HeldImage } from './state';
 
@@ -11,7 +12,7 @@ export async function sha256Hex(file: Blob): Promise<string> {
 }
 
 /**
- * The held pictures that share their bytes with another held picture, in groups of equal bytes;
+ * The held pictures whose hash (of their compact copy) another held picture shares, in groups;
  * each group and the groups in the order the pictures were added.
  */
 export function duplicateGroups(images: ReadonlyMap<number, HeldImage>, hashes: ReadonlyMap<number, string>): HeldImage[][] {

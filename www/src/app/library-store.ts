@@ -1,7 +1,10 @@
-// The pictures the user added, kept in the browser's IndexedDB so that a reload does not lose
-// them: each picture's class, path, file name and bytes, and the class list (a class may have no
-// pictures yet). Trained models are not kept. Every call is one transaction; IndexedDB runs
-// overlapping read-write transactions in the order they were made, so the last write wins.
+// The pictures the user added, kept in the browser's IndexedDB so that a reload does not lose them:
+// each picture's class, path, file name and the engine's compact copy of it (resized, a JPEG of
+// tens of kB: 5 000 camera photos take a few hundred MB instead of several GB, and come back
+// without a full-size decode), and the class list (a class may have no pictures yet). Records of
+// earlier versions hold the original file instead (`compact` unset). Trained models are not kept.
+// Every call is one transaction; IndexedDB runs overlapping read-write transactions in the order
+// they were made, so the last write wins.
 
 import { clear, createStore, delMany, entries, set, setMany, type UseStore } from 'idb-keyval';
 import type { HeldImage } from './state';
@@ -21,6 +24,8 @@ interface StoredPicture {
   type: string;
   lastModified: number;
   bytes: Blob;
+  /** `bytes` are the engine's compact copy (see `HeldImage.compact`), not the original file. */
+  compact?: boolean;
 }
 
 const CLASSES_KEY = 'classes';
@@ -44,8 +49,9 @@ function isStoredPicture(value: unknown): value is StoredPicture {
   );
 }
 
-function stored({ key, label, path, file }: HeldImage): StoredPicture {
-  return { key, label, path, name: file.name, type: file.type, lastModified: file.lastModified, bytes: file };
+function stored({ key, label, path, file, compact }: HeldImage): StoredPicture {
+  const picture = { key, label, path, name: file.name, lastModified: file.lastModified };
+  return compact ? { ...picture, type: compact.type, bytes: compact, compact: true } : { ...picture, type: file.type, bytes: file };
 }
 
 export class LibraryStore {
@@ -65,7 +71,7 @@ export class LibraryStore {
         classes = value.filter((label): label is string => typeof label === 'string');
       } else if (Array.isArray(key) && key[0] === PICTURE && isStoredPicture(value)) {
         const file = new File([value.bytes], value.name, { type: value.type, lastModified: value.lastModified });
-        images.push({ key: value.key, label: value.label, path: value.path, file });
+        images.push({ key: value.key, label: value.label, path: value.path, file, compact: value.compact === true ? file : null });
       }
     }
     images.sort((a, b) => a.key - b.key);

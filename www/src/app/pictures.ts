@@ -99,14 +99,15 @@ export class Pictures {
 
   private async addImage(picked: PickedFile): Promise<void> {
     const key = this.nextKey++;
-    const { summary } = await this.ctx.call({
+    const { summary, compact } = await this.ctx.call({
       type: 'addImage',
       key,
       label: picked.label,
       fileName: picked.file.name,
       file: picked.file,
+      compact: false,
     });
-    const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file };
+    const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file, compact };
     const newClass = !this.ctx.state.classes.includes(image.label);
     this.ctx.store.update((s) => {
       s.images.set(image.key, image);
@@ -121,11 +122,15 @@ export class Pictures {
     await this.hashPicture(image);
   }
 
-  /** Notes the hash of `image`'s bytes, by which exact duplicates are shown (they stay added). */
+  /**
+   * Notes the hash of `image`'s compact copy, by which exact duplicates are shown (they stay
+   * added): equal pixels give equal copies, whatever the files' formats, before a reload or after.
+   */
   private async hashPicture(image: HeldImage): Promise<void> {
+    if (!image.compact) return;
     let hash: string;
     try {
-      hash = await sha256Hex(image.file);
+      hash = await sha256Hex(image.compact);
     } catch {
       return; // only a warning depends on it
     }
@@ -323,6 +328,21 @@ export class Pictures {
       s.picturesVersion += 1;
       s.problems = [...s.problems, problem];
     });
+  }
+
+  /**
+   * A picture kept from an earlier version of the page (its original file, no compact copy)
+   * was given to an engine: from now on the browser's storage keeps the engine's compact copy.
+   */
+  gotCompact(key: number, compact: Blob): void {
+    const held = this.ctx.state.images.get(key);
+    if (!held || held.compact) return;
+    const image = { ...held, compact };
+    this.ctx.store.update((s) => {
+      s.images.set(key, image);
+    });
+    this.keepPicture(image);
+    void this.hashPicture(image);
   }
 
   /** Stores the pictures waiting for their batch now (the page is going away). */

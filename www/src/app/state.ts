@@ -22,7 +22,13 @@ export interface HeldImage {
   label: string;
   /** Where it came from, as shown to the user (e.g. "cats/tom.jpg"). */
   path: string;
+  /** The file as the user gave it; after a reload, the compact copy (the original is not kept). */
   file: File;
+  /**
+   * The engine's compact copy of the picture (see the worker protocol's `addImage` reply): what
+   * the browser's storage keeps and the next engine is given; null until an engine has had it.
+   */
+  compact: Blob | null;
 }
 
 /** A file that was not added, and why. */
@@ -46,6 +52,11 @@ export interface EngineState {
   noteDetail: string | null;
   /** Set when the GPU stopped responding and the page moved to the CPU: what the engine said. */
   lostGpu: string | null;
+  /**
+   * The running engine's WebAssembly memory, its peak so far (see the worker protocol's `Reply`),
+   * updated in steps of `MEMORY_STEP`; null until it has answered.
+   */
+  memoryBytes: number | null;
 }
 
 /** A backbone architecture with its weights: the user's file, or null for the bundled default. */
@@ -259,6 +270,7 @@ export function initialState(choice: BackendChoice): AppState {
       note: null,
       noteDetail: null,
       lostGpu: null,
+      memoryBytes: null,
     },
     backbone: {
       wanted: DEFAULT_BACKBONE_CHOICE,

@@ -134,8 +134,12 @@ export type Request =
   /** Starts the engine on `backbone` with `weights`; a file that does not fit is refused, naming the tensor. */
   | { type: 'init'; backend: BackendChoice; backbone: BackboneName; weights: WeightsSource; simulate: Simulation | null }
   | { type: 'addClass'; label: string }
-  /** `key` is the page's own id of the picture, given back in evaluation results. */
-  | { type: 'addImage'; key: number; label: string; fileName: string; file: Blob }
+  /**
+   * `key` is the page's own id of the picture, given back in evaluation results. `compact`: the
+   * file is the engine's compact copy of the picture (see `ReplyData.addImage`), which it takes
+   * back in milliseconds; otherwise a file as the user gave it.
+   */
+  | { type: 'addImage'; key: number; label: string; fileName: string; file: Blob; compact: boolean }
   | { type: 'removeClass'; label: string }
   /** Renames a class (to is trimmed; another class's name is refused: that is a merge). Features are kept. */
   | { type: 'renameClass'; from: string; to: string }
@@ -191,7 +195,12 @@ export interface TrainResult {
 export interface ReplyData {
   init: EngineInfo;
   addClass: { summary: DatasetSummary };
-  addImage: { summary: DatasetSummary };
+  /**
+   * `compact`: the picture as the engine keeps it (resized to the backbone's resize size, a JPEG
+   * of a few tens of kB, `Trainer.compactImage`). The page keeps it instead of the original, for
+   * the browser's storage and for the next engine; equal pictures give equal bytes.
+   */
+  addImage: { summary: DatasetSummary; compact: Blob };
   removeClass: { summary: DatasetSummary };
   /** `label`: the new name as the engine keeps it (trimmed). */
   renameClass: { summary: DatasetSummary; label: string };
@@ -214,15 +223,22 @@ export interface Envelope {
   request: Request;
 }
 
+/**
+ * Every reply and event carries `memoryBytes`: the size of the engine's WebAssembly memory when it
+ * was sent, as the browser reports it (`WebAssembly.Memory`). That memory only grows, so it is also
+ * the engine's peak so far; it is most of the tab's memory on the CPU backend (pictures, features,
+ * the model), and everything but the GPU's buffers on WebGPU.
+ */
 export type Reply =
-  | { kind: 'reply'; id: number; ok: true; data: ReplyData[RequestType] }
-  | { kind: 'reply'; id: number; ok: false; error: ErrorInfo };
+  | { kind: 'reply'; id: number; ok: true; data: ReplyData[RequestType]; memoryBytes: number }
+  | { kind: 'reply'; id: number; ok: false; error: ErrorInfo; memoryBytes: number };
 
 /** An engine event during a `train` request, with the time since the run started. */
 export interface WorkerEvent {
   kind: 'event';
   event: TrainingEvent;
   elapsedMs: number;
+  memoryBytes: number;
 }
 
 export interface Crashed {

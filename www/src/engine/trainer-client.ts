@@ -53,7 +53,15 @@ export interface EngineListeners {
   onCheckpoint?(checkpoint: Checkpoint): void;
   /** The wasm instance died; `message` is the panic message when there was one. */
   onCrash(message: string, backend: Backend | null): void;
+  /**
+   * The engine's WebAssembly memory (see `Reply`) grew by a step (`MEMORY_STEP`) since the last
+   * call, or this is the first reply: a listener that renders it is not woken for every page.
+   */
+  onMemory?(bytes: number): void;
 }
+
+/** How much the engine's memory grows before `onMemory` hears of it again. */
+export const MEMORY_STEP = 16 * 1024 * 1024;
 
 export class TrainerClient {
   private readonly worker: Worker;
@@ -61,6 +69,8 @@ export class TrainerClient {
   private nextId = 1;
   private gone: EngineGone | null = null;
   private backend: Backend | null = null;
+  private reportedMemory = -MEMORY_STEP;
+  private lastMemory: number | null = null;
 
   constructor(private readonly listeners: EngineListeners) {
     this.worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'webtune-trainer' });
@@ -84,6 +94,11 @@ export class TrainerClient {
     return info;
   }
 
+  /** The engine's WebAssembly memory at its latest reply or event (see `Reply`); null before any. */
+  get memoryBytes(): number | null {
+    return this.lastMemory;
+  }
+
   call<T extends RequestType>(request: RequestOf<T>): Promise<ReplyData[T]> {
     if (this.gone) return Promise.reject(this.gone);
     const id = this.nextId++;
@@ -100,6 +115,12 @@ export class TrainerClient {
   }
 
   private receive(message: WorkerMessage): void {
+    const memory = message.kind === 'reply' || message.kind === 'event' ? message.memoryBytes : 0;
+    if (memory > 0) this.lastMemory = memory;
+    if (memory > 0 && memory >= this.reportedMemory + MEMORY_STEP) {
+      this.reportedMemory = memory;
+      this.listeners.onMemory?.(memory);
+    }
     switch (message.kind) {
       case 'reply': {
         const waiting = this.waiting.get(message.id);

@@ -43,6 +43,8 @@ const scope = self as unknown as WorkerScope;
 const STEP_BUDGET = 4;
 
 let trainer: Trainer | null = null;
+/** The wasm instance's memory, once `init` has loaded it. */
+let memory: WebAssembly.Memory | null = null;
 let queue: Promise<void> = Promise.resolve();
 let stopRequested = false;
 /** While a run is paused: wakes it (on Resume or Stop). */
@@ -165,7 +167,7 @@ async function weightsBytes(weights: WeightsSource): Promise<Uint8Array> {
 
 async function start(backend: string, backbone: BackboneName, weights: WeightsSource): Promise<ReplyData['init']> {
   if (trainer) throw new Error('the training engine is already initialised');
-  await init({ module_or_path: wasmUrl });
+  ({ memory } = await init({ module_or_path: wasmUrl }));
   initPanicHook();
   const bytes = await weightsBytes(weights);
   const importStart = performance.now();
@@ -225,7 +227,7 @@ async function train(recipe: Recipe, post: (m: WorkerMessage, transfer?: Transfe
     if (stopRequested) return { started, outcome: t.stop() as Outcome };
     const event = (await t.step(STEP_BUDGET)) as EngineEvent;
     if (event.type === 'finished') return { started, outcome: event.outcome };
-    post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start - pausedMs });
+    post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start - pausedMs, memoryBytes: memoryBytes() });
     if (event.type === 'epoch' && (event.report.done || event.phase === 'fine')) {
       await checkpoint(t, event.phase, event.report.epoch, post);
       if (simulate?.kind === 'crash-in-training' && event.phase === 'fine') {
@@ -248,6 +250,11 @@ async function checkpoint(t: Trainer, phase: Phase, epoch: number, post: (m: Wor
     return;
   }
   post({ kind: 'checkpoint', bytes, phase, epoch }, [bytes.buffer]);
+}
+
+/** The engine's WebAssembly memory now (see `Reply`); 0 before the module is loaded. */
+function memoryBytes(): number {
+  return memory?.buffer.byteLength ?? 0;
 }
 
 /** Resolves on the next turn of the event loop, after any message already received. */
@@ -299,11 +306,15 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
       if (simulate?.kind === 'crash-on-file' && request.fileName === simulate.fileName) {
         throw new WebAssembly.RuntimeError('unreachable (simulated: the page was opened with ?simulate=crash-on-file)');
       }
+      const t = requireTrainer();
       const bytes = await bytesOf(request.file);
-      const id = requireTrainer().addImage(request.label, request.fileName, bytes);
+      const id = request.compact
+        ? t.addCompactImage(request.label, request.fileName, bytes)
+        : t.addImage(request.label, request.fileName, bytes);
       pageKeys.set(id, request.key);
       engineIds.set(request.key, id);
-      return { data: { summary: summary() } };
+      const compact = new Blob([t.compactImage(id) as Uint8Array<ArrayBuffer>], { type: 'image/jpeg' });
+      return { data: { summary: summary(), compact } };
     }
     case 'removeClass':
       requireTrainer().removeClass(request.label);
@@ -369,12 +380,12 @@ async function handle({ id, request }: Envelope): Promise<void> {
   if (dead) return;
   try {
     const { data, transfer } = await dispatch(request);
-    if (!dead) scope.postMessage({ kind: 'reply', id, ok: true, data }, transfer);
+    if (!dead) scope.postMessage({ kind: 'reply', id, ok: true, data, memoryBytes: memoryBytes() }, transfer);
   } catch (error) {
     if (isCrash(error)) {
       crash(messageOf(error));
     } else {
-      scope.postMessage({ kind: 'reply', id, ok: false, error: asErrorInfo(error) });
+      scope.postMessage({ kind: 'reply', id, ok: false, error: asErrorInfo(error), memoryBytes: memoryBytes() });
     }
   }
 }

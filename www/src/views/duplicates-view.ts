@@ -1,4 +1,5 @@
-// The "same picture twice" warning: each group of held pictures with the very same bytes, with
+// The "same picture twice" warning: each group of held pictures whose compact copies (what the
+// engine keeps of them) are equal, so the same file or the same pixels in another file, with
 // their paths, and whether they are in different classes.
 
 import { duplicateGroups } from '../app/duplicates';
@@ -29,7 +30,7 @@ export function mountDuplicates(elements: { box: HTMLElement; list: HTMLUListEle
         'li',
         { 'data-testid': 'duplicate', 'data-paths': paths.join('|'), 'data-across': String(labels.length > 1) },
         ...names,
-        labels.length > 1 ? ` are the same file, in classes ${labels.map((l) => `"${l}"`).join(' and ')}` : ' are the same file',
+        labels.length > 1 ? ` are the same picture, in classes ${labels.map((l) => `"${l}"`).join(' and ')}` : ' are the same picture',
       );
     });
     elements.box.hidden = items.length === 0;

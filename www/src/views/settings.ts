@@ -6,7 +6,7 @@
 
 import type { BackendChoice, Recipe, Recommendation, Setting } from '../engine/protocol';
 import { DEFAULT_RECIPE, SETTINGS } from '../engine/generated';
-import { h } from './dom';
+import { formatBytes, h } from './dom';
 import { backboneInfo } from '../app/backbones';
 import { isTraining, type AppState } from '../app/state';
 
@@ -351,8 +351,17 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     const label = elements.backendLabel;
     label.dataset.status = engine.status;
     label.dataset.backend = engine.backend ?? '';
+    // The engine's peak memory as the browser reports it, for people with many pictures (and the
+    // scale benchmark) to see.
+    label.dataset.memoryBytes = String(engine.memoryBytes ?? '');
+    label.title = '';
     if (engine.status === 'ready' && engine.backend) {
-      label.textContent = `Backend in use: ${BACKEND_NAMES[engine.backend]}`;
+      const memory = engine.memoryBytes === null ? '' : ` · engine memory ${formatBytes(engine.memoryBytes)}`;
+      label.textContent = `Backend in use: ${BACKEND_NAMES[engine.backend]}${memory}`;
+      if (memory) {
+        label.title =
+          'The training engine’s WebAssembly memory: its peak so far (pictures, features, model). GPU memory is not counted.';
+      }
     } else if (engine.status === 'starting') {
       label.textContent = 'Starting the training engine…';
     } else {
