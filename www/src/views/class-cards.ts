@@ -242,7 +242,7 @@ class ThumbGrid {
       picture,
       h('div', { class: 'thumb-controls' }, move, remove),
     );
-    return { cell, release: showThumbnail(picture, image.file) };
+    return { cell, release: showThumbnail(picture, image) };
   }
 
   /** Removes a cell and releases its thumbnail; `keepFocus`: a focused control's place is remembered. */

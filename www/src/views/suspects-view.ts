@@ -5,7 +5,7 @@
 import { formatPercent, h } from './dom';
 import { showThumbnail } from './thumbnail';
 import { messageOf } from '../app/context';
-import type { AppState, ModelInfo } from '../app/state';
+import type { AppState, HeldImage, ModelInfo } from '../app/state';
 import type { LabelCheck } from '../engine/protocol';
 
 /** Suspects shown at most. */
@@ -104,7 +104,7 @@ export function mountSuspectsView(container: HTMLElement, actions: LabelCheckAct
         'tbody',
         {},
         ...check.suspects.map((s, rank) => {
-          const file = s.key === null ? undefined : state.images.get(s.key)?.file;
+          const picture = s.key === null ? undefined : state.images.get(s.key);
           const move = h('button', { type: 'button', 'data-testid': 'suspect-move', disabled: busy || s.key === null }, `Move to ${s.suggested}`);
           const remove = h('button', { type: 'button', 'data-testid': 'suspect-delete', disabled: busy || s.key === null }, 'Delete');
           if (s.key !== null) {
@@ -115,7 +115,7 @@ export function mountSuspectsView(container: HTMLElement, actions: LabelCheckAct
           return h(
             'tr',
             { 'data-testid': 'suspect', 'data-rank': rank + 1, 'data-file': s.fileName, 'data-label': s.label, 'data-suggested': s.suggested, 'data-score': s.score },
-            h('td', {}, file ? thumbnail(file) : null),
+            h('td', {}, picture ? thumbnail(picture) : null),
             h('td', {}, s.fileName),
             h('td', {}, `${s.label} (${formatPercent(s.labelProbability)})`),
             h('td', {}, `${s.suggested} (${formatPercent(s.suggestedProbability)})`),
@@ -134,10 +134,10 @@ function summaryText(check: LabelCheck): string {
   return `Checked ${check.checked} pictures with ${check.folds}-fold cross-validation: ${check.suspects.length} doubtful, ${check.duplicates.length} group${check.duplicates.length === 1 ? '' : 's'} of duplicates.`;
 }
 
-function thumbnail(file: Blob): HTMLImageElement {
+function thumbnail(picture: HeldImage): HTMLImageElement {
   const image = h('img', { class: 'thumbnail', alt: '', width: 48, height: 48 });
   // Shown once loaded: the scaled copy's URL is not needed after that.
-  image.addEventListener('load', showThumbnail(image, file), { once: true });
+  image.addEventListener('load', showThumbnail(image, picture), { once: true });
   return image;
 }
 

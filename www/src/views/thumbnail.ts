@@ -1,7 +1,11 @@
 // Thumbnails of the user's pictures. An <img> of a camera photo holds its whole decoded bitmap
 // (4 megapixels: 16 MB) for as long as it is on the page, so a grid of photos cost the tab
 // hundreds of MB; each picture is shown instead from a copy scaled down once, off the main
-// thread, and kept with its file.
+// thread, and kept with its file. The copy is made from the engine's compact copy of the picture
+// (256 px on its shorter side, orientation applied) once there is one: a few milliseconds instead
+// of decoding the camera's full-size JPEG.
+
+import type { HeldImage } from '../app/state';
 
 /** Height of the scaled copy in px: cells show pictures at up to 96 CSS px, twice that on dense screens. */
 const HEIGHT = 192;
@@ -14,14 +18,14 @@ let running = 0;
 const waiting: (() => void)[] = [];
 
 /**
- * Shows a small copy of `file` in `img` once it is made (the file itself where the browser cannot
- * decode it, which then shows as it did before). Returns the function that releases it: call it
- * when the image leaves the page.
+ * Shows a small copy of `picture` in `img` once it is made (the file itself where the browser
+ * cannot decode it, which then shows as it did before). Returns the function that releases it:
+ * call it when the image leaves the page.
  */
-export function showThumbnail(img: HTMLImageElement, file: Blob): () => void {
+export function showThumbnail(img: HTMLImageElement, picture: HeldImage): () => void {
   let url: string | null = null;
   let released = false;
-  void smallCopy(file).then((copy) => {
+  void smallCopy(picture.compact ?? picture.file).then((copy) => {
     if (released) return;
     url = URL.createObjectURL(copy);
     img.src = url;
