@@ -1,6 +1,7 @@
 // Explaining in the page: after training on clean colour classes with one picture filed under
 // the wrong class, "Check the labels" lists that picture among the top 3 suspects with its true
-// colour suggested, and moving it there works; a try-it picture gets a Grad-CAM heatmap.
+// colour suggested, and moving it there works; a try-it picture gets a Grad-CAM heatmap. On labels
+// that say nothing (random), the many mistakes are listed the most confident first, 50 at a time.
 //
 //   cd www && npm run build -- --mode bench && cd .. && node --test tests/e2e/explain.test.mjs
 
@@ -104,6 +105,46 @@ describe('explaining the model and its data', () => {
       await page.locator(`[data-testid="suspect"][data-file="${MISLABELLED}"] [data-testid="suspect-move"]`).click();
       await waitForClassCounts(page, { blue: PER_CLASS + 1, green: PER_CLASS, red: PER_CLASS });
       assert.match(await byTestId('label-check-status').innerText(), /Moved red-extra\.png to blue/);
+    });
+  });
+
+  test('many mistakes are listed the most confident first, 50 at a time', { timeout: 8 * 60_000 }, async () => {
+    // Labels independent of the pictures: about three validation pictures in four are wrong.
+    const dataset = join(dir, 'random-labels');
+    const classes = ['c0', 'c1', 'c2', 'c3'];
+    for (const label of classes) await mkdir(join(dataset, label), { recursive: true });
+    for (let i = 0; i < 240; i++) {
+      await writeFile(join(dataset, classes[i % 4], `p${i}.png`), colourPicture(COLOURS[(i * 7) % 3], 2000 + i));
+    }
+    await withPage('mistakes', [], async (page, byTestId) => {
+      await page.goto(`${server.url}?backend=cpu`);
+      await waitForEngine(page, 'cpu');
+      await byTestId('folder-input').setInputFiles(dataset);
+      await waitForClassCounts(page, Object.fromEntries(classes.map((label) => [label, 60])));
+      await openAdvanced(page);
+      await byTestId('epochs').fill('2');
+      await byTestId('validation-percent').fill('50');
+      await byTestId('fine-tune-blocks').fill('0');
+      await byTestId('train-button').click();
+      await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
+      assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await errorsOn(page));
+
+      const table = byTestId('eval-misclassified');
+      const count = Number(await table.getAttribute('data-count'));
+      assert.ok(count > 50, `random labels give many mistakes: ${count}`);
+      const more = byTestId('more-misclassified');
+      for (let shown = 50; ; shown += 50) {
+        const probabilities = await page.$$eval('[data-testid="misclassified"]', (rows) => rows.map((row) => Number(row.dataset.probability)));
+        assert.equal(probabilities.length, Math.min(count, shown));
+        assert.equal(Number(await table.getAttribute('data-shown')), probabilities.length);
+        assert.deepEqual(probabilities, [...probabilities].sort((a, b) => b - a), 'the most confident mistakes first');
+        if (shown >= count) {
+          assert.equal(await more.isHidden(), true, 'nothing left to show');
+          break;
+        }
+        assert.equal(await more.innerText(), `Show ${Math.min(count - shown, 50)} more (${count - shown} not shown)`);
+        await more.click();
+      }
     });
   });
 });

@@ -1,9 +1,10 @@
 // The final metrics after training, as plain tables: accuracy, per-class precision / recall /
 // support, the confusion matrix (rows = true class, columns = predicted) and the validation
-// pictures the model got wrong, with thumbnails of the files the page holds.
+// pictures the model got wrong (the most confident mistakes first, 50 at a time), with thumbnails
+// of the pictures the page holds.
 
 import { formatPercent, h } from './dom';
-import type { Evaluation } from '../engine/protocol';
+import type { Evaluation, Misclassified } from '../engine/protocol';
 import type { AppState } from '../app/state';
 import { Heatmaps, type ComputeHeatmap } from './heatmap';
 import { showThumbnail } from './thumbnail';
@@ -27,10 +28,10 @@ export function mountEvaluationView(container: HTMLElement, heatmap: ComputeHeat
       return;
     }
     const thumbnail = (key: number | null): Node | null => {
-      const file = key === null ? undefined : state.images.get(key)?.file;
-      if (!file) return null;
+      const picture = key === null ? undefined : state.images.get(key);
+      if (!picture) return null;
       const image = h('img', { class: 'thumbnail', alt: '', width: 48, height: 48 });
-      thumbnails.push(showThumbnail(image, file));
+      thumbnails.push(showThumbnail(image, picture));
       return image;
     };
     const fine = state.trained?.fineTuned ?? 0;
@@ -132,6 +133,15 @@ function confusionTable(e: Evaluation): HTMLTableElement {
   );
 }
 
+/** Misclassified pictures shown at first, and added by each "Show more". */
+const MISTAKES_PER_PAGE = 50;
+
+/**
+ * The validation pictures the model got wrong, the most confident mistakes first (those are the
+ * likeliest labelling errors, and the model's worst habits), `MISTAKES_PER_PAGE` at a time: with
+ * thousands of pictures there can be hundreds, and a table of all of them at once cost the page
+ * a long frame.
+ */
 function misclassifiedTable(
   e: Evaluation,
   thumbnail: (key: number | null) => Node | null,
@@ -144,36 +154,46 @@ function misclassifiedTable(
       'No validation picture was misclassified.',
     );
   }
-  return h(
+  const mistakes = [...e.misclassified].sort((a, b) => b.probability - a.probability);
+  const row = (m: Misclassified) =>
+    h(
+      'tr',
+      {
+        'data-testid': 'misclassified',
+        'data-file': m.fileName,
+        'data-true': m.trueLabel,
+        'data-predicted': m.predictedLabel,
+        'data-probability': m.probability,
+      },
+      h('td', {}, thumbnail(m.key)),
+      h('td', {}, m.fileName),
+      h('td', {}, m.trueLabel),
+      h('td', {}, m.predictedLabel),
+      h('td', {}, formatPercent(m.probability)),
+      h('td', {}, heatmap(m)),
+    );
+  const body = h('tbody', {});
+  const table = h(
     'table',
-    { class: 'metrics-table', 'data-testid': 'eval-misclassified', 'data-count': e.misclassified.length },
-    h('caption', {}, 'Misclassified validation pictures'),
+    { class: 'metrics-table', 'data-testid': 'eval-misclassified', 'data-count': mistakes.length },
+    h('caption', {}, `Misclassified validation pictures (${mistakes.length}), the most confident mistakes first`),
     h(
       'thead',
       {},
       h('tr', {}, h('th', {}, ''), h('th', {}, 'file'), h('th', {}, 'true'), h('th', {}, 'predicted'), h('th', {}, 'probability'), h('th', {}, 'heatmap')),
     ),
-    h(
-      'tbody',
-      {},
-      ...e.misclassified.map((m) =>
-        h(
-          'tr',
-          {
-            'data-testid': 'misclassified',
-            'data-file': m.fileName,
-            'data-true': m.trueLabel,
-            'data-predicted': m.predictedLabel,
-            'data-probability': m.probability,
-          },
-          h('td', {}, thumbnail(m.key)),
-          h('td', {}, m.fileName),
-          h('td', {}, m.trueLabel),
-          h('td', {}, m.predictedLabel),
-          h('td', {}, formatPercent(m.probability)),
-          h('td', {}, heatmap(m)),
-        ),
-      ),
-    ),
+    body,
   );
+  const more = h('button', { type: 'button', 'data-testid': 'more-misclassified' });
+  const showMore = () => {
+    const shown = body.rows.length;
+    body.append(...mistakes.slice(shown, shown + MISTAKES_PER_PAGE).map(row));
+    table.dataset.shown = String(body.rows.length);
+    const left = mistakes.length - body.rows.length;
+    more.hidden = left === 0;
+    more.textContent = `Show ${Math.min(left, MISTAKES_PER_PAGE)} more (${left} not shown)`;
+  };
+  more.addEventListener('click', showMore);
+  showMore();
+  return h('div', {}, table, more);
 }
