@@ -12,13 +12,18 @@ export function components(path: string): string[] {
   return path.split('/').filter((part) => part.length > 0 && part !== '.');
 }
 
+/** Whether a folder or file of this name is skipped silently: hidden, or macOS's `__MACOSX`. */
+export function isSkippedName(name: string): boolean {
+  return name.startsWith('.') || name === '__MACOSX';
+}
+
 /** `webtune::data::place`: where the file at `path` (below the dataset's root) belongs. */
 export function place(path: string): Placement {
   const parts = components(path);
   if (parts.length === 0) return { kind: 'ignored' };
   if (parts.includes('..')) return { kind: 'unlabelled', why: "its path leaves the dataset's folder (`..`)" };
   const file = parts[parts.length - 1];
-  if (parts.some((part) => part.startsWith('.') || part === '__MACOSX') || CLUTTER.includes(file)) return { kind: 'ignored' };
+  if (parts.some(isSkippedName) || CLUTTER.includes(file)) return { kind: 'ignored' };
   if (parts.length < 2) return { kind: 'unlabelled', why: 'at the top of the dataset, not in a class folder' };
   const label = parts[0].trim();
   return label ? { kind: 'class', label } : { kind: 'unlabelled', why: "its class folder's name is blank" };

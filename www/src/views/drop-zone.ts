@@ -1,7 +1,7 @@
 // Turning dropped or picked folders into labelled files, by the labelling rule the CLI and zips
 // follow (app/labels.ts); files outside any class folder need a class given by the drop target.
 
-import { belowRoot, components, mergedSpellings, place, wrappingFolder } from '../app/labels';
+import { belowRoot, components, isSkippedName, mergedSpellings, place, wrappingFolder } from '../app/labels';
 import type { FileProblem } from '../app/state';
 import { isZipName } from './zip-input';
 
@@ -75,11 +75,13 @@ export function pickedFromInput(files: FileList | File[], label?: string): Picke
     const relative = file.webkitRelativePath;
     return { path: relative ? belowRoot(relative, components(relative)[0]) : file.name, file };
   });
-  const root = wrappingFolder(paths.map(({ path }) => path));
-  return labelled(
-    paths.map(({ path, file }) => ({ path: belowRoot(path, root), file })),
-    label,
-  );
+  return labelled(unwrapped(paths).entries, label);
+}
+
+/** The entries below the folder wrapping them all, if there is one (see `wrappingFolder`), and its name. */
+function unwrapped(entries: { path: string; file: File }[]): { root: string | null; entries: { path: string; file: File }[] } {
+  const root = wrappingFolder(entries.map(({ path }) => path));
+  return { root, entries: entries.map(({ path, file }) => ({ path: belowRoot(path, root), file })) };
 }
 
 function readEntries(reader: FileSystemDirectoryReader): Promise<FileSystemEntry[]> {
@@ -131,16 +133,13 @@ export async function pickedFromDrop(data: DataTransfer, label?: string, skipZip
   const found: Found = { entries: [], emptyFolders: [], problems: [] };
   for (const entry of entries) await walk(entry, found);
   // What was dropped is read as a zip of it would be: a folder wrapping everything is not a class.
-  const root = wrappingFolder(found.entries.map(({ path }) => path));
-  const picked = labelled(
-    found.entries.map(({ path, file }) => ({ path: belowRoot(path, root), file })),
-    label,
-  );
+  const { root, entries: below } = unwrapped(found.entries);
+  const picked = labelled(below, label);
   const empty = label
     ? []
     : found.emptyFolders
         .map((path) => components(belowRoot(path, root)))
-        .filter((parts) => parts.length === 1 && !parts[0].startsWith('.') && parts[0] !== '__MACOSX')
+        .filter((parts) => parts.length === 1 && !isSkippedName(parts[0]))
         .map(([name]) => name.trim())
         .filter((name) => name.length > 0 && !picked.classes.includes(name));
   return {
