@@ -1,5 +1,6 @@
 // The project file (`.webtune`): one zip holding `manifest.json` (format, version, backbone,
-// classes, the recipe, each picture's class and original name), the pictures' own bytes, and the
+// classes, the recipe, each picture's class and original name), the pictures' bytes as the page
+// holds them (the file added, or the engine's compact copy once restored from storage), and the
 // trained model's safetensors export when there is one. Written and read with zip.js; reading
 // checks the whole manifest before anything on the page changes, so a bad file changes nothing.
 
