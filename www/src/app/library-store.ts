@@ -1,10 +1,10 @@
 // The pictures the user added, kept in the browser's IndexedDB so that a reload does not lose them:
 // each picture's class, path, file name and the engine's compact copy of it (resized, a JPEG of
-// tens of kB: 5 000 camera photos take a few hundred MB instead of several GB, and come back
-// without a full-size decode), and the class list (a class may have no pictures yet). Records of
-// earlier versions hold the original file instead (`compact` unset). Trained models are not kept.
-// Every call is one transaction; IndexedDB runs overlapping read-write transactions in the order
-// they were made, so the last write wins.
+// tens of kB instead of the photo's megabytes, which comes back without a full-size decode), and
+// the class list (a class may have no pictures yet). Records of earlier versions hold the original
+// file instead (`compact` unset). Trained models are not kept. Every call is one transaction;
+// IndexedDB runs overlapping read-write transactions in the order they were made, so the last write
+// wins.
 
 import { clear, createStore, delMany, entries, set, setMany, type UseStore } from 'idb-keyval';
 import type { HeldImage } from './state';
