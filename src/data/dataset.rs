@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use image::RgbImage;
 use serde::Serialize;
 
-use super::decode::{MAX_ASPECT_RATIO, decode_image};
+use super::decode::decode_image;
 use super::labels::label_of;
-use super::preprocess::{center_crop, resize_shorter_side};
+use super::preprocess::{center_crop, resize_shorter_side, shorter_side_size};
 use super::stored::StoredPicture;
 use crate::error::{Error, Result};
 use crate::model::BackboneSpec;
@@ -91,9 +91,8 @@ impl ImageSet {
     pub fn add_compact(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
         let label = valid_label(label)?;
         let decoded = decode_image(file_name, bytes)?;
-        let (w, h) = decoded.dimensions();
-        let resize = self.spec.resize_size;
-        let stored_size = w.min(h) == resize && w.max(h) <= resize * MAX_ASPECT_RATIO;
+        // A stored picture is already at the size resizing would give it.
+        let stored_size = shorter_side_size(decoded.dimensions(), &self.spec) == decoded.dimensions();
         let stored = match stored_size.then(|| StoredPicture::reopen(bytes, &decoded)).flatten() {
             Some(stored) => stored,
             None => StoredPicture::new(file_name, &resize_shorter_side(&decoded, &self.spec))?,

@@ -21,12 +21,17 @@ pub fn resize_and_center_crop(image: &RgbImage, spec: &BackboneSpec) -> RgbImage
 /// already refuses images more elongated than that, and the cap keeps any other caller's strip
 /// (a 16384×1 buffer) from scaling up to gigabytes; such an image is squeezed instead.
 pub fn resize_shorter_side(image: &RgbImage, spec: &BackboneSpec) -> RgbImage {
-    let (w, h) = image.dimensions();
+    let (w, h) = shorter_side_size(image.dimensions(), spec);
+    imageops::resize(image, w, h, FilterType::Triangle)
+}
+
+/// The size [`resize_shorter_side`] gives an image of `(width, height)`.
+pub fn shorter_side_size((w, h): (u32, u32), spec: &BackboneSpec) -> (u32, u32) {
     let short = w.min(h).max(1) as f64;
     let scale = spec.resize_size as f64 / short;
     let cap = spec.resize_size as f64 * MAX_ASPECT_RATIO as f64;
     let side = |s: u32| ((s as f64 * scale).round().min(cap) as u32).max(spec.input_size);
-    imageops::resize(image, side(w), side(h), FilterType::Triangle)
+    (side(w), side(h))
 }
 
 /// The central `spec.input_size` square of an image at least that large.

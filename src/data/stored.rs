@@ -4,9 +4,9 @@
 //! 5 000 photos held raw take 1.3–1.7 GB: more than a browser tab can spare next to the model.
 //! Compressed at quality [`STORED_QUALITY`] without chroma subsampling a real photo takes 5 to 7
 //! times less (generated ones 13 to 15; measured in the README), while the error (a level or two
-//! out of 255) stays far below what augmentation changes. Pictures are decoded again only when a run builds its views (features,
-//! cached views, evaluation), a few milliseconds each. The page and the command line store and
-//! decode with the same code, so both still see identical pixels.
+//! out of 255) stays far below what augmentation changes. Pictures are decoded again only when a
+//! run builds its views (features, cached views, evaluation), a few milliseconds each. The page
+//! and the command line store and decode with the same code, so both still see identical pixels.
 
 use std::io::Cursor;
 
