@@ -227,7 +227,7 @@ export class App implements AppContext {
           compact: image.compact !== null,
         });
         if (generation !== this.generation) return;
-        if (!image.compact) this.pictures.gotCompact(image.key, compact);
+        if (compact) this.pictures.gotCompact(image.key, compact);
         this.store.update((s) => {
           s.summary = summary;
         });

@@ -313,7 +313,8 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
         : t.addImage(request.label, request.fileName, bytes);
       pageKeys.set(id, request.key);
       engineIds.set(request.key, id);
-      const compact = new Blob([t.compactImage(id) as Uint8Array<ArrayBuffer>], { type: 'image/jpeg' });
+      // A page that gave a compact copy keeps it: no copy out of the engine for each re-added picture.
+      const compact = request.compact ? null : new Blob([t.compactImage(id) as Uint8Array<ArrayBuffer>], { type: 'image/jpeg' });
       return { data: { summary: summary(), compact } };
     }
     case 'removeClass':
