@@ -22,7 +22,7 @@ import { serveStatic } from './support/server.mjs';
 import { CHROMIUM } from './support/chromium.mjs';
 import { colourPicture } from './support/png.mjs';
 import { markEncrypted } from './support/hostile.mjs';
-import { errorsOn, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, offerFolder, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www/dist'));
@@ -37,6 +37,9 @@ function makeZip(files, level = 6) {
   return Buffer.from(zipSync(Object.fromEntries(Object.entries(files).map(([path, bytes]) => [path, [bytes, { level }]]))));
 }
 
+/** The "Choose a folder…" button (a label around the folder input). */
+const folderButton = (page) => page.locator('label:has([data-testid="folder-input"])');
+
 async function problems(page) {
   return page.$$eval('[data-testid="file-problem"]', (items) => items.map((item) => item.textContent));
 }
@@ -45,8 +48,9 @@ describe('getting pictures in, and the sample project', () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}`);
     assert.ok(existsSync(join(DIST, 'index.html')), `the built page is missing (${DIST}/index.html)`);
-    server = await serveStatic(DIST);
     workDir = await mkdtemp(join(tmpdir(), 'webtune-inputs-'));
+    // Folders the page copies into its own file system, to be handed over by `showDirectoryPicker`.
+    server = await serveStatic(DIST, { '/offered/': workDir });
   });
 
   after(async () => {
@@ -54,20 +58,24 @@ describe('getting pictures in, and the sample project', () => {
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 
-  test('one tree picked as a folder, zipped, and zipped inside a wrapping folder gets the same classes as in the CLI', { timeout: 6 * 60_000 }, async () => {
+  test('one tree picked as a folder (input or picker), zipped, and zipped inside a wrapping folder gets the same classes as in the CLI', { timeout: 6 * 60_000 }, async () => {
     // The tree of src/bin/webtune/labelled_files/tests.rs (`a_folder_and_a_zip_of_it_are_labelled_alike`),
     // where the CLI's folder and zip readers label it so: the class is the first folder below
     // the root at any depth, clutter and hidden folders are skipped, a file at the top is reported.
     const tree = {
       'cats/a.png': colourPicture('red', 1),
       'cats/2024/summer/b.png': colourPicture('red', 2),
+      // Before the folder `2024/` in the CLI's order (the paths' bytes), after it component by component.
+      'cats/2024 b.png': colourPicture('red', 4),
       'dogs/c.png': colourPicture('blue', 3),
       'dogs/.DS_Store': Buffer.from('clutter'),
       '.git/objects/ab': Buffer.from('blob'),
       '__MACOSX/dogs/._c.png': Buffer.from('fork'),
       'readme.txt': Buffer.from('not in a class'),
     };
-    const expected = { cats: 2, dogs: 1 };
+    const expected = { cats: 3, dogs: 1 };
+    // The order the CLI lists them in (its test), which the seeded split follows.
+    const catsInOrder = ['cats/2024 b.png', 'cats/2024/summer/b.png', 'cats/a.png'];
     const folder = join(workDir, 'tree', 'pets');
     for (const [path, bytes] of Object.entries(tree)) {
       await mkdir(dirname(join(folder, path)), { recursive: true });
@@ -87,17 +95,29 @@ describe('getting pictures in, and the sample project', () => {
 
     for (const [how, add] of [
       ['folder', (byTestId) => byTestId('folder-input').setInputFiles(folder)],
+      // The folder button in a browser with `showDirectoryPicker`, handed the same folder.
+      [
+        'folder picker',
+        async (_, page) => {
+          await offerFolder(page, `${server.url}offered/tree/pets/`, folder);
+          await folderButton(page).click();
+        },
+      ],
       ['zip', (byTestId) => byTestId('zip-input').setInputFiles(zipped)],
       ['wrapped zip', (byTestId) => byTestId('zip-input').setInputFiles(wrapped)],
     ]) {
       await withPage(`tree-${how.replace(' ', '-')}`, [], async (page, byTestId) => {
         await page.goto(server.url);
         await waitForEngine(page, 'cpu');
-        await add(byTestId);
+        await add(byTestId, page);
         await waitForClassCounts(page, expected);
         const listed = await problems(page);
         const stray = how === 'wrapped zip' ? [] : ['readme.txt'];
         assert.deepEqual(listed.map((p) => p.split(':')[0].trim()).sort(), stray, `${how}: ${listed.join(' | ')}`);
+        const cats = await page.$$eval('[data-testid="class-row"][data-label="cats"] [data-testid="thumb"]', (thumbs) =>
+          thumbs.sort((a, b) => Number(a.dataset.key) - Number(b.dataset.key)).map((thumb) => thumb.title),
+        );
+        assert.deepEqual(cats, catsInOrder, `${how}: added in the CLI's order`);
         if (how === 'folder') {
           await byTestId('folder-input').setInputFiles(spaced);
           await waitForClassCounts(page, { ...expected, dog: 1 });
@@ -108,6 +128,55 @@ describe('getting pictures in, and the sample project', () => {
         }
       });
     }
+  });
+
+  test('the folder button: a closed folder dialog changes nothing, a failing one is named and the next click opens the input\'s dialog', { timeout: 4 * 60_000 }, async () => {
+    const folder = join(workDir, 'button');
+    for (const [i, [path, colour]] of [['red/a.png', 'red'], ['red/b.png', 'red'], ['blue/c.png', 'blue']].entries()) {
+      await mkdir(dirname(join(folder, path)), { recursive: true });
+      await writeFile(join(folder, path), colourPicture(colour, 40 + i));
+    }
+    await withPage('folder-button', [], async (page, byTestId) => {
+      await page.goto(server.url);
+      await waitForEngine(page, 'cpu');
+      await page.evaluate(() => {
+        window.showDirectoryPicker = async () => {
+          throw new DOMException('The user aborted a request.', 'AbortError');
+        };
+      });
+      await folderButton(page).click();
+      await page.waitForTimeout(500);
+      assert.equal(await errorsOn(page), 'no page errors shown', 'closing the dialog is not an error');
+      assert.equal(await byTestId('class-row').count(), 0);
+
+      // A picker the browser refuses (say, in a frame that may not use it): named, and the
+      // input's own dialog opens from then on.
+      await page.evaluate(() => {
+        window.showDirectoryPicker = async () => {
+          throw new DOMException('File System Access is not allowed here.', 'SecurityError');
+        };
+      });
+      await folderButton(page).click();
+      await page.waitForFunction(() => document.querySelector('[data-testid="error-list"]')?.textContent.includes('could not be opened'));
+      assert.match(await errorsOn(page), /File System Access is not allowed here/);
+      const chooser = page.waitForEvent('filechooser');
+      await folderButton(page).click();
+      await (await chooser).setFiles(folder);
+      await waitForClassCounts(page, { red: 2, blue: 1 });
+
+      // Through the picker, a class folder with nothing in it is still a class (as when it is
+      // dropped); the input cannot see it.
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { red: 2, blue: 1 });
+      const more = join(workDir, 'more');
+      await mkdir(join(more, 'red'), { recursive: true });
+      await mkdir(join(more, 'empty'));
+      await writeFile(join(more, 'red', 'd.png'), colourPicture('red', 77));
+      await offerFolder(page, `${server.url}offered/more/`, more);
+      await folderButton(page).click();
+      await waitForClassCounts(page, { red: 3, blue: 1, empty: 0 });
+    });
   });
 
   test('zips of class folders: picked or dropped, clutter skipped, bad entries and bad zips reported', { timeout: 8 * 60_000 }, async () => {

@@ -58,7 +58,7 @@ async function openDropped(files: File[]): Promise<void> {
   if (projectFiles.length > 1) reportError(`Open one project at a time: ${projectFiles.slice(1).map((f) => f.name).join(', ')} not opened.`);
   if (projectFiles.length > 0) await projects.open(projectFiles[0], confirmReplace);
 }
-mountDropZone(byId('drop-zone'), byId<HTMLInputElement>('folder-input'), addPicked, openZips);
+mountDropZone(byId('drop-zone'), byId<HTMLInputElement>('folder-input'), addPicked, openZips, reportError);
 mountZipInput(byId<HTMLInputElement>('zip-input'), openZips);
 const renderCapture = mountCapture(byId('capture'), { addPicked, reportError });
 const renderSample = mountSampleProject(byId('sample-project'), new URL('sample/', document.baseURI), {

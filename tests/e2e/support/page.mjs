@@ -2,8 +2,8 @@
 // waiting for the page's engine and class list.
 
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import { launchChromium } from './chromium.mjs';
 import { colourPicture } from './png.mjs';
 
@@ -155,4 +155,40 @@ export function storedPictures(page) {
       }),
     );
   });
+}
+
+/**
+ * Stands in for the dialog of `showDirectoryPicker`, which the test browser cannot drive: the
+ * page copies the folder `dir` (fetched below `baseUrl`, where the test's server mounts it) into
+ * its origin-private file system, empty folders too, and `showDirectoryPicker` then resolves to
+ * that copy, a real directory handle the page walks as it would walk a folder on disk. Resolves
+ * once the copy is done.
+ */
+export async function offerFolder(page, baseUrl, dir) {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const below = (entry) => relative(dir, join(entry.parentPath, entry.name)).split(sep).join('/');
+  const files = entries.filter((entry) => entry.isFile()).map(below);
+  const folders = entries.filter((entry) => entry.isDirectory()).map(below);
+  await page.evaluate(
+    async ({ baseUrl, files, folders }) => {
+      const root = await navigator.storage.getDirectory();
+      await root.removeEntry('offered', { recursive: true }).catch(() => {});
+      const folder = await root.getDirectoryHandle('offered', { create: true });
+      const folderAt = async (parts) => {
+        let at = folder;
+        for (const part of parts) at = await at.getDirectoryHandle(part, { create: true });
+        return at;
+      };
+      for (const path of folders) await folderAt(path.split('/'));
+      for (const path of files) {
+        const parts = path.split('/');
+        const response = await fetch(new URL(parts.map(encodeURIComponent).join('/'), baseUrl));
+        if (!response.ok) throw new Error(`${path}: ${response.status}`);
+        const file = await (await folderAt(parts.slice(0, -1))).getFileHandle(parts.at(-1), { create: true });
+        await response.body.pipeTo(await file.createWritable());
+      }
+      window.showDirectoryPicker = async () => folder;
+    },
+    { baseUrl, files, folders },
+  );
 }

@@ -63,3 +63,22 @@ export function mergedSpellings(classFolders: Iterable<{ folder: string; label: 
   }
   return merged;
 }
+
+const UTF8 = new TextEncoder();
+
+/**
+ * `items` in the order `webtune::data` lists a dataset's files (`list_dataset`: by the UTF-8
+ * bytes of each path below the root), so that a seed gives the same split in the page as in the
+ * CLI. `pathOf`: an item's "/"-separated path below the root.
+ */
+export function inPathOrder<T>(items: T[], pathOf: (item: T) => string): T[] {
+  const keyed = items.map((item) => ({ item, key: UTF8.encode(pathOf(item)) }));
+  keyed.sort((a, b) => compareBytes(a.key, b.key));
+  return keyed.map(({ item }) => item);
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}

@@ -1,7 +1,7 @@
 // Turning dropped or picked folders into labelled files, by the labelling rule the CLI and zips
 // follow (app/labels.ts); files outside any class folder need a class given by the drop target.
 
-import { belowRoot, components, isSkippedName, mergedSpellings, place, wrappingFolder } from '../app/labels';
+import { belowRoot, components, inPathOrder, isSkippedName, mergedSpellings, place, wrappingFolder } from '../app/labels';
 import type { FileProblem } from '../app/state';
 import { isZipName } from './zip-input';
 
@@ -10,6 +10,8 @@ export interface PickedFile {
   /** Path as shown to the user, e.g. "cats/tom.jpg". */
   path: string;
   file: File;
+  /** `file` is the engine's compact copy of a picture (from a project file), not an original. */
+  compact?: boolean;
 }
 
 export interface Picked {
@@ -26,12 +28,13 @@ export interface Picked {
  */
 function labelled(entries: { path: string; file: File }[], label?: string): Picked {
   const picked: Picked = { classes: label ? [label] : [], files: [], problems: [] };
-  // In path order, whatever order the browser lists them in: the seeded split depends on the
-  // order pictures are added, so a seed then gives the same split in every browser and in the
-  // native CLI (which sorts too).
-  const ordered = entries
-    .map((entry) => ({ ...entry, parts: components(entry.path) }))
-    .sort((a, b) => comparePaths(a.parts, b.parts));
+  // In the CLI's path order, whatever order the browser lists them in: the seeded split depends
+  // on the order pictures are added, so a seed then gives the same split in every browser and in
+  // the native CLI.
+  const ordered = inPathOrder(
+    entries.map((entry) => ({ ...entry, parts: components(entry.path) })),
+    (entry) => entry.parts.join('/'),
+  );
   const placed: PickedFile[] = [];
   for (const { path, parts, file } of ordered) {
     const placement = place(path);
@@ -56,14 +59,6 @@ function labelled(entries: { path: string; file: File }[], label?: string): Pick
 
 const NOT_IN_A_CLASS_FOLDER =
   'not inside a class folder (pick or drop the folder whose sub-folders are the classes, or drop the file onto a class)';
-
-/** Component by component, by code unit (as Rust sorts paths), not by locale. */
-function comparePaths(a: string[], b: string[]): number {
-  for (let i = 0; i < Math.min(a.length, b.length); i++) {
-    if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
-  }
-  return a.length - b.length;
-}
 
 /**
  * Files from an `<input type=file webkitdirectory>` (or a plain multi-file input). The picked
@@ -104,7 +99,7 @@ async function walk(entry: FileSystemEntry, found: Found): Promise<void> {
   try {
     if (entry.isFile) {
       found.entries.push({ path: relativePath, file: await fileOf(entry as FileSystemFileEntry) });
-    } else if (entry.isDirectory) {
+    } else if (entry.isDirectory && !isSkippedName(entry.name)) {
       const reader = (entry as FileSystemDirectoryEntry).createReader();
       let children = 0;
       // readEntries hands out a directory in batches until it returns an empty one.
@@ -115,8 +110,64 @@ async function walk(entry: FileSystemEntry, found: Found): Promise<void> {
       if (children === 0) found.emptyFolders.push(relativePath);
     }
   } catch (error) {
-    found.problems.push({ path: relativePath, reason: `could not be read (${error instanceof Error ? error.message : String(error)})` });
+    found.problems.push({ path: relativePath, reason: couldNotBeRead(error) });
   }
+}
+
+function couldNotBeRead(error: unknown): string {
+  return `could not be read (${error instanceof Error ? error.message : String(error)})`;
+}
+
+/**
+ * Walks a folder picked with `showDirectoryPicker`; paths are below it, as an input's are below
+ * the picked folder. Every file arrives in a task of its own, so a folder of thousands of pictures
+ * never holds the page up the way an input's file list does (Chromium builds that in one task).
+ */
+async function walkHandle(directory: FileSystemDirectoryHandle, path: string, found: Found): Promise<void> {
+  let children = 0;
+  try {
+    for await (const handle of directory.values()) {
+      children += 1;
+      const childPath = path ? `${path}/${handle.name}` : handle.name;
+      if (handle.kind === 'directory') {
+        if (!isSkippedName(handle.name)) await walkHandle(handle as FileSystemDirectoryHandle, childPath, found);
+        continue;
+      }
+      try {
+        found.entries.push({ path: childPath, file: await (handle as FileSystemFileHandle).getFile() });
+      } catch (error) {
+        found.problems.push({ path: childPath, reason: couldNotBeRead(error) });
+      }
+    }
+  } catch (error) {
+    found.problems.push({ path: path || directory.name, reason: couldNotBeRead(error) });
+  }
+  if (children === 0 && path) found.emptyFolders.push(path);
+}
+
+/** Labels what a walk found, as a zip of it would be: a folder wrapping everything is not a class. */
+function pickedFromFound(found: Found, label?: string): Picked {
+  const { root, entries: below } = unwrapped(found.entries);
+  const picked = labelled(below, label);
+  const empty = label
+    ? []
+    : found.emptyFolders
+        .map((path) => components(belowRoot(path, root)))
+        .filter((parts) => parts.length === 1 && !isSkippedName(parts[0]))
+        .map(([name]) => name.trim())
+        .filter((name) => name.length > 0 && !picked.classes.includes(name));
+  return {
+    classes: [...picked.classes, ...empty],
+    files: picked.files,
+    problems: [...found.problems, ...picked.problems],
+  };
+}
+
+/** Files from a folder picked with `showDirectoryPicker`, which is the dataset's root. */
+export async function pickedFromDirectory(directory: FileSystemDirectoryHandle): Promise<Picked> {
+  const found: Found = { entries: [], emptyFolders: [], problems: [] };
+  await walkHandle(directory, '', found);
+  return pickedFromFound(found);
 }
 
 /** Files from a drop, walking any folders in it. */
@@ -132,21 +183,7 @@ export async function pickedFromDrop(data: DataTransfer, label?: string, skipZip
   }
   const found: Found = { entries: [], emptyFolders: [], problems: [] };
   for (const entry of entries) await walk(entry, found);
-  // What was dropped is read as a zip of it would be: a folder wrapping everything is not a class.
-  const { root, entries: below } = unwrapped(found.entries);
-  const picked = labelled(below, label);
-  const empty = label
-    ? []
-    : found.emptyFolders
-        .map((path) => components(belowRoot(path, root)))
-        .filter((parts) => parts.length === 1 && !isSkippedName(parts[0]))
-        .map(([name]) => name.trim())
-        .filter((name) => name.length > 0 && !picked.classes.includes(name));
-  return {
-    classes: [...picked.classes, ...empty],
-    files: picked.files,
-    problems: [...found.problems, ...picked.problems],
-  };
+  return pickedFromFound(found, label);
 }
 
 /** Makes `element` accept drops (highlighting while dragged over) and hands them to `onDrop`. */
@@ -177,22 +214,54 @@ export function acceptDrops(element: HTMLElement, onDrop: (data: DataTransfer) =
   });
 }
 
+type DirectoryPicker = (options?: { id?: string; mode?: 'read' | 'readwrite' }) => Promise<FileSystemDirectoryHandle>;
+
+/** `window.showDirectoryPicker` where the browser has it (File System Access: Chromium-based ones). */
+function directoryPicker(): DirectoryPicker | null {
+  const picker = (window as Window & { showDirectoryPicker?: DirectoryPicker }).showDirectoryPicker;
+  return typeof picker === 'function' ? picker.bind(window) : null;
+}
+
 /**
- * The dataset drop zone and folder input: folders whose sub-folders are the classes; zip files
- * dropped at the top go to `onZips` (zip-input.ts), everything else is walked as folders.
+ * The dataset drop zone and folder button: folders whose sub-folders are the classes; zip files
+ * dropped at the top go to `onZips` (zip-input.ts), everything else is walked as folders. Where
+ * the browser has `showDirectoryPicker`, the button asks for the folder that way (its files then
+ * arrive one by one, `walkHandle`); elsewhere, and after the picker once fails, the input's own
+ * dialog picks it.
  */
 export function mountDropZone(
   zone: HTMLElement,
   input: HTMLInputElement,
   onPicked: (picked: Picked) => void,
-  onZips: (zips: File[]) => void = () => {},
+  onZips: (zips: File[]) => void,
+  onError: (text: string) => void,
 ): void {
+  const report = (picked: Picked) => {
+    if (picked.files.length + picked.classes.length + picked.problems.length > 0) onPicked(picked);
+  };
   acceptDrops(zone, (data) => {
     const zips = [...data.files].filter((file) => isZipName(file.name));
-    void pickedFromDrop(data, undefined, zips.length > 0).then((picked) => {
-      if (picked.files.length + picked.classes.length + picked.problems.length > 0) onPicked(picked);
-    });
+    void pickedFromDrop(data, undefined, zips.length > 0).then(report);
     if (zips.length > 0) onZips(zips);
+  });
+  let pickerFailed = false;
+  input.addEventListener('click', (event) => {
+    const picker = pickerFailed ? null : directoryPicker();
+    if (!picker) return;
+    event.preventDefault();
+    picker({ id: 'webtune-dataset', mode: 'read' }).then(
+      async (directory) => {
+        const picked = await pickedFromDirectory(directory);
+        if (picked.files.length + picked.classes.length + picked.problems.length === 0) onError(`The folder “${directory.name}” has nothing in it to add.`);
+        else onPicked(picked);
+      },
+      (error: unknown) => {
+        // Closing the dialog is not an error.
+        if (error instanceof DOMException && error.name === 'AbortError') return;
+        pickerFailed = true;
+        onError(`The folder could not be opened (${error instanceof Error ? error.message : String(error)}). Choose it again: the browser's other folder dialog will open.`);
+      },
+    );
   });
   input.addEventListener('change', () => {
     if (input.files && input.files.length > 0) onPicked(pickedFromInput(input.files));

@@ -6,7 +6,7 @@
 // names, encrypted and duplicated entries are listed with the reason (see app/labels.ts).
 
 import { BlobReader, BlobWriter, ZipReader, type Entry, type FileEntry } from '@zip.js/zip.js/lib/zip-core-native.js';
-import { belowRoot, components, mergedSpellings, place, wrappingFolder } from '../app/labels';
+import { belowRoot, components, inPathOrder, mergedSpellings, place, wrappingFolder } from '../app/labels';
 import type { FileProblem } from '../app/state';
 import type { Picked, PickedFile } from './drop-zone';
 
@@ -72,12 +72,11 @@ export async function pickedFromZip(zip: File, onProgress: (done: number, total:
     // Class folders whose names differ only by surrounding spaces would merge silently.
     const [merged] = mergedSpellings(labelled.map(({ name, label }) => ({ folder: components(name)[0], label }))).values();
     if (merged) throw new ZipRefused(`${zip.name}: ${merged}; rename them so that they differ`);
-    // In path order, as the CLI and folder drops: a seed then gives the same split everywhere.
-    labelled.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
     const files: PickedFile[] = [];
     const classes: string[] = [];
-    for (const [index, { entry, name, label }] of labelled.entries()) {
+    // In the CLI's path order, as folders: a seed then gives the same split everywhere.
+    for (const [index, { entry, name, label }] of inPathOrder(labelled, ({ name }) => name).entries()) {
       onProgress(index, labelled.length);
       if (entry.uncompressedSize > MAX_ENTRY_BYTES) {
         problems.push({ path: name, reason: `file too large (at most ${MAX_ENTRY_BYTES >> 20} MB)` });
