@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
-import { errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, makeDataset, openAdvanced, storedPictures, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 import { parseSafetensors } from './support/safetensors.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -75,7 +75,7 @@ describe('the project file', () => {
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 
-  test('save, new project and reload, open: classes, pictures, settings and predictions come back', { timeout: 12 * 60_000 }, async () => {
+  test('save, new project and reload, open: classes, pictures, settings and predictions come back, compact copies exactly', { timeout: 12 * 60_000 }, async () => {
     const { dataset, pictures } = await makeDataset(await mkdtemp(join(workDir, 'trip-')), 3);
     const heldOut = [pictures.red, pictures.blue];
     const saved = join(workDir, 'saved.webtune');
@@ -194,6 +194,44 @@ describe('the project file', () => {
       assert.ok(!listed.some((p) => p.includes('dropped.webtune')), `the project file is not listed as a bad picture: ${listed.join(' | ')}`);
       assert.deepEqual(await predictions(page, heldOut), before, 'the model opened from the dropped file predicts as before');
       assert.equal(await page.locator('[data-testid="error"]').count(), 0, await errorsOn(page));
+
+      // After a reload the page holds compact copies: a project saved then marks them so, and
+      // opening it takes them back byte for byte, not compressed a second time. A flag that lies
+      // (an original PNG marked compact) costs nothing: the engine makes and keeps its own copy.
+      await page.reload();
+      await waitForEngine(page, 'cpu');
+      await waitForClassCounts(page, { blue: 3, red: 3 });
+      const [again] = await Promise.all([page.waitForEvent('download', { timeout: 120_000 }), byTestId('save-project').click()]);
+      const resaved = unzipSync(new Uint8Array(await readFile(await again.path())));
+      const compactManifest = JSON.parse(strFromU8(resaved['manifest.json']));
+      assert.deepEqual(
+        compactManifest.pictures.map((p) => [p.compact, resaved[p.entry][0], resaved[p.entry][1]]),
+        compactManifest.pictures.map(() => [true, 0xff, 0xd8]),
+        'restored pictures are saved as the compact JPEGs they are, marked so',
+      );
+      const liar = { entry: 'pictures/999999-liar.png', label: 'red', path: 'red/liar.png', name: 'liar.png', compact: true };
+      const lying = join(workDir, 'lying.webtune');
+      await writeFile(
+        lying,
+        zipSync({
+          ...resaved,
+          [liar.entry]: new Uint8Array(await readFile(pictures.red)),
+          'manifest.json': strToU8(JSON.stringify({ ...compactManifest, pictures: [...compactManifest.pictures, liar] })),
+        }),
+      );
+      page.once('dialog', (dialog) => void dialog.accept());
+      await byTestId('project-input').setInputFiles(lying);
+      await waitForProject(page);
+      await waitForClassCounts(page, { blue: 3, red: 4 });
+      const stored = await storedPictures(page);
+      assert.ok(stored.every((p) => p.compact && p.jpeg), JSON.stringify(stored));
+      const sizes = stored.map((p) => p.size).sort((a, b) => a - b);
+      for (const p of compactManifest.pictures) {
+        const at = sizes.indexOf(resaved[p.entry].length);
+        assert.ok(at >= 0, `${p.path} is kept as the ${resaved[p.entry].length} bytes saved: ${sizes}`);
+        sizes.splice(at, 1);
+      }
+      assert.equal(sizes.length, 1, 'and the liar as the engine\'s own copy');
     });
   });
 });

@@ -105,9 +105,10 @@ export class Pictures {
       label: picked.label,
       fileName: picked.file.name,
       file: picked.file,
-      compact: false,
+      compact: picked.compact === true,
     });
-    const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file, compact };
+    // A compact copy given is kept as it is (the engine then returns none).
+    const image: HeldImage = { key, label: picked.label, path: picked.path, file: picked.file, compact: compact ?? (picked.compact ? picked.file : null) };
     const newClass = !this.ctx.state.classes.includes(image.label);
     this.ctx.store.update((s) => {
       s.images.set(image.key, image);
@@ -331,12 +332,13 @@ export class Pictures {
   }
 
   /**
-   * A picture kept from an earlier version of the page (its original file, no compact copy)
-   * was given to an engine: from now on the browser's storage keeps the engine's compact copy.
+   * The engine made its own compact copy of a picture given to it again: one an earlier version
+   * of the page stored as its original file, or a copy the engine could not take as it was. From
+   * now on the browser's storage keeps the engine's copy.
    */
   gotCompact(key: number, compact: Blob): void {
     const held = this.ctx.state.images.get(key);
-    if (!held || held.compact) return;
+    if (!held) return;
     const image = { ...held, compact };
     this.ctx.store.update((s) => {
       s.images.set(key, image);

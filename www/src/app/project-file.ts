@@ -1,6 +1,7 @@
 // The project file (`.webtune`): one zip holding `manifest.json` (format, version, backbone,
 // classes, the recipe, each picture's class and original name), the pictures' bytes as the page
-// holds them (the file added, or the engine's compact copy once restored from storage), and the
+// holds them (the file added, or the engine's compact copy once restored from storage, marked
+// `compact` so that it is taken back as it is rather than compressed again), and the
 // trained model's safetensors export when there is one. Written and read with zip.js; reading
 // checks the whole manifest before anything on the page changes, so a bad file changes nothing.
 
@@ -27,6 +28,8 @@ export interface ProjectPicture {
   /** Where it came from, as the page showed it (e.g. "cats/tom.jpg"), and its file name. */
   path: string;
   name: string;
+  /** The bytes are the engine's compact copy of the picture (`HeldImage.compact`), not its original file. */
+  compact?: boolean;
 }
 
 export interface ProjectModel {
@@ -94,7 +97,8 @@ export async function writeProject(contents: ProjectContents): Promise<Blob> {
     const entry = entryName(index + 1, image.file.name);
     // Pictures are compressed already: storing them is as small and much faster.
     await writer.add(entry, new BlobReader(image.file), { level: 0 });
-    pictures.push({ entry, label: image.label, path: image.path, name: image.file.name });
+    const compact = image.compact !== null && image.file === image.compact;
+    pictures.push({ entry, label: image.label, path: image.path, name: image.file.name, ...(compact ? { compact } : {}) });
   }
   let model: ProjectModel | null = null;
   if (contents.model) {
@@ -166,7 +170,14 @@ export function checkManifest(value: unknown, fileName: string): ProjectManifest
     backbone: m.backbone,
     classes,
     recipe: (m.recipe as Recipe | undefined) ?? null,
-    pictures: (m.pictures as ProjectPicture[]).map((p) => ({ entry: p.entry, label: p.label, name: p.name, path: isText(p.path) ? p.path : `${p.label}/${p.name}` })),
+    pictures: (m.pictures as ProjectPicture[]).map((p) => ({
+      entry: p.entry,
+      label: p.label,
+      name: p.name,
+      path: isText(p.path) ? p.path : `${p.label}/${p.name}`,
+      // A wrong flag costs nothing: the engine takes bytes as a compact copy only if they are one.
+      ...(p.compact === true ? { compact: true } : {}),
+    })),
     model,
   };
 }
@@ -220,7 +231,8 @@ export async function readProject(file: File): Promise<OpenedProject> {
       }
       try {
         const blob = await entry.getData(new BlobWriter());
-        files.push({ label: picture.label, path: picture.path, file: new File([blob], picture.name) });
+        const file = new File([blob], picture.name, picture.compact ? { type: 'image/jpeg' } : {});
+        files.push({ label: picture.label, path: picture.path, file, ...(picture.compact ? { compact: true } : {}) });
       } catch (error) {
         problems.push({ path: picture.path, reason: `could not be read from the project file (${messageOf(error)})` });
       }

@@ -199,7 +199,7 @@ export interface ReplyData {
    * `compact`: the picture as the engine keeps it (resized to the backbone's resize size, a JPEG
    * of a few tens of kB, `Trainer.compactImage`). The page keeps it instead of the original, for
    * the browser's storage and for the next engine; equal pictures give equal bytes. Null when the
-   * request gave a compact copy already.
+   * request gave a compact copy and the engine kept it as it was.
    */
   addImage: { summary: DatasetSummary; compact: Blob | null };
   removeClass: { summary: DatasetSummary };

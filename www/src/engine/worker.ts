@@ -126,6 +126,12 @@ function requireTrainer(): Trainer {
   return trainer;
 }
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 async function bytesOf(file: Blob): Promise<Uint8Array> {
   return new Uint8Array(await file.arrayBuffer());
 }
@@ -313,8 +319,10 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
         : t.addImage(request.label, request.fileName, bytes);
       pageKeys.set(id, request.key);
       engineIds.set(request.key, id);
-      // A page that gave a compact copy keeps it: no copy out of the engine for each re-added picture.
-      const compact = request.compact ? null : new Blob([t.compactImage(id) as Uint8Array<ArrayBuffer>], { type: 'image/jpeg' });
+      // A page that gave a compact copy keeps it (no Blob for each re-added picture), unless the
+      // engine could not take it as it was (another size, a project file's wrong flag).
+      const kept = t.compactImage(id) as Uint8Array<ArrayBuffer>;
+      const compact = request.compact && sameBytes(kept, bytes) ? null : new Blob([kept], { type: 'image/jpeg' });
       return { data: { summary: summary(), compact } };
     }
     case 'removeClass':
