@@ -121,6 +121,39 @@ async function recordingProxy() {
   };
 }
 
+/**
+ * An engine's WebAssembly memory may grow to at most this while the corpus is read (it only grows:
+ * it is the engine's peak). The engine checks declared sizes before it allocates
+ * (tests/hostile_inputs.rs holds each reader to 96 MB); the rest is the backbone, its weights
+ * and training.
+ */
+const ENGINE_MEMORY_BUDGET = 512 << 20;
+
+/**
+ * Notes engines' memory after each step, prints them, and checks the budget: the running engine's
+ * (as the page shows it, in 16 MB steps), and for a refused weights file that of the engine that
+ * tried it beside the running one (exact, from the refusal).
+ */
+async function engineMemoryTracker(page, byTestId) {
+  const notes = [];
+  const bytes = async (testId) => Number(await byTestId(testId).getAttribute('data-memory-bytes'));
+  return {
+    async note(when) {
+      notes.push([when, await bytes('backend-label')]);
+    },
+    async noteRefusing(name) {
+      notes.push([`reading ${name}`, await bytes('backbone-error')]);
+    },
+    check() {
+      const mb = (b) => `${(b / 2 ** 20).toFixed(0)} MB`;
+      console.log(`# engine memory: ${notes.map(([when, b]) => `${when} ${mb(b)}`).join('; ')}`);
+      assert.ok(notes.every(([, b]) => b > 0), 'every engine told its memory');
+      const peak = Math.max(...notes.map(([, b]) => b));
+      assert.ok(peak < ENGINE_MEMORY_BUDGET, `an engine's memory peaked at ${mb(peak)}, over ${mb(ENGINE_MEMORY_BUDGET)}`);
+    },
+  };
+}
+
 describe('hostile input in the page', () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}`);
@@ -182,9 +215,12 @@ describe('hostile input in the page', () => {
       for (const [path, [bytes]] of Object.entries(bad)) await writeFile(join(dir, path), bytes);
       for (const [path, bytes] of Object.entries(unusual)) await writeFile(join(dir, path), bytes);
 
+      const memory = await engineMemoryTracker(page, byTestId);
+      await memory.note('before the corpus');
       await byTestId('folder-input').setInputFiles(dir);
       const counts = { red: good.red, blue: good.blue + Object.keys(unusual).length };
       await waitForClassCounts(page, counts, 240_000);
+      await memory.note('after the bad and unusual pictures');
       const listed = await problemsOn(page);
       for (const [path, [, reason]] of Object.entries(bad)) {
         assert.ok(listed[path], `${path} is listed: ${JSON.stringify(listed)}`);
@@ -217,6 +253,7 @@ describe('hostile input in the page', () => {
       await byTestId('zip-input').setInputFiles(zipPaths);
       await page.waitForFunction(() => document.querySelector('#zip-status')?.hidden === true, null, { timeout: 240_000 });
       await waitForClassCounts(page, { ...counts, red: counts.red + 1 }, 240_000); // red/fine.png
+      await memory.note('after the zips');
       const errors = await errorsOn(page);
       assert.match(errors, /empty\.zip: the zip file is empty/);
       assert.match(errors, /cut\.zip: not a readable zip file/);
@@ -275,11 +312,14 @@ describe('hostile input in the page', () => {
         assert.match(message, /The backbone in use and your pictures are unchanged\.$/, message);
         assert.match(message, WEIGHTS_REASONS[name], message);
         await page.waitForSelector('[data-testid="backbone-status"][data-status="ready"][data-file=""]', { timeout: 60_000 });
+        await memory.noteRefusing(name);
       }
 
       // Nothing lost, and the engine still trains.
       await waitForClassCounts(page, { ...counts, red: counts.red + 1 });
       await trainHeadEpochs(page, 2);
+      await memory.note('after training');
+      memory.check();
     });
   });
 

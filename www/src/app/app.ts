@@ -154,7 +154,7 @@ export class App implements AppContext {
       }
       if (beside) {
         client.shutdown();
-        this.backbone.refused(error);
+        this.backbone.refused(error, client.memoryBytes);
         return;
       }
       if (error instanceof EngineGone && error.crashed) return; // onCrash handles it

@@ -39,7 +39,7 @@ export class BackboneChoices {
       return;
     }
     this.ctx.store.update((s) => {
-      s.backbone = { ...s.backbone, wanted: choice, error: null, restored: false };
+      s.backbone = { ...s.backbone, wanted: choice, error: null, refusedMemoryBytes: null, restored: false };
     });
     this.restart(this.ctx.state.engine.status === 'ready');
   }
@@ -49,7 +49,7 @@ export class BackboneChoices {
   }
 
   /** A backbone loaded beside the running engine was refused: keep the running one. */
-  refused(error: unknown): void {
+  refused(error: unknown, memoryBytes: number | null): void {
     const { wanted } = this.ctx.state.backbone;
     const reason = error instanceof EngineGone ? `the engine crashed: ${error.message}` : messageOf(error);
     const source = wanted.file ? wanted.file.name : 'the bundled weights';
@@ -58,6 +58,7 @@ export class BackboneChoices {
         ...s.backbone,
         wanted: s.backbone.running ?? DEFAULT_BACKBONE_CHOICE,
         loading: false,
+        refusedMemoryBytes: memoryBytes,
         error:
           `${source} could not be loaded as ${backboneInfo(wanted.name).label}: ${reason}. ` +
           'The backbone in use and your pictures are unchanged.',

@@ -84,6 +84,8 @@ export interface BackboneState {
   importMs: number | null;
   /** Why the last weights file was refused; cleared by the next load. */
   error: string | null;
+  /** The memory the engine that refused it had grown to (its WebAssembly memory), when it said. */
+  refusedMemoryBytes: number | null;
   /** Whether the running backbone came back from the last visit. */
   restored: boolean;
   /** Why the browser would not keep the weights file (a reload then uses the default). */
@@ -279,6 +281,7 @@ export function initialState(choice: BackendChoice): AppState {
       weightsBytes: null,
       importMs: null,
       error: null,
+      refusedMemoryBytes: null,
       restored: false,
       storageProblem: null,
     },

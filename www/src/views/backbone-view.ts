@@ -104,6 +104,8 @@ export function mountBackbone(elements: BackboneElements, load: (choice: Backbon
 
     elements.error.textContent = backbone.error ?? '';
     elements.error.hidden = !backbone.error;
+    // What reading the refused file cost the engine that tried it (the browser tests read it).
+    elements.error.dataset.memoryBytes = backbone.refusedMemoryBytes === null ? '' : String(backbone.refusedMemoryBytes);
     elements.storage.textContent = backbone.storageProblem ?? '';
     elements.storage.hidden = !backbone.storageProblem;
   }
