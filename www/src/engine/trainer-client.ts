@@ -116,10 +116,12 @@ export class TrainerClient {
 
   private receive(message: WorkerMessage): void {
     const memory = message.kind === 'reply' || message.kind === 'event' ? message.memoryBytes : 0;
-    if (memory > 0) this.lastMemory = memory;
-    if (memory > 0 && memory >= this.reportedMemory + MEMORY_STEP) {
-      this.reportedMemory = memory;
-      this.listeners.onMemory?.(memory);
+    if (memory > 0) {
+      this.lastMemory = memory;
+      if (memory >= this.reportedMemory + MEMORY_STEP) {
+        this.reportedMemory = memory;
+        this.listeners.onMemory?.(memory);
+      }
     }
     switch (message.kind) {
       case 'reply': {
