@@ -156,12 +156,18 @@ trait EntryReader {
     fn read(&mut self, index: usize, allowance: u64) -> Result<std::result::Result<Vec<u8>, Skip>>;
 }
 
-/// Reads at most `allowance` bytes, refusing non-pictures by their first bytes before reading on.
-fn read_capped(mut from: impl Read, allowance: u64) -> std::io::Result<std::result::Result<Vec<u8>, Skip>> {
+/// Reads at most `allowance` bytes, refusing non-pictures by their first bytes before reading on,
+/// and a file whose `declared` size (on disk, or in the zip's directory) is over the allowance
+/// without reading further: a 3 GB video or an honest zip bomb costs 512 bytes. A size that lies
+/// low is caught by the cap on what is read.
+fn read_capped(mut from: impl Read, declared: u64, allowance: u64) -> std::io::Result<std::result::Result<Vec<u8>, Skip>> {
     let mut head = Vec::new();
     (&mut from).take(512.min(allowance + 1)).read_to_end(&mut head)?;
     if let Err(why) = check_image_signature(&head) {
         return Ok(Err(Skip::Because(why)));
+    }
+    if declared > allowance {
+        return Ok(Err(Skip::TooLarge));
     }
     let mut bytes = head;
     (&mut from).take(allowance + 1 - bytes.len() as u64).read_to_end(&mut bytes)?;
@@ -240,17 +246,8 @@ impl EntryReader for Folder {
     fn read(&mut self, index: usize, allowance: u64) -> Result<std::result::Result<Vec<u8>, Skip>> {
         let path = &self.paths[index];
         let file = std::fs::File::open(path).map_err(io_error(path))?;
-        // The size on disk is known: a 3 GB video is not even opened for reading past its head.
         let size = file.metadata().map_err(io_error(path))?.len();
-        if size > allowance {
-            let mut head = Vec::new();
-            file.take(512).read_to_end(&mut head).map_err(io_error(path))?;
-            return Ok(Err(match check_image_signature(&head) {
-                Err(why) => Skip::Because(why),
-                Ok(()) => Skip::TooLarge,
-            }));
-        }
-        read_capped(file, allowance).map_err(io_error(path))
+        read_capped(file, size, allowance).map_err(io_error(path))
     }
 }
 
@@ -349,7 +346,8 @@ impl EntryReader for Zip {
             Err(e) => return Ok(Err(Skip::Because(format!("unreadable zip entry ({e})")))),
         };
         // The declared size may lie either way; the cap on what is read does not.
-        match read_capped(entry, allowance) {
+        let declared = entry.size();
+        match read_capped(entry, declared, allowance) {
             Ok(result) => Ok(result),
             Err(e) => Ok(Err(Skip::Because(format!("damaged or truncated zip entry ({e})")))),
         }
