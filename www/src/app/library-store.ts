@@ -8,6 +8,7 @@
 
 import { clear, createStore, delMany, entries, set, setMany, type UseStore } from 'idb-keyval';
 import type { HeldImage } from './state';
+import { messageOf } from './context';
 
 export interface StoredLibrary {
   classes: string[];
@@ -111,6 +112,6 @@ export function storageProblem(error: unknown): string {
   const name = error instanceof DOMException ? error.name : error instanceof Error ? error.name : '';
   if (name === 'QuotaExceededError') return "the browser's storage for this page is full";
   if (typeof indexedDB === 'undefined') return 'this browser offers no storage to the page (IndexedDB is missing)';
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = messageOf(error);
   return `this browser would not let the page store them (${name ? `${name}: ` : ''}${detail})`;
 }

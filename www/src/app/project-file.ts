@@ -7,6 +7,7 @@
 
 import { BlobReader, BlobWriter, TextReader, TextWriter, ZipReader, ZipWriter, type Entry, type FileEntry } from '@zip.js/zip.js/lib/zip-core-native.js';
 import type { Recipe } from '../engine/protocol';
+import { messageOf } from './context';
 import type { FileProblem, HeldImage } from './state';
 import type { Picked, PickedFile } from '../views/drop-zone';
 
@@ -189,10 +190,6 @@ export interface OpenedProject {
   /** The trained model's export, or null (none saved, or its entry unreadable: then a problem says so). */
   model: Blob | null;
   modelProblem: string | null;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Reads a project file; throws `ProjectRefused` when it is not one this page can open. */

@@ -3,6 +3,7 @@
 
 import type { Augmentation } from '../engine/protocol';
 import type { AppState, HeldImage } from '../app/state';
+import { messageOf } from '../app/context';
 
 const VIEWS = 6;
 const SHOWN_SIZE = 112;
@@ -36,7 +37,7 @@ export function mountAugmentPreview(
         : `${image.path}: augmentation is off, so every view is this center crop.`;
     } catch (error) {
       elements.views.replaceChildren();
-      elements.note.textContent = `${image.path}: could not draw a preview (${error instanceof Error ? error.message : String(error)}).`;
+      elements.note.textContent = `${image.path}: could not draw a preview (${messageOf(error)}).`;
     } finally {
       elements.button.disabled = false;
     }

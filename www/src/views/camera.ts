@@ -1,6 +1,8 @@
 // The webcam, shared by "capture into a class" and "webcam live": start and stop a stream in a
 // <video>, and take its current frame as a JPEG file (the engine decodes it like any picture).
 
+import { messageOf } from '../app/context';
+
 export class Camera {
   private stream: MediaStream | null = null;
 
@@ -26,7 +28,7 @@ export class Camera {
           ? 'the camera was not allowed (allow it in the address bar and try again)'
           : name === 'NotFoundError'
             ? 'no camera was found'
-            : `the camera could not start: ${error instanceof Error ? error.message : String(error)}`,
+            : `the camera could not start: ${messageOf(error)}`,
       );
     }
     this.video.srcObject = this.stream;

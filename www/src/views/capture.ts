@@ -6,6 +6,7 @@ import type { AppState } from '../app/state';
 import type { Picked } from './drop-zone';
 import { Camera } from './camera';
 import { h } from './dom';
+import { messageOf } from '../app/context';
 
 /** Pictures a second while the capture button is held. */
 const BURST_PER_SECOND = 5;
@@ -131,7 +132,7 @@ export function mountCapture(container: HTMLElement, actions: CaptureActions) {
       },
       (error: unknown) => {
         stopCamera();
-        actions.reportError(`Webcam: ${error instanceof Error ? error.message : String(error)}.`);
+        actions.reportError(`Webcam: ${messageOf(error)}.`);
       },
     );
   });

@@ -4,6 +4,7 @@
 import { belowRoot, components, inPathOrder, isSkippedName, mergedSpellings, place, wrappingFolder } from '../app/labels';
 import type { FileProblem } from '../app/state';
 import { isZipName } from './zip-input';
+import { messageOf } from '../app/context';
 
 export interface PickedFile {
   label: string;
@@ -115,7 +116,7 @@ async function walk(entry: FileSystemEntry, found: Found): Promise<void> {
 }
 
 function couldNotBeRead(error: unknown): string {
-  return `could not be read (${error instanceof Error ? error.message : String(error)})`;
+  return `could not be read (${messageOf(error)})`;
 }
 
 /**
@@ -236,8 +237,9 @@ export function mountDropZone(
   onZips: (zips: File[]) => void,
   onError: (text: string) => void,
 ): void {
+  const anything = (picked: Picked) => picked.files.length + picked.classes.length + picked.problems.length > 0;
   const report = (picked: Picked) => {
-    if (picked.files.length + picked.classes.length + picked.problems.length > 0) onPicked(picked);
+    if (anything(picked)) onPicked(picked);
   };
   acceptDrops(zone, (data) => {
     const zips = [...data.files].filter((file) => isZipName(file.name));
@@ -252,14 +254,14 @@ export function mountDropZone(
     picker({ id: 'webtune-dataset', mode: 'read' }).then(
       async (directory) => {
         const picked = await pickedFromDirectory(directory);
-        if (picked.files.length + picked.classes.length + picked.problems.length === 0) onError(`The folder “${directory.name}” has nothing in it to add.`);
-        else onPicked(picked);
+        if (anything(picked)) onPicked(picked);
+        else onError(`The folder “${directory.name}” has nothing in it to add.`);
       },
       (error: unknown) => {
         // Closing the dialog is not an error.
         if (error instanceof DOMException && error.name === 'AbortError') return;
         pickerFailed = true;
-        onError(`The folder could not be opened (${error instanceof Error ? error.message : String(error)}). Choose it again: the browser's other folder dialog will open.`);
+        onError(`The folder could not be opened (${messageOf(error)}). Choose it again: the browser's other folder dialog will open.`);
       },
     );
   });

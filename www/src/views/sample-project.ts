@@ -5,6 +5,7 @@
 import type { Picked, PickedFile } from './drop-zone';
 import { isTraining, type AppState } from '../app/state';
 import { h } from './dom';
+import { messageOf } from '../app/context';
 
 interface Manifest {
   name: string;
@@ -54,7 +55,7 @@ export function mountSampleProject(container: HTMLElement, base: URL, actions: S
         about.textContent = `${manifest.name}: ${manifest.about} Licence: ${manifest.licence}.`;
         actions.addPicked(picked);
       })
-      .catch((error: unknown) => actions.reportError(`Could not load the sample project: ${error instanceof Error ? error.message : String(error)}.`))
+      .catch((error: unknown) => actions.reportError(`Could not load the sample project: ${messageOf(error)}.`))
       .finally(() => {
         loading = false;
         sample.disabled = false;

@@ -8,6 +8,7 @@ import { isTraining, type AppState } from '../app/state';
 import { Camera } from './camera';
 import { formatPercent, h } from './dom';
 import { drawHeatmap } from './heatmap';
+import { messageOf } from '../app/context';
 
 const PERIOD_MS = 500;
 const IDLE_MS = 5 * 60_000;
@@ -91,7 +92,7 @@ export function mountWebcamLive(container: HTMLElement, actions: WebcamLiveActio
       }
     } catch (error) {
       stop('');
-      actions.reportError(`Webcam: could not classify the frame: ${error instanceof Error ? error.message : String(error)}.`);
+      actions.reportError(`Webcam: could not classify the frame: ${messageOf(error)}.`);
       return;
     }
     if (camera.running) timer = window.setTimeout(() => void tick(), PERIOD_MS);
@@ -112,7 +113,7 @@ export function mountWebcamLive(container: HTMLElement, actions: WebcamLiveActio
       },
       (error: unknown) => {
         stop('');
-        actions.reportError(`Webcam: ${error instanceof Error ? error.message : String(error)}.`);
+        actions.reportError(`Webcam: ${messageOf(error)}.`);
       },
     );
   });

@@ -9,6 +9,7 @@ import { BlobReader, BlobWriter, ZipReader, type Entry, type FileEntry } from '@
 import { belowRoot, components, inPathOrder, mergedSpellings, place, wrappingFolder } from '../app/labels';
 import type { FileProblem } from '../app/state';
 import type { Picked, PickedFile } from './drop-zone';
+import { messageOf } from '../app/context';
 
 /** As the engine's `MAX_FILE_BYTES`: a bigger picture is refused by the decoder anyway. */
 const MAX_ENTRY_BYTES = 100 << 20;
@@ -22,10 +23,6 @@ export function isZipName(name: string): boolean {
 
 /** The whole zip could not be read: nothing of it is added. */
 export class ZipRefused extends Error {}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /**
  * The labelled pictures of `zip`. `onProgress(done, total)` follows the reading of the labelled
