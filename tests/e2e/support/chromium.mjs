@@ -33,6 +33,19 @@ export function loadPlaywright() {
   }
 }
 
+/**
+ * Headless Chromium with a profile kept in `userDataDir`, as a user's browser keeps one: its
+ * storage quota follows the disk, where a fresh context's in-memory one holds a few hundred MB.
+ * Resolves to the browser context (`newPage`, `close`).
+ */
+export function launchChromiumProfile(userDataDir, extraFlags = []) {
+  return loadPlaywright().chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_FLAGS, ...extraFlags],
+  });
+}
+
 /** Launches headless Chromium with the common flags plus `extraFlags`. */
 export function launchChromium(extraFlags = []) {
   return loadPlaywright().chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_FLAGS, ...extraFlags] });

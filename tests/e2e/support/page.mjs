@@ -187,8 +187,16 @@ export async function offerFolder(page, baseUrl, dir) {
         const file = await (await folderAt(parts.slice(0, -1))).getFileHandle(parts.at(-1), { create: true });
         await response.body.pipeTo(await file.createWritable());
       }
-      window.showDirectoryPicker = async () => folder;
     },
     { baseUrl, files, folders },
   );
+  await offerCopiedFolder(page);
+}
+
+/** Makes `showDirectoryPicker` resolve to the folder `offerFolder` copied (it stays across reloads). */
+export async function offerCopiedFolder(page) {
+  await page.evaluate(async () => {
+    const folder = await (await navigator.storage.getDirectory()).getDirectoryHandle('offered');
+    window.showDirectoryPicker = async () => folder;
+  });
 }
