@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -213,6 +213,10 @@ describe('hostile input in the page', () => {
         for (let i = 0; i < count; i++) await writeFile(join(dir, label, `good-${i}.png`), colourPicture(label, 100 + i + (label === 'red' ? 0 : 50)));
       }
       for (const [path, [bytes]] of Object.entries(bad)) await writeFile(join(dir, path), bytes);
+      // A 3 GB video (sparse on disk) in a class folder: refused by its size, never read.
+      bad['blue/clip.mp4'] = [null, /file too large \(3072 MB; at most 100 MB\)/];
+      await writeFile(join(dir, 'blue/clip.mp4'), Buffer.from('\0\0\0\x18ftypmp42', 'latin1'));
+      await truncate(join(dir, 'blue/clip.mp4'), 3 * 2 ** 30);
       for (const [path, bytes] of Object.entries(unusual)) await writeFile(join(dir, path), bytes);
 
       const memory = await engineMemoryTracker(page, byTestId);

@@ -6,7 +6,7 @@
 // checks the whole manifest before anything on the page changes, so a bad file changes nothing.
 
 import { BlobReader, BlobWriter, TextReader, TextWriter, ZipReader, ZipWriter, type Entry, type FileEntry } from '@zip.js/zip.js/lib/zip-core-native.js';
-import type { Recipe } from '../engine/protocol';
+import { MAX_FILE_BYTES, type Recipe } from '../engine/protocol';
 import { messageOf } from './context';
 import type { FileProblem, HeldImage } from './state';
 import type { Picked, PickedFile } from '../views/drop-zone';
@@ -16,8 +16,6 @@ export const PROJECT_FORMAT = 'webtune-project';
 export const PROJECT_VERSION = 1;
 const MANIFEST = 'manifest.json';
 const MODEL_ENTRY = 'model.safetensors';
-/** As the engine's `MAX_FILE_BYTES` and the zip reader's limit on one picture. */
-const MAX_ENTRY_BYTES = 100 << 20;
 /** The model: the largest backbone (ResNet-50) with a head is about 100 MB. */
 const MAX_MODEL_BYTES = 400 << 20;
 const MAX_PICTURES = 200_000;
@@ -222,8 +220,8 @@ export async function readProject(file: File): Promise<OpenedProject> {
         problems.push({ path: picture.path, reason: 'missing from the project file' });
         continue;
       }
-      if (entry.uncompressedSize > MAX_ENTRY_BYTES) {
-        problems.push({ path: picture.path, reason: `larger than ${MAX_ENTRY_BYTES >> 20} MB` });
+      if (entry.uncompressedSize > MAX_FILE_BYTES) {
+        problems.push({ path: picture.path, reason: `larger than ${MAX_FILE_BYTES >> 20} MB` });
         continue;
       }
       try {

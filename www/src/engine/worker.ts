@@ -25,6 +25,7 @@ import type {
   WeightsSource,
   WorkerMessage,
 } from './protocol';
+import { MAX_FILE_BYTES } from './protocol';
 import type { DuplicateGroup, Overview, Recipe, SuspectReport } from './generated';
 
 /** The parts of DedicatedWorkerGlobalScope used here (the DOM lib types `self` as a Window). */
@@ -313,6 +314,10 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
         throw new WebAssembly.RuntimeError('unreachable (simulated: the page was opened with ?simulate=crash-on-file)');
       }
       const t = requireTrainer();
+      if (request.file.size > MAX_FILE_BYTES) {
+        // Not read: a few GB would not even fit, and the engine's memory never shrinks.
+        throw new Error(`file too large (${Math.round(request.file.size / 2 ** 20)} MB; at most ${MAX_FILE_BYTES >> 20} MB)`);
+      }
       const bytes = await bytesOf(request.file);
       const id = request.compact
         ? t.addCompactImage(request.label, request.fileName, bytes)

@@ -10,9 +10,9 @@ import { belowRoot, components, inPathOrder, mergedSpellings, place, wrappingFol
 import type { FileProblem } from '../app/state';
 import type { Picked, PickedFile } from './drop-zone';
 import { messageOf } from '../app/context';
+import { MAX_FILE_BYTES } from '../engine/protocol';
 
 /** As the engine's `MAX_FILE_BYTES`: a bigger picture is refused by the decoder anyway. */
-const MAX_ENTRY_BYTES = 100 << 20;
 /** As the CLI's limit on the entries a dataset may list. */
 const MAX_ENTRIES = 200_000;
 
@@ -75,8 +75,8 @@ export async function pickedFromZip(zip: File, onProgress: (done: number, total:
     // In the CLI's path order, as folders: a seed then gives the same split everywhere.
     for (const [index, { entry, name, label }] of inPathOrder(labelled, ({ name }) => name).entries()) {
       onProgress(index, labelled.length);
-      if (entry.uncompressedSize > MAX_ENTRY_BYTES) {
-        problems.push({ path: name, reason: `file too large (at most ${MAX_ENTRY_BYTES >> 20} MB)` });
+      if (entry.uncompressedSize > MAX_FILE_BYTES) {
+        problems.push({ path: name, reason: `file too large (at most ${MAX_FILE_BYTES >> 20} MB)` });
         continue;
       }
       try {
