@@ -12,7 +12,6 @@ import type { Picked, PickedFile } from './drop-zone';
 import { messageOf } from '../app/context';
 import { MAX_FILE_BYTES } from '../engine/protocol';
 
-/** As the engine's `MAX_FILE_BYTES`: a bigger picture is refused by the decoder anyway. */
 /** As the CLI's limit on the entries a dataset may list. */
 const MAX_ENTRIES = 200_000;
 
