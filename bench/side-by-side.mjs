@@ -16,7 +16,7 @@
 // Needs www/dist built with the bench page (npm run build) and /usr/bin/chromium.
 
 import { cpus, availableParallelism, loadavg } from 'node:os';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -56,7 +56,14 @@ const median = (values) => {
 
 const wasmDist = join(ROOT, 'www', 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');
 // The TF.js wasm binaries from the page's own origin (a bench-only route; no CDN).
-const server = await serveStatic(join(ROOT, 'www', 'dist'), { '/bench-weights/': weightsDir, '/tfjs-wasm/': wasmDist });
+// TF.js's threaded wasm backend starts each of its threads with importScripts() of a blob: URL,
+// which the page's CSP (www/headers.json: script-src 'self') refuses; this run alone allows it.
+const csp = JSON.parse(readFileSync(join(ROOT, 'www', 'headers.json'), 'utf8'))['Content-Security-Policy'];
+const server = await serveStatic(
+  join(ROOT, 'www', 'dist'),
+  { '/bench-weights/': weightsDir, '/tfjs-wasm/': wasmDist },
+  { 'Content-Security-Policy': csp.replace("script-src 'self'", "script-src 'self' blob:") },
+);
 // WebGPU on SwiftShader, and WebGL on SwiftShader for TF.js's WebGL backend.
 const browser = await launchChromium([...WEBGPU_FLAGS, '--use-angle=swiftshader', '--enable-unsafe-swiftshader']);
 const load = [loadavg()[0]];

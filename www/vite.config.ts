@@ -17,7 +17,13 @@ export default defineConfig(({ mode }) => ({
   base: './',
   server: { headers },
   preview: { headers },
-  worker: { format: 'es' },
+  worker: {
+    format: 'es',
+    // TF.js's threaded wasm backend (the side-by-side benchmark's) starts its threads from the
+    // source text of a function in its bundle, which stops working once a minifier renames what
+    // that function refers to: the bench build leaves its workers unminified.
+    rollupOptions: mode === 'bench' ? { output: { minify: false } } : {},
+  },
   plugins: [
     hostingConfigs(),
     // The service worker that makes the page work offline after one visit (registered by

@@ -26,11 +26,13 @@ export const TYPES = {
 /**
  * Serves `root` on 127.0.0.1 at a free port; resolves to { url, close }. `mounts` serves other
  * folders under URL prefixes (`{ '/bench-weights/': dir }`), for files the build does not hold.
+ * `overrides` replaces some of the page's headers (a benchmark's looser CSP).
  */
-export async function serveStatic(root, mounts = {}) {
+export async function serveStatic(root, mounts = {}, overrides = {}) {
   const server = createServer(async (request, response) => {
     const headers = {
       ...PAGE_HEADERS,
+      ...overrides,
       'Cross-Origin-Resource-Policy': 'same-origin',
       'Cache-Control': 'no-store',
     };
