@@ -12,11 +12,12 @@ use crate::error::{Error, Result};
 use crate::inference::TrainedModel;
 use crate::model::{Backbone, BackboneKind, BackboneSpec, ImageNetClassifier, ImageNetNames};
 use crate::train::{Evaluation, evaluate};
-use crate::weights::{load_params, read_weights_file, write_safetensors};
+use crate::weights::{FloatStorage, load_params, read_weights_file, write_safetensors, write_safetensors_as};
 
 /// Checks that a weights file (any supported format) fits `kind` and rewrites it as the
-/// safetensors file the page loads. Returns the bytes and the number of tensors.
-pub fn convert_weights(kind: BackboneKind, bytes: &[u8], source: &str) -> Result<(Vec<u8>, usize)> {
+/// safetensors file the page loads, floats stored as `storage` says (the page bundles its default
+/// backbone in f16). Returns the bytes and the number of tensors.
+pub fn convert_weights(kind: BackboneKind, bytes: &[u8], source: &str, storage: FloatStorage) -> Result<(Vec<u8>, usize)> {
     let tensors = read_weights_file(bytes)?;
     // Loading proves the file fits the architecture before anything is written.
     Backbone::import(kind, &tensors, &Device::flex())?;
@@ -25,7 +26,7 @@ pub fn convert_weights(kind: BackboneKind, bytes: &[u8], source: &str) -> Result
         ("backbone".to_string(), kind.name().to_string()),
         ("source".to_string(), source.to_string()),
     ]);
-    Ok((write_safetensors(&tensors, metadata)?, tensors.len()))
+    Ok((write_safetensors_as(&tensors, metadata, storage)?, tensors.len()))
 }
 
 /// Randomly initialised `kind` weights (burn's default initialisation) with the original

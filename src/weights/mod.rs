@@ -13,7 +13,7 @@ mod torch_legacy;
 mod torch_zip;
 
 pub use apply::{NameMap, ParamLayout, collect_params, load_params};
-pub use safetensors_io::{read_safetensors, write_safetensors};
+pub use safetensors_io::{FloatStorage, read_safetensors, write_safetensors, write_safetensors_as};
 pub use tensor_map::{TensorEntry, TensorMap, TensorValues, check_finite};
 
 use crate::error::{Error, Result};

