@@ -13,6 +13,8 @@
 // batch 8 of the last 2 units (the last block and the final 1×1 convolution) on a cached prefix,
 // against every TF.js backend that can train convolutions here (its wasm backend has no
 // Conv2DBackpropFilter kernel; WebGL and WebGPU run on SwiftShader on a machine without a GPU).
+// Then the share of one thread's wasm simd128 peak that EfficientNet-Lite0's main convolution
+// shapes reach (the peak from a register-only micro-benchmark, src/train/kernel_timing.rs).
 // Needs www/dist built with the bench page (npm run build) and /usr/bin/chromium.
 
 import { cpus, availableParallelism, loadavg } from 'node:os';
@@ -109,6 +111,9 @@ try {
   }
   load.push(loadavg()[0]);
 
+  // The wasm simd128 peak of one thread, and how close the main convolution shapes come to it.
+  const kernels = await call('webtune', { op: 'kernels', batch: 8, steps });
+
   // Phase 2: a training step of the last 2 units at batch 8 on a cached prefix.
   const train = {};
   const trainNotes = [];
@@ -165,6 +170,14 @@ try {
     console.log(`| phase-2 step, last 2 units, batch 8, cached prefix | ${label} | ${ms.toFixed(0)} | ${(8000 / ms).toFixed(1)} | ${ratio} |`);
   }
   for (const note of trainNotes) console.log(`\n- ${note}`);
+  console.log('');
+  console.log(`One thread's wasm simd128 peak: ${kernels.peakGflops.toFixed(1)} GFLOP/s (f32x4 multiplies and adds on 12 independent registers, nothing from memory, best of 3; src/train/kernel_timing.rs).`);
+  console.log('');
+  console.log('| EfficientNet-Lite0 convolution (webtune cpu, wasm) | batch | median ms | GFLOP/s | share of the simd128 peak |');
+  console.log('|---|---|---|---|---|');
+  for (const shape of kernels.shapes) {
+    console.log(`| ${shape.name} | ${shape.batch} | ${shape.medianMs.toFixed(2)} | ${shape.gflops.toFixed(1)} | ${((100 * shape.gflops) / kernels.peakGflops).toFixed(0)} % |`);
+  }
   console.log(`\n${((Date.now() - started) / 1000).toFixed(0)} s in all.`);
 } finally {
   await browser.close();

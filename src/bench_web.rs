@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::cpu_device;
 use crate::model::{Backbone, BackboneKind, Classifier, HeadConfig};
-use crate::train::{UnfreezePlan, time_fine_tune_steps, time_forward};
+use crate::train::{LITE0_SHAPES, UnfreezePlan, simd_peak_gflops, time_conv, time_fine_tune_steps, time_forward};
 use crate::weights::read_weights_file;
 
 fn js_error(error: impl std::fmt::Display) -> JsError {
@@ -70,4 +70,23 @@ impl BenchBackbone {
         let timing = time_fine_tune_steps(&classifier, plan, true, batch, size, steps, &device, &now_ms).await.map_err(js_error)?;
         Ok(timing.median_ms)
     }
+}
+
+/// This thread's simd128 peak in GFLOP/s (`simd_peak_gflops`: multiplies and adds on
+/// independent registers, nothing from memory), the best of `tries` runs of `iterations`.
+#[wasm_bindgen(js_name = simdPeakGflops)]
+pub fn simd_peak(iterations: usize, tries: usize) -> f64 {
+    (0..tries.max(1)).map(|_| simd_peak_gflops(iterations, &now_ms)).fold(0.0, f64::max)
+}
+
+/// EfficientNet-Lite0's main convolution shapes on the CPU backend (`LITE0_SHAPES`), each
+/// timed at `batch` (median of `steps`): `[{ name, batch, medianMs, gflops }]`.
+#[wasm_bindgen(js_name = timeConvShapes)]
+pub async fn time_conv_shapes(batch: usize, steps: usize) -> Result<JsValue, JsError> {
+    let device = cpu_device();
+    let mut timings = Vec::new();
+    for shape in LITE0_SHAPES {
+        timings.push(time_conv(shape, batch, steps, &device, &now_ms).await.map_err(js_error)?);
+    }
+    serde_wasm_bindgen::to_value(&timings).map_err(js_error)
 }

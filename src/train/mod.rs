@@ -7,6 +7,7 @@ mod head;
 mod metrics;
 mod prefix_cache;
 mod recommend;
+mod kernel_timing;
 mod step_timing;
 
 pub use features::FeatureCache;
@@ -15,4 +16,5 @@ pub use head::{HeadOptions, HeadTrainer, LabelledFeatures, Standardizer};
 pub use metrics::{ClassMetrics, EpochReport, Evaluation, Misclassified, accuracy_interval, argmax, evaluate, loss_and_accuracy, softmax, wilson_interval};
 pub use prefix_cache::{CacheStorage, CenterPrefixes, PrefixCache};
 pub use recommend::{Recommendation, recommend};
+pub use kernel_timing::{ConvShape, ConvTiming, LITE0_SHAPES, simd_peak_gflops, time_conv};
 pub use step_timing::{StepTiming, time_classifier_steps, time_fine_tune_steps, time_forward};

@@ -5,7 +5,7 @@
 // sends `SideBySideRequest`s instead, one at a time, each answered by one `SideBySideReply`:
 // webtune's CPU path through the bench-only `BenchBackbone` (src/bench_web.rs).
 
-import init, { BenchBackbone, Trainer, initPanicHook } from '../../pkg/webtune.js';
+import init, { BenchBackbone, Trainer, initPanicHook, simdPeakGflops, timeConvShapes } from '../../pkg/webtune.js';
 import wasmUrl from '../../pkg/webtune_bg.wasm?url';
 import type { BackboneName } from '../engine/protocol';
 
@@ -44,11 +44,22 @@ export type SideBySideRequest =
   /** Median ms of `steps` forwards at 224 px (after a warm-up), BatchNorm folded or not. */
   | { op: 'forward'; backbone: BackboneName; batch: number; steps: number; folded: boolean }
   /** Median ms of `steps` phase-2 steps from the cached prefix (after a warm-up step). */
-  | { op: 'phase2'; backbone: BackboneName; unfreeze: number; batch: number; steps: number };
+  | { op: 'phase2'; backbone: BackboneName; unfreeze: number; batch: number; steps: number }
+  /** This thread's simd128 peak, and EfficientNet-Lite0's main convolution shapes timed. */
+  | { op: 'kernels'; batch: number; steps: number };
+
+/** One convolution shape timed by `timeConvShapes` (src/train/kernel_timing.rs). */
+export interface ConvTiming {
+  name: string;
+  batch: number;
+  medianMs: number;
+  gflops: number;
+}
 
 export type SideBySideReply =
   | { ok: true; loadMs: number; foldMs: number }
   | { ok: true; medianMs: number }
+  | { ok: true; peakGflops: number; shapes: ConvTiming[] }
   | { ok: false; error: string };
 
 export type BenchMessage =
@@ -129,6 +140,9 @@ async function answer(request: SideBySideRequest): Promise<SideBySideReply> {
       return { ok: true, medianMs: await loaded(request.backbone).timeForward(request.batch, request.steps, request.folded) };
     case 'phase2':
       return { ok: true, medianMs: await loaded(request.backbone).timeFineTuneSteps(request.unfreeze, request.batch, request.steps) };
+    case 'kernels':
+      // 50 million iterations: about a second, long against the clock's resolution.
+      return { ok: true, peakGflops: simdPeakGflops(50_000_000, 3), shapes: (await timeConvShapes(request.batch, request.steps)) as ConvTiming[] };
   }
 }
 

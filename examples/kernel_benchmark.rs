@@ -1,0 +1,38 @@
+//! The CPU backend's convolutions against the machine's SIMD peak, natively: the 128-bit peak
+//! (`simd_peak_gflops`), then each of EfficientNet-Lite0's main convolution shapes
+//! (`LITE0_SHAPES`) with its throughput and share of that peak. The browser's figures, against
+//! the wasm simd128 peak, come from `bench/side-by-side.mjs`. A benchmark: it asserts nothing.
+//!
+//! `cargo run --example kernel_benchmark -- [--batch 8] [--steps 5]`
+//! (`RAYON_NUM_THREADS=1` for one core: the peak is one core's.)
+
+use std::time::Instant;
+
+use burn::tensor::Device;
+use webtune::train::{LITE0_SHAPES, simd_peak_gflops, time_conv};
+
+fn main() {
+    let mut batch = 8;
+    let mut steps = 5;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--batch" => batch = value().parse().expect("--batch N"),
+            "--steps" => steps = value().parse().expect("--steps N"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let clock = Instant::now();
+    let now_ms = || clock.elapsed().as_secs_f64() * 1e3;
+    let peak = (0..3).map(|_| simd_peak_gflops(50_000_000, &now_ms)).fold(0.0, f64::max);
+    println!("128-bit SIMD peak, one core (mul + add on 12 independent registers, best of 3): {peak:.1} GFLOP/s");
+    println!();
+    println!("| shape | batch | median ms | GFLOP/s | share of one core's peak |");
+    println!("|---|---|---|---|---|");
+    let device = Device::flex();
+    for shape in LITE0_SHAPES {
+        let timing = pollster::block_on(time_conv(shape, batch, steps, &device, &now_ms)).expect("timing");
+        println!("| {} | {batch} | {:.2} | {:.1} | {:.0} % |", shape.name, timing.median_ms, timing.gflops, 100.0 * timing.gflops / peak);
+    }
+}
