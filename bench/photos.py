@@ -3,7 +3,10 @@
 with sensor-like noise, so that files are photo-sized (a few hundred KB) and no two pictures share
 their pixels (the engine counts exact copies once).
 
-    python3 bench/photos.py OUT [--count 5000] [--classes 20] [--seed 1]
+    python3 bench/photos.py OUT [--count 5000] [--classes 20] [--seed 1] [--size 640x480]
+
+`--size` gives every photo that size (the end-to-end benchmark's 200 photos of 640×480)
+instead of the camera sizes below.
 """
 
 import argparse
@@ -16,8 +19,8 @@ from PIL import Image
 SIZES = [(1152, 864), (1280, 960), (1600, 1200), (2048, 1536), (2304, 1728), (1536, 2048), (960, 1280), (1920, 1080)]
 
 
-def photo(rng, class_index, classes):
-    width, height = SIZES[rng.integers(len(SIZES))]
+def photo(rng, class_index, classes, size=None):
+    width, height = size or SIZES[rng.integers(len(SIZES))]
     hue = class_index / classes * 2 * np.pi
     base = np.array([128 + 90 * np.cos(hue + shift * np.pi / 3) for shift in (0, 2, 4)], dtype=np.float32)
     # A coarse random field, smoothly upscaled: shapes and shading rather than noise.
@@ -34,6 +37,7 @@ def main():
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=None, help="WIDTHxHEIGHT of every photo")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     total = 0
@@ -42,7 +46,7 @@ def main():
         folder = os.path.join(args.out, label)
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"photo-{i:05d}.jpg")
-        photo(rng, i % args.classes, args.classes).save(path, quality=88)
+        photo(rng, i % args.classes, args.classes, args.size).save(path, quality=88)
         total += os.path.getsize(path)
     print(f"wrote {args.count} photos in {args.classes} classes to {args.out}: {total / 2**20:.0f} MB")
 
