@@ -36,7 +36,7 @@ export default defineConfig(({ mode }) => ({
       workbox: {
         globPatterns: ['index.html', 'assets/*.{js,css,wasm}', 'weights/*.safetensors'],
         globIgnores: ['bench.html', 'assets/bench-*'],
-        // The wasm module (~30 MB) and the weights (~19 MB) are the point of caching.
+        // The wasm module (~30 MB) and the weights (~9 MB in f16) are the point of caching.
         maximumFileSizeToCacheInBytes: 64 * 1024 * 1024,
         // A navigation to the page with a query (`?backend=cpu`) gets the cached page offline;
         // other paths (bench.html) go to the network. Workbox tests path and query.
