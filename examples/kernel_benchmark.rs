@@ -9,20 +9,21 @@
 use std::time::Instant;
 
 use burn::tensor::Device;
+use clap::Parser;
 use webtune::train::{LITE0_SHAPES, simd_peak_gflops, time_conv};
 
+#[derive(Parser)]
+struct Args {
+    /// Pictures per forward.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Timed forwards per shape (the median is printed), after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+}
+
 fn main() {
-    let mut batch = 8;
-    let mut steps = 5;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
-        match arg.as_str() {
-            "--batch" => batch = value().parse().expect("--batch N"),
-            "--steps" => steps = value().parse().expect("--steps N"),
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let Args { batch, steps } = Args::parse();
     let clock = Instant::now();
     let now_ms = || clock.elapsed().as_secs_f64() * 1e3;
     let peak = (0..3).map(|_| simd_peak_gflops(50_000_000, &now_ms)).fold(0.0, f64::max);
