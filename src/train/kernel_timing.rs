@@ -115,8 +115,8 @@ const START: f32 = 1.5;
 /// `mulps`/`addps` (x86-64's baseline), the same width, for comparison.
 ///
 /// The loop runs in calls of [`CHUNK`] iterations after a few untimed ones: a browser's wasm
-/// engine first runs a function as its baseline compiler made it and swaps in the optimised code
-/// only for later calls (V8 replaces no running wasm loop), as it does for the backend's kernels.
+/// engine may first run a function as its baseline compiler made it and use optimised code only
+/// for later calls, as it does for the backend's kernels, which are called over and over.
 pub fn simd_peak_gflops(iterations: usize, now_ms: &dyn Fn() -> f64) -> f64 {
     let chunks = iterations.div_ceil(CHUNK);
     for _ in 0..chunks.min(20) {
