@@ -134,6 +134,12 @@ mod typescript {
         out.push_str(&format!("export const SETTINGS: Setting[] = {};\n\n", json(serde_json::to_value(SETTINGS).unwrap())));
         out.push_str("/** The recipe's defaults. */\n");
         out.push_str(&format!("export const DEFAULT_RECIPE: Recipe = {};\n", json(serde_json::to_value(Recipe::default()).unwrap())));
+        out.push_str(
+            "\n/**\n * The largest picture file the engine reads (`webtune::data::MAX_FILE_BYTES`). The page checks it\n \
+             * before a file's bytes are read at all, so a video in a class folder or a huge zip entry never\n \
+             * reaches the engine's memory.\n */\n",
+        );
+        out.push_str(&format!("export const MAX_FILE_BYTES = {};\n", crate::data::MAX_FILE_BYTES));
         out
     }
 

@@ -801,3 +801,10 @@ export const DEFAULT_RECIPE: Recipe = {
   "unfreeze": null,
   "viewsPerImage": 2
 };
+
+/**
+ * The largest picture file the engine reads (`webtune::data::MAX_FILE_BYTES`). The page checks it
+ * before a file's bytes are read at all, so a video in a class folder or a huge zip entry never
+ * reaches the engine's memory.
+ */
+export const MAX_FILE_BYTES = 104857600;

@@ -43,12 +43,8 @@ export type BackboneName = 'efficientnet_lite0' | 'mobilenet_v2' | 'resnet18' | 
 
 export const DEFAULT_BACKBONE: BackboneName = 'efficientnet_lite0';
 
-/**
- * The largest picture file the engine reads (`webtune::data::MAX_FILE_BYTES`). The page checks it
- * before a file's bytes are read at all, so a video in a class folder or a huge zip entry never
- * reaches the engine's memory.
- */
-export const MAX_FILE_BYTES = 100 << 20;
+/** The engine's limit on a picture file, generated from its Rust constant. */
+export { MAX_FILE_BYTES } from './generated';
 
 /** Where the backbone's weights come from: the file the page serves, or one the user brought. */
 export type WeightsSource =
