@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use image::RgbImage;
 
-use crate::data::{DatasetSummary, ImageSet, MIN_IMAGES_PER_CLASS, decode_image, first_copies, resize_and_center_crop, stratified_split};
+use crate::data::{DatasetSummary, ImageSet, MIN_IMAGES_PER_CLASS, PreparedImage, decode_image, first_copies, resize_and_center_crop, stratified_split};
 use crate::error::{Error, Result};
 use crate::explain::{Candidate, DuplicateGroup, GradCam, NEAR_DUPLICATE_SIMILARITY, SuspectReport, duplicates, suspects};
 use crate::inference::{Prediction, TrainedModel, meta};
@@ -274,6 +274,13 @@ impl Session {
     pub fn add_image(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
         self.editable()?;
         self.images.add(label, file_name, bytes)
+    }
+
+    /// Adds a picture decoded beforehand for this session's backbone ([`PreparedImage::new`] with
+    /// [`Self::spec`]), as [`Self::add_image`] adds one.
+    pub fn add_prepared_image(&mut self, prepared: PreparedImage) -> Result<u32> {
+        self.editable()?;
+        Ok(self.images.add_prepared(prepared))
     }
 
     /// Adds a picture given as the bytes [`Self::compact_image`] returned (see

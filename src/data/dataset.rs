@@ -64,6 +64,25 @@ pub struct DatasetSummary {
     pub problem: Option<String>,
 }
 
+/// One picture decoded, resized and stored for a backbone, not yet in a set: the work of
+/// [`ImageSet::add`] that needs no set, so that many pictures can be prepared at once.
+pub struct PreparedImage {
+    label: String,
+    file_name: String,
+    stored: StoredPicture,
+}
+
+impl PreparedImage {
+    /// Checks the label, decodes `bytes` and keeps the picture at `spec`'s stored size, as
+    /// [`ImageSet::add`] would.
+    pub fn new(spec: &BackboneSpec, label: &str, file_name: &str, bytes: &[u8]) -> Result<Self> {
+        let label = valid_label(label)?;
+        let decoded = decode_image(file_name, bytes)?;
+        let stored = StoredPicture::new(file_name, &resize_shorter_side(&decoded, spec))?;
+        Ok(Self { label, file_name: file_name.to_string(), stored })
+    }
+}
+
 impl ImageSet {
     pub fn new(spec: BackboneSpec) -> Self {
         Self { spec, classes: BTreeSet::new(), images: Vec::new(), next_id: 0 }
@@ -77,10 +96,15 @@ impl ImageSet {
 
     /// Decodes, resizes and adds one image. On error nothing changes.
     pub fn add(&mut self, label: &str, file_name: &str, bytes: &[u8]) -> Result<u32> {
-        let label = valid_label(label)?;
-        let decoded = decode_image(file_name, bytes)?;
-        let stored = StoredPicture::new(file_name, &resize_shorter_side(&decoded, &self.spec))?;
-        Ok(self.push(label, file_name, stored))
+        let prepared = PreparedImage::new(&self.spec, label, file_name, bytes)?;
+        Ok(self.add_prepared(prepared))
+    }
+
+    /// Adds a picture [`PreparedImage::new`] decoded for this set's backbone: what [`Self::add`]
+    /// does, with the decoding done beforehand (on other threads, by the CLI).
+    pub fn add_prepared(&mut self, prepared: PreparedImage) -> u32 {
+        let PreparedImage { label, file_name, stored } = prepared;
+        self.push(label, &file_name, stored)
     }
 
     /// Adds a picture given as the bytes [`LabelledImage::stored`] had (kept by the page across a
@@ -340,6 +364,24 @@ mod tests {
         assert!(err.starts_with("a.png: truncated image"), "{err}");
         assert!(set.add_compact("cats", "e.png", b"").is_err());
         assert_eq!(set.images().len(), before);
+    }
+
+    #[test]
+    fn a_picture_prepared_apart_is_added_as_add_adds_it() {
+        let spec = BackboneSpec::efficientnet_lite0();
+        let mut set = ImageSet::new(spec.clone());
+        let a = set.add("cats", "a.png", &textured_png()).unwrap();
+        // Prepared on another thread, as the CLI does.
+        let prepared = std::thread::spawn(move || PreparedImage::new(&BackboneSpec::efficientnet_lite0(), " dogs ", "b.png", &textured_png()));
+        let b = set.add_prepared(prepared.join().unwrap().unwrap());
+        assert_eq!(b, a + 1);
+        let (a, b) = (set.get(a).unwrap(), set.get(b).unwrap());
+        assert_eq!((b.label.as_str(), b.file_name.as_str()), ("dogs", "b.png"), "the label is checked and trimmed as add does");
+        assert_eq!(b.stored.bytes(), a.stored.bytes());
+        // What add refuses, preparing refuses, with the same message.
+        let err = PreparedImage::new(&spec, "cats", "broken.png", b"\x89PNG\r\n\x1a\nnope").err().unwrap().to_string();
+        assert_eq!(err, set.add("cats", "broken.png", b"\x89PNG\r\n\x1a\nnope").unwrap_err().to_string());
+        assert!(PreparedImage::new(&spec, "", "c.png", &textured_png()).is_err(), "an empty label");
     }
 
     #[test]

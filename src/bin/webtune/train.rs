@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use webtune::data::PreparedImage;
 use webtune::train::EpochReport;
 use webtune::{Event, Phase, Recipe, Result, Session};
 
 use crate::args::{BackboneArgs, BackendArgs, read, write};
-use crate::labelled_files::{ReadLimits, list_dataset};
+use crate::labelled_files::{LabelledFile, ReadLimits, list_dataset};
 
 /// Pictures or views per step: big enough to batch, small enough for a lively progress bar.
 const BUDGET: usize = 8;
@@ -103,6 +105,29 @@ impl TrainArgs {
 }
 
 /// Overrides `field` with a value given on the command line.
+/// Files waiting to be decoded together: full at two per thread, or at 64 MB of file bytes
+/// (a few large photos are a batch of their own).
+#[derive(Default)]
+struct DecodeBatch {
+    files: Vec<LabelledFile>,
+    bytes: usize,
+}
+
+impl DecodeBatch {
+    const MAX_BYTES: usize = 64 << 20;
+
+    /// Adds `file`; hands back the whole batch once it is full.
+    fn push(&mut self, file: LabelledFile) -> Option<Vec<LabelledFile>> {
+        self.bytes += file.bytes.len();
+        self.files.push(file);
+        let full = self.files.len() >= 2 * rayon::current_num_threads() || self.bytes >= Self::MAX_BYTES;
+        full.then(|| {
+            self.bytes = 0;
+            std::mem::take(&mut self.files)
+        })
+    }
+}
+
 fn set<T>(field: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *field = v;
@@ -129,17 +154,30 @@ pub fn train(a: TrainArgs) -> Result<()> {
             eprintln!("{line}")
         }
     };
-    // Each file is read just before it is decoded: the session keeps the decoded picture only.
+    // Files are read in path order a few at a time, decoded on every core, and added in path
+    // order (the same ids, split and model as one at a time); the session keeps the decoded
+    // pictures only, so at most one batch of file bytes is held.
     let listing = list_dataset(&a.data_dir, &ReadLimits::default())?;
     log(format!("backbone {} ({weights_path})", a.backbone.backbone));
     let bar = progress(a.json, listing.len(), "decoding");
-    let skipped = listing.read_each(|file| {
-        if let Err(e) = session.add_image(&file.label, &file.name, &file.bytes) {
-            bar.suspend(|| eprintln!("skipped {e}"));
+    let spec = session.spec().clone();
+    let mut batch = DecodeBatch::default();
+    let mut add = |files: Vec<LabelledFile>| {
+        let prepared: Vec<_> = files.par_iter().map(|f| PreparedImage::new(&spec, &f.label, &f.name, &f.bytes)).collect();
+        for picture in prepared {
+            if let Err(e) = picture.and_then(|p| session.add_prepared_image(p)) {
+                bar.suspend(|| eprintln!("skipped {e}"));
+            }
+            bar.inc(1);
         }
-        bar.inc(1);
+    };
+    let skipped = listing.read_each(|file| {
+        if let Some(full) = batch.push(file) {
+            add(full);
+        }
         Ok(())
     })?;
+    add(batch.files);
     bar.finish_and_clear();
     for line in skipped {
         eprintln!("skipped {line}");
