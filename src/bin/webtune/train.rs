@@ -104,7 +104,6 @@ impl TrainArgs {
     }
 }
 
-/// Overrides `field` with a value given on the command line.
 /// Files waiting to be decoded together: full at two per thread, or at 64 MB of file bytes
 /// (a few large photos are a batch of their own).
 #[derive(Default)]
@@ -128,6 +127,7 @@ impl DecodeBatch {
     }
 }
 
+/// Overrides `field` with a value given on the command line.
 fn set<T>(field: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *field = v;
