@@ -17,4 +17,4 @@ pub use metrics::{ClassMetrics, EpochReport, Evaluation, Misclassified, accuracy
 pub use prefix_cache::{CacheStorage, CenterPrefixes, PrefixCache};
 pub use recommend::{Recommendation, recommend};
 pub use kernel_timing::{ConvShape, ConvTiming, LITE0_SHAPES, simd_peak_gflops, time_conv};
-pub use step_timing::{StepTiming, time_classifier_steps, time_fine_tune_steps, time_forward};
+pub use step_timing::{FineTuneStep, StepTiming, time_classifier_steps, time_fine_tune_steps, time_forward};
