@@ -173,10 +173,10 @@ try {
   console.log('');
   console.log(`One thread's wasm simd128 peak: ${kernels.peakGflops.toFixed(1)} GFLOP/s (f32x4 multiplies and adds on 12 independent registers, nothing from memory, best of 3; src/train/kernel_timing.rs).`);
   console.log('');
-  console.log('| EfficientNet-Lite0 convolution (webtune cpu, wasm) | batch | median ms | GFLOP/s | share of the simd128 peak |');
-  console.log('|---|---|---|---|---|');
+  console.log('| EfficientNet-Lite0 convolution (cpu, wasm) | kernel | batch | median ms | GFLOP/s | share of the simd128 peak |');
+  console.log('|---|---|---|---|---|---|');
   for (const shape of kernels.shapes) {
-    console.log(`| ${shape.name} | ${shape.batch} | ${shape.medianMs.toFixed(2)} | ${shape.gflops.toFixed(1)} | ${((100 * shape.gflops) / kernels.peakGflops).toFixed(0)} % |`);
+    console.log(`| ${shape.name} | ${shape.kernel === 'burn' ? 'burn-flex' : 'webtune'} | ${shape.batch} | ${shape.medianMs.toFixed(2)} | ${shape.gflops.toFixed(1)} | ${((100 * shape.gflops) / kernels.peakGflops).toFixed(0)} % |`);
   }
   console.log(`\n${((Date.now() - started) / 1000).toFixed(0)} s in all.`);
 } finally {

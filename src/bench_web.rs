@@ -80,13 +80,16 @@ pub fn simd_peak(iterations: usize, tries: usize) -> f64 {
 }
 
 /// EfficientNet-Lite0's main convolution shapes on the CPU backend (`LITE0_SHAPES`), each
-/// timed at `batch` (median of `steps`): `[{ name, batch, medianMs, gflops }]`.
+/// timed at `batch` (median of `steps`) as the backbones run it, and the depthwise ones with
+/// burn's kernel too: `[{ name, kernel: "backbone" | "burn", batch, medianMs, gflops }]`.
 #[wasm_bindgen(js_name = timeConvShapes)]
 pub async fn time_conv_shapes(batch: usize, steps: usize) -> Result<JsValue, JsError> {
     let device = cpu_device();
     let mut timings = Vec::new();
     for shape in LITE0_SHAPES {
-        timings.push(time_conv(shape, batch, steps, &device, &now_ms).await.map_err(js_error)?);
+        for &kernel in shape.kernels() {
+            timings.push(time_conv(shape, kernel, batch, steps, &device, &now_ms).await.map_err(js_error)?);
+        }
     }
     serde_wasm_bindgen::to_value(&timings).map_err(js_error)
 }

@@ -76,8 +76,18 @@ impl ConvBn {
     /// - input: `[batch, in_channels, height, width]`
     /// - output: `[batch, out_channels, height / stride, width / stride]` (rounded up)
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(input);
-        if self.folded { x } else { self.bn.forward(x) }
+        self.forward_clamped(input, None)
+    }
+
+    /// The convolution, BatchNorm, and a clamp to `[0, max]` if `max` is given, the last two as
+    /// one pass on the CPU backend ([`super::batch_norm`]).
+    fn forward_clamped(&self, input: Tensor<4>, max: Option<f32>) -> Tensor<4> {
+        let x = super::conv2d(&self.conv, input);
+        match (self.folded, max) {
+            (false, max) => super::batch_norm(&self.bn, x, max),
+            (true, Some(max)) => x.clamp(0.0, max),
+            (true, None) => x,
+        }
     }
 
     /// The same unit with BatchNorm in inference mode folded into the convolution:
@@ -107,7 +117,7 @@ impl ConvBn {
 
     /// [`forward`](Self::forward) followed by ReLU6, the activation of the Lite and MobileNet families.
     pub fn forward_relu6(&self, input: Tensor<4>) -> Tensor<4> {
-        relu6(self.forward(input))
+        self.forward_clamped(input, Some(6.0))
     }
 
     /// [`forward`](Self::forward) for a unit that trains, written as matrix products where
@@ -151,7 +161,7 @@ impl ConvBn {
             Some(bias) => x + bias.val().reshape([1, out, 1, 1]),
             None => x,
         };
-        if self.folded { x } else { self.bn.forward(x) }
+        if self.folded { x } else { super::batch_norm(&self.bn, x, None) }
     }
 
     /// [`forward`](Self::forward) followed by ReLU, the activation of ResNets.

@@ -3,6 +3,7 @@
 mod backbone;
 mod blocks;
 mod classifier;
+mod cpu;
 mod efficientnet_lite;
 mod head;
 mod kind;
@@ -12,6 +13,7 @@ mod resnet;
 mod timm;
 
 pub use backbone::{Backbone, BackboneNames, Convention};
+pub use cpu::{batch_norm, conv2d};
 pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNames};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames};
 pub use head::{Head, HeadConfig};

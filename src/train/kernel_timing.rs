@@ -10,6 +10,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::model::conv2d;
 
 /// One convolution of EfficientNet-Lite0 at 224 px (no bias, no BatchNorm: the kernel alone).
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,12 @@ impl ConvShape {
         let pad = (self.kernel - 1) / 2;
         let side = |n: usize| (n + 2 * pad - self.kernel) / self.stride + 1;
         [side(self.input[1]), side(self.input[2])]
+    }
+
+    /// The kernels worth timing for this shape: burn's too where the backbones run another
+    /// (the depthwise convolutions).
+    pub fn kernels(&self) -> &'static [ConvKernel] {
+        if self.groups > 1 { &[ConvKernel::Backbone, ConvKernel::Burn] } else { &[ConvKernel::Backbone] }
     }
 
     /// Multiply-adds for one picture.
@@ -66,6 +73,7 @@ pub const LITE0_SHAPES: &[ConvShape] = &[
 #[serde(rename_all = "camelCase")]
 pub struct ConvTiming {
     pub name: &'static str,
+    pub kernel: ConvKernel,
     pub batch: usize,
     /// Median milliseconds of one forward of the batch.
     pub median_ms: f64,
@@ -73,9 +81,19 @@ pub struct ConvTiming {
     pub gflops: f64,
 }
 
+/// Whose convolution [`time_conv`] times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConvKernel {
+    /// As the backbones run it ([`crate::model::conv2d`]: our depthwise kernel on the CPU backend).
+    Backbone,
+    /// burn's `Conv2d::forward`, for comparison.
+    Burn,
+}
+
 /// Median milliseconds of `steps` forwards (after a warm-up) of `shape` on a random batch, each
 /// synchronised by reading back one output value.
-pub async fn time_conv(shape: &ConvShape, batch: usize, steps: usize, device: &Device, now_ms: &dyn Fn() -> f64) -> Result<ConvTiming> {
+pub async fn time_conv(shape: &ConvShape, kernel: ConvKernel, batch: usize, steps: usize, device: &Device, now_ms: &dyn Fn() -> f64) -> Result<ConvTiming> {
     let [channels, height, width] = shape.input;
     let pad = (shape.kernel - 1) / 2;
     let conv = Conv2dConfig::new([channels, shape.out_channels], [shape.kernel, shape.kernel])
@@ -88,7 +106,10 @@ pub async fn time_conv(shape: &ConvShape, batch: usize, steps: usize, device: &D
     let mut times = Vec::new();
     for step in 0..=steps.max(1) {
         let start = now_ms();
-        let output = conv.forward(input.clone());
+        let output = match kernel {
+            ConvKernel::Backbone => conv2d(&conv, input.clone()),
+            ConvKernel::Burn => conv.forward(input.clone()),
+        };
         output.slice([0..1, 0..1, 0..1, 0..1]).into_data_async().await.map_err(|e| Error::read_back("reading tensor data", e))?;
         if step > 0 {
             times.push(now_ms() - start);
@@ -96,7 +117,7 @@ pub async fn time_conv(shape: &ConvShape, batch: usize, steps: usize, device: &D
     }
     times.sort_by(f64::total_cmp);
     let median_ms = times[times.len() / 2];
-    Ok(ConvTiming { name: shape.name, batch, median_ms, gflops: 2.0 * shape.macs() as f64 * batch as f64 / (median_ms * 1e6) })
+    Ok(ConvTiming { name: shape.name, kernel, batch, median_ms, gflops: 2.0 * shape.macs() as f64 * batch as f64 / (median_ms * 1e6) })
 }
 
 /// Independent accumulators in [`simd_peak_gflops`]: enough to hide the latency of a multiply
@@ -212,7 +233,7 @@ mod tests {
             let [oh, ow] = shape.output();
             assert_eq!(conv.forward(Tensor::<4>::zeros([1, c, h, w], &device)).dims(), [1, shape.out_channels, oh, ow], "{}", shape.name);
         }
-        let timing = pollster::block_on(time_conv(&LITE0_SHAPES[11], 2, 1, &device, &now)).unwrap();
+        let timing = pollster::block_on(time_conv(&LITE0_SHAPES[11], ConvKernel::Backbone, 2, 1, &device, &now)).unwrap();
         assert!(timing.median_ms > 0.0 && timing.gflops > 0.0 && timing.gflops.is_finite(), "{timing:?}");
     }
 }

@@ -16,5 +16,5 @@ pub use head::{HeadOptions, HeadTrainer, LabelledFeatures, Standardizer};
 pub use metrics::{ClassMetrics, EpochReport, Evaluation, Misclassified, accuracy_interval, argmax, evaluate, loss_and_accuracy, softmax, wilson_interval};
 pub use prefix_cache::{CacheStorage, CenterPrefixes, PrefixCache};
 pub use recommend::{Recommendation, recommend};
-pub use kernel_timing::{ConvShape, ConvTiming, LITE0_SHAPES, simd_peak_gflops, time_conv};
+pub use kernel_timing::{ConvKernel, ConvShape, ConvTiming, LITE0_SHAPES, simd_peak_gflops, time_conv};
 pub use step_timing::{FineTuneStep, StepTiming, time_classifier_steps, time_fine_tune_steps, time_forward};

@@ -1,0 +1,478 @@
+//! The depthwise convolutions of inference forwards on the CPU backend, with a kernel of our own.
+//!
+//! burn-flex runs a depthwise convolution one (picture, channel) plane at a time, adding each
+//! kernel tap into a whole output row: every multiply-add loads and stores the output, the short
+//! rows of a backbone's later blocks (7–28 px) fill little of a SIMD register, and stride 2 is
+//! scalar code. That is 8–15 % of one core's wasm SIMD peak, against 28–47 % for the pointwise
+//! convolutions (README, Speed). Here each plane is copied once, zero-padded and split into
+//! `stride` column phases, so that for every tap the inputs of [`LANES`] neighbouring outputs
+//! are consecutive values whatever the stride; those outputs are summed over all taps in
+//! registers and stored once.
+
+use std::mem::MaybeUninit;
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_flex::{Flex, FlexTensor};
+
+use super::contiguous_values;
+
+/// Neighbouring outputs of a row accumulated together: two 128-bit vectors.
+const LANES: usize = 8;
+
+/// Output rows accumulated together.
+const ROWS: usize = 4;
+
+/// `conv(input)` with our kernel when `conv` is a depthwise convolution (one input and one
+/// output channel per group, no dilation, no bias) and `input` a plain f32 flex tensor;
+/// otherwise `Err(input)`, untouched, for burn's convolution.
+///
+/// # Shapes
+/// - input: `[batch, channels, height, width]`
+/// - output: `[batch, channels, out_height, out_width]`, as burn's `Conv2d::forward` gives
+pub fn try_forward(conv: &Conv2d, input: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
+    let [channels, per_group, kernel_h, kernel_w] = conv.weight.dims();
+    let [batch, in_channels, in_h, in_w] = input.dims();
+    let depthwise = per_group == 1 && conv.groups == channels && in_channels == channels && channels > 1;
+    if !depthwise || conv.dilation != [1, 1] || conv.bias.is_some() || conv.stride[0] != conv.stride[1] || input.dtype() != DType::F32 {
+        return Err(input);
+    }
+    let Ok(x) = input.clone().try_into_primitive::<Flex>() else {
+        return Err(input);
+    };
+    let Ok(w) = conv.weight.val().try_into_primitive::<Flex>() else {
+        return Err(input);
+    };
+    if w.dtype() != DType::F32 {
+        return Err(input);
+    }
+    let ((pad_top, pad_bottom), (pad_left, pad_right)) = padding(&conv.padding, [in_h, in_w], [kernel_h, kernel_w], conv.stride);
+    let stride = conv.stride[0];
+    let (Some(out_h), Some(out_w)) = (output_size(in_h, pad_top + pad_bottom, kernel_h, stride), output_size(in_w, pad_left + pad_right, kernel_w, stride)) else {
+        return Err(input);
+    };
+    let plan = Plan { kernel: [kernel_h, kernel_w], stride, pad: [pad_top, pad_left], input: [in_h, in_w], output: [out_h, out_w] };
+    let (x, w) = (x.to_contiguous(), w.to_contiguous());
+    let total = batch * channels * out_h * out_w;
+    let mut output = Vec::with_capacity(total);
+    plan.run(contiguous_values(&x), contiguous_values(&w), channels, &mut output.spare_capacity_mut()[..total]);
+    // SAFETY: `run` writes every one of the `total` outputs (each plane's rows, every column).
+    unsafe { output.set_len(total) };
+    let output = FlexTensor::from_data(TensorData::new(output, [batch, channels, out_h, out_w]));
+    Ok(Tensor::from_primitive::<Flex>(output))
+}
+
+/// `(before, after)` padding of the height and of the width, as burn's `Conv2d` computes it
+/// (`Same` puts the odd pixel after, TensorFlow's "SAME").
+fn padding(config: &PaddingConfig2d, input: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> ((usize, usize), (usize, usize)) {
+    let same = |i: usize| {
+        let total = match input[i].div_ceil(stride[i]) {
+            0 => 0,
+            out => ((out - 1) * stride[i] + kernel[i]).saturating_sub(input[i]),
+        };
+        (total / 2, total - total / 2)
+    };
+    match config {
+        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+        PaddingConfig2d::Same => (same(0), same(1)),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ((*top, *bottom), (*left, *right)),
+    }
+}
+
+fn output_size(input: usize, padding: usize, kernel: usize, stride: usize) -> Option<usize> {
+    (input + padding).checked_sub(kernel).map(|span| span / stride + 1)
+}
+
+/// One convolution's geometry.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    kernel: [usize; 2],
+    stride: usize,
+    /// Zero rows above and columns left of the input; those below and right are implicit.
+    pad: [usize; 2],
+    input: [usize; 2],
+    output: [usize; 2],
+}
+
+impl Plan {
+    /// Padded input rows the output needs.
+    fn rows(&self) -> usize {
+        (self.output[0] - 1) * self.stride + self.kernel[0]
+    }
+
+    /// Width of one column phase: every output column rounded up to [`LANES`], plus the taps'
+    /// reach, so that every load of `LANES` values stays inside the phase.
+    fn phase_width(&self) -> usize {
+        self.output[1].next_multiple_of(LANES) + (self.kernel[1] - 1) / self.stride
+    }
+
+    /// Where each tap's inputs start in the scratch, relative to its output's: tap `(kh, kw)`
+    /// reads phase `kw % stride`, `kh` rows down and `kw / stride` columns right.
+    fn tap_offsets(&self) -> Vec<usize> {
+        let (rows, width, stride) = (self.rows(), self.phase_width(), self.stride);
+        let [kernel_h, kernel_w] = self.kernel;
+        (0..kernel_h).flat_map(|kh| (0..kernel_w).map(move |kw| ((kw % stride) * rows + kh) * width + kw / stride)).collect()
+    }
+
+    /// `output` (`[pictures·channels, out_h, out_w]`) from `input` (`[pictures·channels, in_h,
+    /// in_w]`) and `weights` (`[channels, kernel_h, kernel_w]`), plane by plane; on every core
+    /// natively.
+    fn run(&self, input: &[f32], weights: &[f32], channels: usize, output: &mut [MaybeUninit<f32>]) {
+        let (in_plane, out_plane) = (self.input[0] * self.input[1], self.output[0] * self.output[1]);
+        let offsets = self.tap_offsets();
+        let taps = offsets.len();
+        let plane = |index: usize, out: &mut [MaybeUninit<f32>], scratch: &mut Vec<f32>| {
+            let c = index % channels;
+            self.fill_scratch(&input[index * in_plane..][..in_plane], scratch);
+            let weights = &weights[c * taps..][..taps];
+            match (self.kernel, self.stride) {
+                ([3, 3], 1) => self.accumulate_fixed::<3, 3, 1>(weights, scratch, out),
+                ([3, 3], 2) => self.accumulate_fixed::<3, 3, 2>(weights, scratch, out),
+                ([5, 5], 1) => self.accumulate_fixed::<5, 5, 1>(weights, scratch, out),
+                ([5, 5], 2) => self.accumulate_fixed::<5, 5, 2>(weights, scratch, out),
+                _ => self.accumulate(&offsets, weights, scratch, out),
+            }
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use rayon::prelude::*;
+            output.par_chunks_mut(out_plane).enumerate().for_each_init(Vec::new, |scratch, (index, out)| plane(index, out, scratch));
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let mut scratch = Vec::new();
+            for (index, out) in output.chunks_mut(out_plane).enumerate() {
+                plane(index, out, &mut scratch);
+            }
+        }
+    }
+
+    /// `scratch`: one input plane, zero-padded, its padded columns dealt into `stride` phases
+    /// (column `c` goes to phase `c % stride`, index `c / stride`). A scratch serves one
+    /// [`Plan`] only.
+    fn fill_scratch(&self, input: &[f32], scratch: &mut Vec<f32>) {
+        let (rows, width, stride) = (self.rows(), self.phase_width(), self.stride);
+        let [pad_top, pad_left] = self.pad;
+        // Zeroed once per size: every plane of a convolution then writes the same positions,
+        // so the padding around them stays zero.
+        let len = stride * rows * width;
+        if scratch.len() != len {
+            scratch.clear();
+            scratch.resize(len, 0.0);
+        }
+        for (i, row) in input.chunks_exact(self.input[1]).enumerate() {
+            let r = i + pad_top;
+            if r >= rows {
+                break;
+            }
+            if stride == 2 {
+                // Pairs of input columns: the first of each pair goes to one phase, the second to
+                // the other, at the same index (a padded column c is at c / 2 of phase c % 2).
+                let (even, odd) = scratch.split_at_mut(rows * width);
+                let (even, odd) = (&mut even[r * width..][..width], &mut odd[r * width..][..width]);
+                let (first, second) = if pad_left % 2 == 0 { (even, odd) } else { (odd, even) };
+                let (first, second) = (&mut first[(pad_left / 2).min(width)..], &mut second[(pad_left.div_ceil(2)).min(width)..]);
+                let pairs = row.chunks_exact(2);
+                if let ([last], Some(slot)) = (pairs.remainder(), first.get_mut(row.len() / 2)) {
+                    *slot = *last;
+                }
+                // `first` may have room for one more pair's first column than `second` for its second.
+                let n = first.len().min(second.len());
+                if let (Some(pair), Some(slot)) = (pairs.clone().nth(n), first.get_mut(n)) {
+                    *slot = pair[0];
+                }
+                for ((a, b), pair) in first[..n].iter_mut().zip(&mut second[..n]).zip(pairs) {
+                    (*a, *b) = (pair[0], pair[1]);
+                }
+                continue;
+            }
+            for phase in 0..stride {
+                // The first input column whose padded column falls in this phase.
+                let first = (phase + stride - pad_left % stride) % stride;
+                let start = (first + pad_left) / stride;
+                if first >= row.len() || start >= width {
+                    continue;
+                }
+                let dst = &mut scratch[(phase * rows + r) * width..][start..width];
+                if stride == 1 {
+                    let n = dst.len().min(row.len());
+                    dst[..n].copy_from_slice(&row[..n]);
+                } else {
+                    for (d, &value) in dst.iter_mut().zip(row[first..].iter().step_by(stride)) {
+                        *d = value;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The outputs of one plane from its scratch, [`LANES`] columns of [`ROWS`] rows at a
+    /// time (the last rows one at a time): summed over every tap in `2·ROWS` vector registers,
+    /// enough independent sums to hide the latency of each add, and stored once. For any kernel;
+    /// [`accumulate_fixed`](Self::accumulate_fixed) does the backbones' own.
+    fn accumulate(&self, offsets: &[usize], weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let out_h = self.output[0];
+        let mut oh = 0;
+        while oh + ROWS <= out_h {
+            self.accumulate_rows::<ROWS>(oh, offsets, weights, scratch, out);
+            oh += ROWS;
+        }
+        while oh < out_h {
+            self.accumulate_rows::<1>(oh, offsets, weights, scratch, out);
+            oh += 1;
+        }
+    }
+
+    /// Output rows `oh..oh + R` of one plane.
+    #[inline(always)]
+    fn accumulate_rows<const R: usize>(&self, oh: usize, offsets: &[usize], weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let (row_step, out_w) = (self.stride * self.phase_width(), self.output[1]);
+        let reach = (R - 1) * row_step + offsets.iter().max().copied().unwrap_or(0) + LANES;
+        for ow in (0..out_w).step_by(LANES) {
+            // Every tap's inputs for these outputs lie in this window (checked once, here).
+            let window = &scratch[oh * row_step + ow..][..reach];
+            let mut acc = [[simd::zero(); 2]; R];
+            for (&offset, &w) in offsets.iter().zip(weights) {
+                let w = simd::splat(w);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let at = r * row_step + offset;
+                    // SAFETY: at + LANES <= (R - 1) · row_step + max(offsets) + LANES = window.len().
+                    let (a, b) = unsafe { (simd::load(window.as_ptr().add(at)), simd::load(window.as_ptr().add(at + 4))) };
+                    acc[0] = simd::mul_add(a, w, acc[0]);
+                    acc[1] = simd::mul_add(b, w, acc[1]);
+                }
+            }
+            let n = LANES.min(out_w - ow);
+            for (r, acc) in acc.iter().enumerate() {
+                store_lanes(&mut out[(oh + r) * out_w + ow..][..n], *acc);
+            }
+        }
+    }
+
+    /// [`accumulate`](Self::accumulate) for a `KH × KW` kernel at stride `S`, known at compile
+    /// time: every loop unrolls, and each input vector is loaded once for all the output rows
+    /// it feeds (a 3×3 kernel at stride 1 loads 6 rows for 4 output rows instead of 12).
+    #[inline(always)]
+    fn accumulate_fixed<const KH: usize, const KW: usize, const S: usize>(&self, weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let weights: [[simd::V; KW]; KH] = std::array::from_fn(|kh| std::array::from_fn(|kw| simd::splat(weights[kh * KW + kw])));
+        let out_h = self.output[0];
+        let mut oh = 0;
+        while oh + ROWS <= out_h {
+            self.rows_fixed::<KH, KW, S, ROWS>(oh, &weights, scratch, out);
+            oh += ROWS;
+        }
+        while oh < out_h {
+            self.rows_fixed::<KH, KW, S, 1>(oh, &weights, scratch, out);
+            oh += 1;
+        }
+    }
+
+    /// Output rows `oh..oh + R` of one plane, for [`accumulate_fixed`](Self::accumulate_fixed).
+    #[inline(always)]
+    fn rows_fixed<const KH: usize, const KW: usize, const S: usize, const R: usize>(&self, oh: usize, weights: &[[simd::V; KW]; KH], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let (rows, width, out_w) = (self.rows(), self.phase_width(), self.output[1]);
+        // Input rows oh·S .. oh·S + (R - 1)·S + KH of every phase feed these outputs.
+        let span = (R - 1) * S + KH;
+        let reach = ((S - 1) * rows + span - 1) * width + (KW - 1) / S + LANES;
+        for ow in (0..out_w).step_by(LANES) {
+            // Every load below lies in this window (checked once, here).
+            let window = &scratch[oh * S * width + ow..][..reach];
+            let mut acc = [[simd::zero(); 2]; R];
+            for i in 0..span {
+                for kw in 0..KW {
+                    let at = ((kw % S) * rows + i) * width + kw / S;
+                    // SAFETY: at + LANES <= reach = window.len(), as i < span and kw < KW.
+                    let (a, b) = unsafe { (simd::load(window.as_ptr().add(at)), simd::load(window.as_ptr().add(at + 4))) };
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        // Output row r reads input row i with kernel row i - r·S.
+                        let kh = i.wrapping_sub(r * S);
+                        if kh < KH {
+                            acc[0] = simd::mul_add(a, weights[kh][kw], acc[0]);
+                            acc[1] = simd::mul_add(b, weights[kh][kw], acc[1]);
+                        }
+                    }
+                }
+            }
+            let n = LANES.min(out_w - ow);
+            for (r, acc) in acc.iter().enumerate() {
+                store_lanes(&mut out[(oh + r) * out_w + ow..][..n], *acc);
+            }
+        }
+    }
+}
+
+/// Writes one chunk's sums (`[low, high]`, [`LANES`] outputs) into `row`, which holds the
+/// chunk's first `row.len()` outputs (fewer at the end of a row): stored directly when whole.
+#[inline(always)]
+fn store_lanes(row: &mut [MaybeUninit<f32>], [low, high]: [simd::V; 2]) {
+    if row.len() == LANES {
+        simd::store(&mut row[..4], low);
+        simd::store(&mut row[4..], high);
+    } else {
+        let mut lanes = [MaybeUninit::uninit(); LANES];
+        simd::store(&mut lanes[..4], low);
+        simd::store(&mut lanes[4..], high);
+        row.copy_from_slice(&lanes[..row.len()]);
+    }
+}
+
+/// Four-lane vectors: wasm simd128 (the page; `+simd128` in .cargo/config.toml), SSE on x86-64
+/// (its baseline), plain arrays elsewhere. Multiply then add: neither simd128 nor baseline
+/// x86-64 has a fused multiply-add.
+mod simd {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    mod arch {
+        use core::arch::wasm32::*;
+        use std::mem::MaybeUninit;
+        pub type V = v128;
+        #[inline(always)]
+        pub fn zero() -> V {
+            f32x4_splat(0.0)
+        }
+        #[inline(always)]
+        pub fn splat(x: f32) -> V {
+            f32x4_splat(x)
+        }
+        /// # Safety
+        /// `p` must point at 4 readable `f32`s.
+        #[inline(always)]
+        pub unsafe fn load(p: *const f32) -> V {
+            unsafe { v128_load(p as *const v128) }
+        }
+        #[inline(always)]
+        pub fn mul_add(a: V, b: V, acc: V) -> V {
+            f32x4_add(acc, f32x4_mul(a, b))
+        }
+        #[inline(always)]
+        pub fn store(out: &mut [MaybeUninit<f32>], v: V) {
+            let out = &mut out[..4];
+            unsafe { v128_store(out.as_mut_ptr() as *mut v128, v) }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod arch {
+        use core::arch::x86_64::*;
+        use std::mem::MaybeUninit;
+        pub type V = __m128;
+        #[inline(always)]
+        pub fn zero() -> V {
+            unsafe { _mm_setzero_ps() }
+        }
+        #[inline(always)]
+        pub fn splat(x: f32) -> V {
+            unsafe { _mm_set1_ps(x) }
+        }
+        /// # Safety
+        /// `p` must point at 4 readable `f32`s.
+        #[inline(always)]
+        pub unsafe fn load(p: *const f32) -> V {
+            unsafe { _mm_loadu_ps(p) }
+        }
+        #[inline(always)]
+        pub fn mul_add(a: V, b: V, acc: V) -> V {
+            unsafe { _mm_add_ps(acc, _mm_mul_ps(a, b)) }
+        }
+        #[inline(always)]
+        pub fn store(out: &mut [MaybeUninit<f32>], v: V) {
+            let out = &mut out[..4];
+            unsafe { _mm_storeu_ps(out.as_mut_ptr() as *mut f32, v) }
+        }
+    }
+
+    #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
+    mod arch {
+        use std::mem::MaybeUninit;
+        pub type V = [f32; 4];
+        #[inline(always)]
+        pub fn zero() -> V {
+            [0.0; 4]
+        }
+        #[inline(always)]
+        pub fn splat(x: f32) -> V {
+            [x; 4]
+        }
+        /// # Safety
+        /// `p` must point at 4 readable `f32`s.
+        #[inline(always)]
+        pub unsafe fn load(p: *const f32) -> V {
+            unsafe { core::ptr::read_unaligned(p as *const V) }
+        }
+        #[inline(always)]
+        pub fn mul_add(a: V, b: V, acc: V) -> V {
+            std::array::from_fn(|i| acc[i] + a[i] * b[i])
+        }
+        #[inline(always)]
+        pub fn store(out: &mut [MaybeUninit<f32>], v: V) {
+            out[..4].write_copy_of_slice(&v);
+        }
+    }
+
+    pub use arch::*;
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    use super::*;
+
+    /// Every depthwise shape the backbones use, and odd ones (even kernels, stride 3, maps
+    /// narrower than the kernel, widths around a multiple of 8), against burn's convolution.
+    #[test]
+    fn matches_burns_convolution() {
+        let device = Device::flex();
+        let cases = [
+            // kernel, stride, padding, channels, height, width
+            (3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1), 4, 14, 14),
+            (3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), 3, 15, 17),
+            (3, 2, PaddingConfig2d::Same, 5, 112, 112),
+            (5, 1, PaddingConfig2d::Same, 6, 7, 7),
+            (5, 2, PaddingConfig2d::Same, 2, 28, 28),
+            (3, 1, PaddingConfig2d::Same, 2, 8, 9),
+            (3, 1, PaddingConfig2d::Valid, 2, 5, 16),
+            (4, 3, PaddingConfig2d::Explicit(0, 2, 1, 3), 3, 11, 10),
+            (7, 1, PaddingConfig2d::Same, 2, 3, 4),
+            (2, 2, PaddingConfig2d::Valid, 3, 2, 2),
+            (3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), 2, 16, 16),
+            (4, 2, PaddingConfig2d::Explicit(0, 1, 1, 0), 2, 9, 16),
+            (4, 2, PaddingConfig2d::Explicit(1, 3, 0, 2), 2, 9, 15),
+        ];
+        for (kernel, stride, padding, channels, height, width) in cases {
+            let conv = Conv2dConfig::new([channels, channels], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_groups(channels)
+                .with_padding(padding.clone())
+                .with_bias(false)
+                .init(&device);
+            let input = Tensor::<4>::random([2, channels, height, width], Distribution::Normal(0.0, 1.0), &device);
+            let expected = conv.forward(input.clone());
+            let actual = try_forward(&conv, input).unwrap_or_else(|_| panic!("kernel {kernel}, stride {stride}: not taken"));
+            assert_eq!(actual.dims(), expected.dims(), "kernel {kernel}, stride {stride}, {padding:?}, {height}×{width}");
+            actual.into_data().assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
+        }
+    }
+
+    /// What the kernel does not cover goes back to burn untouched: a grouped convolution with
+    /// several channels per group, a bias, dilation, an autodiff-tracked input.
+    #[test]
+    fn leaves_other_convolutions_to_burn() {
+        let device = Device::flex();
+        let input = Tensor::<4>::random([1, 4, 8, 8], Distribution::Default, &device);
+        let depthwise = || Conv2dConfig::new([4, 4], [3, 3]).with_groups(4).with_bias(false);
+        let refused = [
+            Conv2dConfig::new([4, 4], [3, 3]).with_groups(2).with_bias(false).init(&device),
+            depthwise().with_bias(true).init(&device),
+            depthwise().with_dilation([2, 2]).init(&device),
+        ];
+        for conv in &refused {
+            assert!(try_forward(conv, input.clone()).is_err());
+        }
+        let training = device.clone().autodiff();
+        let tracked = Tensor::<4>::random([1, 4, 8, 8], Distribution::Default, &training);
+        assert!(try_forward(&depthwise().init(&training), tracked).is_err());
+        assert!(try_forward(&depthwise().init(&device), Tensor::<4>::random([1, 4, 8, 8], Distribution::Default, &device)).is_ok());
+    }
+}
