@@ -8,7 +8,7 @@
 //! output never is).
 
 use burn::nn::BatchNorm;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
 use super::contiguous_values;
@@ -60,11 +60,12 @@ pub fn try_forward(bn: &BatchNorm, x: Tensor<4>, max: Option<f32>) -> Result<Ten
 
 /// `tensor` contiguous from its first element, so that its storage is exactly its values.
 fn owned_contiguous(tensor: FlexTensor) -> FlexTensor {
-    let layout = tensor.layout();
-    if layout.is_contiguous() && layout.start_offset() == 0 && tensor.storage::<f32>().len() == layout.num_elements() {
+    let exact = |t: &FlexTensor| t.layout().is_contiguous() && t.layout().start_offset() == 0 && t.storage::<f32>().len() == t.layout().num_elements();
+    let tensor = if exact(&tensor) { tensor } else { tensor.to_contiguous() };
+    if exact(&tensor) {
         tensor
     } else {
-        FlexTensor::from_data(burn::tensor::TensorData::new(contiguous_values(&tensor.to_contiguous()).to_vec(), tensor.layout().shape().clone()))
+        FlexTensor::from_data(TensorData::new(contiguous_values(&tensor).to_vec(), tensor.layout().shape().clone()))
     }
 }
 

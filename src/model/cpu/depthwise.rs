@@ -35,7 +35,8 @@ pub fn try_forward(conv: &Conv2d, input: Tensor<4>) -> Result<Tensor<4>, Tensor<
     let [channels, per_group, kernel_h, kernel_w] = conv.weight.dims();
     let [batch, in_channels, in_h, in_w] = input.dims();
     let depthwise = per_group == 1 && conv.groups == channels && in_channels == channels && channels > 1;
-    if !depthwise || conv.dilation != [1, 1] || conv.bias.is_some() || conv.stride[0] != conv.stride[1] || input.dtype() != DType::F32 {
+    let empty = batch * in_h * in_w == 0;
+    if !depthwise || empty || conv.dilation != [1, 1] || conv.bias.is_some() || conv.stride[0] != conv.stride[1] || input.dtype() != DType::F32 {
         return Err(input);
     }
     let Ok(x) = input.clone().try_into_primitive::<Flex>() else {
