@@ -152,7 +152,7 @@ impl ConvBn {
             let x = pixels.matmul(self.conv.weight.val().reshape([out, inp]).transpose());
             x.reshape([batch, height, width, out]).permute([0, 3, 1, 2])
         } else if plain && inp == 1 && self.conv.groups == channels && out == channels && depthwise_as_matmul_pays([height, width], [kh, kw]) {
-            let padding = same_or_explicit(&self.conv.padding, [kh, kw]);
+            let padding = conv_padding(&self.conv.padding, [height, width], [kh, kw], [1, 1]);
             depthwise_as_matmul(input, self.conv.weight.val(), padding)
         } else {
             return self.forward(input);
@@ -184,12 +184,23 @@ pub fn depthwise_as_matmul_pays([height, width]: [usize; 2], [kh, kw]: [usize; 2
     height * width <= 2 * kh * kw
 }
 
-/// `(top, left, bottom, right)` zero padding of a stride-1 convolution with an odd or even
-/// `kernel`: burn's `Same` puts the extra pixel bottom/right, as TensorFlow does.
-fn same_or_explicit(padding: &PaddingConfig2d, [kh, kw]: [usize; 2]) -> [usize; 4] {
-    match padding {
-        PaddingConfig2d::Same => [(kh - 1) / 2, (kw - 1) / 2, kh / 2, kw / 2],
+/// `[top, left, bottom, right]` zero padding of a convolution with `kernel` and `stride` on an
+/// `input` map, as burn's `Conv2d` computes it: `Same` puts the odd pixel bottom/right, as
+/// TensorFlow's "SAME" does.
+pub(crate) fn conv_padding(config: &PaddingConfig2d, input: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> [usize; 4] {
+    let same = |i: usize| {
+        let total = match input[i].div_ceil(stride[i]) {
+            0 => 0,
+            out => ((out - 1) * stride[i] + kernel[i]).saturating_sub(input[i]),
+        };
+        (total / 2, total - total / 2)
+    };
+    match config {
         PaddingConfig2d::Valid => [0; 4],
+        PaddingConfig2d::Same => {
+            let ((top, bottom), (left, right)) = (same(0), same(1));
+            [top, left, bottom, right]
+        }
         PaddingConfig2d::Explicit(top, left, bottom, right) => [*top, *left, *bottom, *right],
     }
 }

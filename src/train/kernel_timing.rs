@@ -38,9 +38,9 @@ impl ConvShape {
     }
 
     /// The kernels worth timing for this shape: burn's too where the backbones run another
-    /// (the depthwise convolutions).
+    /// (the depthwise convolutions and the stem: every shape but the pointwise ones).
     pub fn kernels(&self) -> &'static [ConvKernel] {
-        if self.groups > 1 { &[ConvKernel::Backbone, ConvKernel::Burn] } else { &[ConvKernel::Backbone] }
+        if self.kernel > 1 { &[ConvKernel::Backbone, ConvKernel::Burn] } else { &[ConvKernel::Backbone] }
     }
 
     /// Multiply-adds for one picture.
@@ -85,7 +85,7 @@ pub struct ConvTiming {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ConvKernel {
-    /// As the backbones run it ([`crate::model::conv2d`]: our depthwise kernel on the CPU backend).
+    /// As the backbones run it ([`crate::model::conv2d`]: our direct kernel for depthwise convolutions and stems on the CPU backend).
     Backbone,
     /// burn's `Conv2d::forward`, for comparison.
     Burn,

@@ -1,6 +1,6 @@
 //! Kernels of our own for the CPU backend's inference forwards, where burn-flex's are slow for
-//! the backbones' shapes: depthwise convolutions ([`depthwise`]) and BatchNorm on running
-//! statistics fused with the activation after it ([`batch_norm`]).
+//! the backbones' shapes: depthwise convolutions and the stems ([`direct`]), and BatchNorm on
+//! running statistics fused with the activation after it ([`batch_norm`]).
 //!
 //! Reached through burn's backend-extension API (`Tensor::try_into_primitive::<Flex>`), and only
 //! for plain flex tensors: autodiff-tracked ones (phase 2's trainable tail) and other backends
@@ -9,21 +9,21 @@
 //! same code (wasm simd128 and x86-64 SSE do the same float operations in the same order).
 
 mod batch_norm;
-mod depthwise;
+mod direct;
 
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
-/// `conv(input)` as the backbones run it: with our depthwise kernel where that applies
-/// ([`depthwise::try_forward`]), burn's convolution otherwise.
+/// `conv(input)` as the backbones run it: with our direct kernel where that applies (depthwise
+/// convolutions and stems, [`direct::try_forward`]), burn's convolution otherwise.
 ///
 /// # Shapes
 /// - input: `[batch, in_channels, height, width]`
 /// - output: `[batch, out_channels, out_height, out_width]`, as burn's `Conv2d::forward` gives
 pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
-    depthwise::try_forward(conv, input).unwrap_or_else(|input| conv.forward(input))
+    direct::try_forward(conv, input).unwrap_or_else(|input| conv.forward(input))
 }
 
 /// `bn(x)` as the backbones run it, clamped to `[0, max]` after when `max` is given (ReLU6 is

@@ -1,22 +1,26 @@
-//! The depthwise convolutions of inference forwards on the CPU backend, with a kernel of our own.
+//! Direct convolutions (no matrix product) for inference forwards on the CPU backend, with a
+//! kernel of our own: depthwise convolutions, and full convolutions over few input channels
+//! (the stems' 3 colour channels).
 //!
 //! burn-flex runs a depthwise convolution one (picture, channel) plane at a time, adding each
 //! kernel tap into a whole output row: every multiply-add loads and stores the output, the short
 //! rows of a backbone's later blocks (7–28 px) fill little of a SIMD register, and stride 2 is
 //! scalar code. That is 8–15 % of one core's wasm SIMD peak, against 28–47 % for the pointwise
-//! convolutions (README, Speed). Here each plane is copied once, zero-padded and split into
-//! `stride` column phases, so that for every tap the inputs of [`LANES`] neighbouring outputs
-//! are consecutive values whatever the stride; those outputs are summed over all taps in
-//! registers and stored once.
+//! convolutions (README, Speed). A stem goes through its general path, a matrix product whose
+//! inner dimension is only `3 · kernel²` after an im2col copy of the picture (15 %). Here each
+//! input plane is copied once, zero-padded and split into `stride` column phases, so that for
+//! every tap the inputs of [`LANES`] neighbouring outputs are consecutive values whatever the
+//! stride; those outputs are summed over all taps (of every input plane) in registers and
+//! stored once.
 
 use std::mem::MaybeUninit;
 
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
 use super::contiguous_values;
+use crate::model::blocks::conv_padding;
 
 /// Neighbouring outputs of a row accumulated together: two 128-bit vectors.
 const LANES: usize = 8;
@@ -24,19 +28,25 @@ const LANES: usize = 8;
 /// Output rows accumulated together.
 const ROWS: usize = 4;
 
+/// Most input channels of a full (one-group) convolution that takes our kernel: the stems, whose
+/// 3 colour channels make a poorly shaped matrix product for burn-flex (15 % of the SIMD peak).
+const MAX_PLANES: usize = 4;
+
 /// `conv(input)` with our kernel when `conv` is a depthwise convolution (one input and one
-/// output channel per group, no dilation, no bias) and `input` a plain f32 flex tensor;
-/// otherwise `Err(input)`, untouched, for burn's convolution.
+/// output channel per group) or a full one over at most [`MAX_PLANES`] input channels, without
+/// dilation or bias, and `input` a plain f32 flex tensor; otherwise `Err(input)`, untouched,
+/// for burn's convolution.
 ///
 /// # Shapes
 /// - input: `[batch, channels, height, width]`
-/// - output: `[batch, channels, out_height, out_width]`, as burn's `Conv2d::forward` gives
+/// - output: `[batch, out_channels, out_height, out_width]`, as burn's `Conv2d::forward` gives
 pub fn try_forward(conv: &Conv2d, input: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
     let [channels, per_group, kernel_h, kernel_w] = conv.weight.dims();
     let [batch, in_channels, in_h, in_w] = input.dims();
     let depthwise = per_group == 1 && conv.groups == channels && in_channels == channels && channels > 1;
+    let few_inputs = conv.groups == 1 && per_group == in_channels && in_channels <= MAX_PLANES;
     let empty = batch * in_h * in_w == 0;
-    if !depthwise || empty || conv.dilation != [1, 1] || conv.bias.is_some() || conv.stride[0] != conv.stride[1] || input.dtype() != DType::F32 {
+    if !(depthwise || few_inputs) || empty || conv.dilation != [1, 1] || conv.bias.is_some() || conv.stride[0] != conv.stride[1] || input.dtype() != DType::F32 {
         return Err(input);
     }
     let Ok(x) = input.clone().try_into_primitive::<Flex>() else {
@@ -48,37 +58,21 @@ pub fn try_forward(conv: &Conv2d, input: Tensor<4>) -> Result<Tensor<4>, Tensor<
     if w.dtype() != DType::F32 {
         return Err(input);
     }
-    let ((pad_top, pad_bottom), (pad_left, pad_right)) = padding(&conv.padding, [in_h, in_w], [kernel_h, kernel_w], conv.stride);
+    let [pad_top, pad_left, pad_bottom, pad_right] = conv_padding(&conv.padding, [in_h, in_w], [kernel_h, kernel_w], conv.stride);
     let stride = conv.stride[0];
     let (Some(out_h), Some(out_w)) = (output_size(in_h, pad_top + pad_bottom, kernel_h, stride), output_size(in_w, pad_left + pad_right, kernel_w, stride)) else {
         return Err(input);
     };
-    let plan = Plan { kernel: [kernel_h, kernel_w], stride, pad: [pad_top, pad_left], input: [in_h, in_w], output: [out_h, out_w] };
+    let plan = Plan { kernel: [kernel_h, kernel_w], stride, pad: [pad_top, pad_left], input: [in_h, in_w], output: [out_h, out_w], planes: per_group };
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let total = batch * channels * out_h * out_w;
     let mut output = Vec::with_capacity(total);
-    plan.run(contiguous_values(&x), contiguous_values(&w), channels, &mut output.spare_capacity_mut()[..total]);
+    let (x, w, out) = (contiguous_values(&x), contiguous_values(&w), &mut output.spare_capacity_mut()[..total]);
+    if depthwise { plan.run(x, w, channels, out) } else { plan.run_few_inputs(x, w, channels, out) }
     // SAFETY: `run` writes every one of the `total` outputs (each plane's rows, every column).
     unsafe { output.set_len(total) };
     let output = FlexTensor::from_data(TensorData::new(output, [batch, channels, out_h, out_w]));
     Ok(Tensor::from_primitive::<Flex>(output))
-}
-
-/// `(before, after)` padding of the height and of the width, as burn's `Conv2d` computes it
-/// (`Same` puts the odd pixel after, TensorFlow's "SAME").
-fn padding(config: &PaddingConfig2d, input: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> ((usize, usize), (usize, usize)) {
-    let same = |i: usize| {
-        let total = match input[i].div_ceil(stride[i]) {
-            0 => 0,
-            out => ((out - 1) * stride[i] + kernel[i]).saturating_sub(input[i]),
-        };
-        (total / 2, total - total / 2)
-    };
-    match config {
-        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
-        PaddingConfig2d::Same => (same(0), same(1)),
-        PaddingConfig2d::Explicit(top, left, bottom, right) => ((*top, *bottom), (*left, *right)),
-    }
 }
 
 fn output_size(input: usize, padding: usize, kernel: usize, stride: usize) -> Option<usize> {
@@ -94,6 +88,9 @@ struct Plan {
     pad: [usize; 2],
     input: [usize; 2],
     output: [usize; 2],
+    /// Input planes summed into each output plane: 1 for a depthwise convolution, the input
+    /// channels (at most [`MAX_PLANES`]) for a convolution over few of them.
+    planes: usize,
 }
 
 impl Plan {
@@ -110,10 +107,18 @@ impl Plan {
 
     /// Where each tap's inputs start in the scratch, relative to its output's: tap `(kh, kw)`
     /// reads phase `kw % stride`, `kh` rows down and `kw / stride` columns right.
+    /// With several input planes, the taps of plane `p` read [`scratch_len`](Self::scratch_len)
+    /// `· p` further on, in the order of the weights (`[planes, kernel_h, kernel_w]`).
     fn tap_offsets(&self) -> Vec<usize> {
-        let (rows, width, stride) = (self.rows(), self.phase_width(), self.stride);
+        let (rows, width, stride, plane) = (self.rows(), self.phase_width(), self.stride, self.scratch_len());
         let [kernel_h, kernel_w] = self.kernel;
-        (0..kernel_h).flat_map(|kh| (0..kernel_w).map(move |kw| ((kw % stride) * rows + kh) * width + kw / stride)).collect()
+        let taps = move |p| (0..kernel_h).flat_map(move |kh| (0..kernel_w).map(move |kw| p * plane + ((kw % stride) * rows + kh) * width + kw / stride));
+        (0..self.planes).flat_map(taps).collect()
+    }
+
+    /// Length of one input plane's scratch (see [`fill_scratch`](Self::fill_scratch)).
+    fn scratch_len(&self) -> usize {
+        self.stride * self.rows() * self.phase_width()
     }
 
     /// `output` (`[pictures·channels, out_h, out_w]`) from `input` (`[pictures·channels, in_h,
@@ -125,15 +130,9 @@ impl Plan {
         let taps = offsets.len();
         let plane = |index: usize, out: &mut [MaybeUninit<f32>], scratch: &mut Vec<f32>| {
             let c = index % channels;
+            scratch.resize(self.scratch_len(), 0.0);
             self.fill_scratch(&input[index * in_plane..][..in_plane], scratch);
-            let weights = &weights[c * taps..][..taps];
-            match (self.kernel, self.stride) {
-                ([3, 3], 1) => self.accumulate_fixed::<3, 3, 1>(weights, scratch, out),
-                ([3, 3], 2) => self.accumulate_fixed::<3, 3, 2>(weights, scratch, out),
-                ([5, 5], 1) => self.accumulate_fixed::<5, 5, 1>(weights, scratch, out),
-                ([5, 5], 2) => self.accumulate_fixed::<5, 5, 2>(weights, scratch, out),
-                _ => self.accumulate(&offsets, weights, scratch, out),
-            }
+            self.output_plane(&offsets, &weights[c * taps..][..taps], scratch, out);
         };
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -149,19 +148,52 @@ impl Plan {
         }
     }
 
-    /// `scratch`: one input plane, zero-padded, its padded columns dealt into `stride` phases
-    /// (column `c` goes to phase `c % stride`, index `c / stride`). A scratch serves one
-    /// [`Plan`] only.
-    fn fill_scratch(&self, input: &[f32], scratch: &mut Vec<f32>) {
+    /// `output` (`[pictures·out_channels, out_h, out_w]`) of a full convolution over
+    /// [`planes`](Self::planes) input channels, from `input` (`[pictures·planes, in_h, in_w]`)
+    /// and `weights` (`[out_channels, planes, kernel_h, kernel_w]`): each picture's planes are
+    /// copied into one scratch once, then its output planes are computed from it, on every core
+    /// natively.
+    fn run_few_inputs(&self, input: &[f32], weights: &[f32], out_channels: usize, output: &mut [MaybeUninit<f32>]) {
+        let (in_plane, out_plane, len) = (self.input[0] * self.input[1], self.output[0] * self.output[1], self.scratch_len());
+        let offsets = self.tap_offsets();
+        let taps = offsets.len();
+        // Zeroed once: every picture then writes the same positions, the padding stays zero.
+        let mut scratch = vec![0.0; self.planes * len];
+        for (picture, out) in output.chunks_mut(out_channels * out_plane).enumerate() {
+            let planes = input[picture * self.planes * in_plane..][..self.planes * in_plane].chunks_exact(in_plane);
+            for (plane, scratch) in planes.zip(scratch.chunks_exact_mut(len)) {
+                self.fill_scratch(plane, scratch);
+            }
+            let plane = |(o, out): (usize, &mut [MaybeUninit<f32>])| self.output_plane(&offsets, &weights[o * taps..][..taps], &scratch, out);
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                use rayon::prelude::*;
+                out.par_chunks_mut(out_plane).enumerate().for_each(plane);
+            }
+            #[cfg(target_arch = "wasm32")]
+            out.chunks_mut(out_plane).enumerate().for_each(plane);
+        }
+    }
+
+    /// One output plane from the scratch of its input planes, with its `weights` (in the order
+    /// of `offsets`, [`tap_offsets`](Self::tap_offsets)).
+    fn output_plane(&self, offsets: &[usize], weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+        match (self.kernel, self.stride) {
+            ([3, 3], 1) => self.accumulate_fixed::<3, 3, 1>(weights, scratch, out),
+            ([3, 3], 2) => self.accumulate_fixed::<3, 3, 2>(weights, scratch, out),
+            ([5, 5], 1) => self.accumulate_fixed::<5, 5, 1>(weights, scratch, out),
+            ([5, 5], 2) => self.accumulate_fixed::<5, 5, 2>(weights, scratch, out),
+            _ => self.accumulate(offsets, weights, scratch, out),
+        }
+    }
+
+    /// `scratch` ([`scratch_len`](Self::scratch_len) values, zero where nothing is written):
+    /// one input plane, zero-padded, its padded columns dealt into `stride` phases (column `c`
+    /// goes to phase `c % stride`, index `c / stride`). Every plane of a convolution writes the
+    /// same positions, so a scratch zeroed once keeps its padding zero for all of them.
+    fn fill_scratch(&self, input: &[f32], scratch: &mut [f32]) {
         let (rows, width, stride) = (self.rows(), self.phase_width(), self.stride);
         let [pad_top, pad_left] = self.pad;
-        // Zeroed once per size: every plane of a convolution then writes the same positions,
-        // so the padding around them stays zero.
-        let len = stride * rows * width;
-        if scratch.len() != len {
-            scratch.clear();
-            scratch.resize(len, 0.0);
-        }
         for (i, row) in input.chunks_exact(self.input[1]).enumerate() {
             let r = i + pad_top;
             if r >= rows {
@@ -213,23 +245,33 @@ impl Plan {
     /// enough independent sums to hide the latency of each add, and stored once. For any kernel;
     /// [`accumulate_fixed`](Self::accumulate_fixed) does the backbones' own.
     fn accumulate(&self, offsets: &[usize], weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let furthest = offsets.iter().max().copied().unwrap_or(0);
+        self.row_blocks(
+            out,
+            |oh, out| self.accumulate_rows::<ROWS>(oh, offsets, furthest, weights, scratch, out),
+            |oh, out| self.accumulate_rows::<1>(oh, offsets, furthest, weights, scratch, out),
+        );
+    }
+
+    /// Runs `block` on the plane's output rows [`ROWS`] at a time from row 0, then `single` on
+    /// each row left over; both are given the first row and the plane's outputs.
+    #[inline(always)]
+    fn row_blocks(&self, out: &mut [MaybeUninit<f32>], block: impl Fn(usize, &mut [MaybeUninit<f32>]), single: impl Fn(usize, &mut [MaybeUninit<f32>])) {
         let out_h = self.output[0];
-        let mut oh = 0;
-        while oh + ROWS <= out_h {
-            self.accumulate_rows::<ROWS>(oh, offsets, weights, scratch, out);
-            oh += ROWS;
+        let whole = out_h - out_h % ROWS;
+        for oh in (0..whole).step_by(ROWS) {
+            block(oh, out);
         }
-        while oh < out_h {
-            self.accumulate_rows::<1>(oh, offsets, weights, scratch, out);
-            oh += 1;
+        for oh in whole..out_h {
+            single(oh, out);
         }
     }
 
-    /// Output rows `oh..oh + R` of one plane.
+    /// Output rows `oh..oh + R` of one plane; `furthest` is the largest of `offsets`.
     #[inline(always)]
-    fn accumulate_rows<const R: usize>(&self, oh: usize, offsets: &[usize], weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+    fn accumulate_rows<const R: usize>(&self, oh: usize, offsets: &[usize], furthest: usize, weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
         let (row_step, out_w) = (self.stride * self.phase_width(), self.output[1]);
-        let reach = (R - 1) * row_step + offsets.iter().max().copied().unwrap_or(0) + LANES;
+        let reach = (R - 1) * row_step + furthest + LANES;
         for ow in (0..out_w).step_by(LANES) {
             // Every tap's inputs for these outputs lie in this window (checked once, here).
             let window = &scratch[oh * row_step + ow..][..reach];
@@ -256,41 +298,42 @@ impl Plan {
     /// it feeds (a 3×3 kernel at stride 1 loads 6 rows for 4 output rows instead of 12).
     #[inline(always)]
     fn accumulate_fixed<const KH: usize, const KW: usize, const S: usize>(&self, weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
-        let weights: [[simd::V; KW]; KH] = std::array::from_fn(|kh| std::array::from_fn(|kw| simd::splat(weights[kh * KW + kw])));
-        let out_h = self.output[0];
-        let mut oh = 0;
-        while oh + ROWS <= out_h {
-            self.rows_fixed::<KH, KW, S, ROWS>(oh, &weights, scratch, out);
-            oh += ROWS;
-        }
-        while oh < out_h {
-            self.rows_fixed::<KH, KW, S, 1>(oh, &weights, scratch, out);
-            oh += 1;
-        }
+        let weights: [[[simd::V; KW]; KH]; MAX_PLANES] = std::array::from_fn(|p| {
+            std::array::from_fn(|kh| std::array::from_fn(|kw| simd::splat(weights.get((p * KH + kh) * KW + kw).copied().unwrap_or(0.0))))
+        });
+        let weights = &weights[..self.planes];
+        self.row_blocks(
+            out,
+            |oh, out| self.rows_fixed::<KH, KW, S, ROWS>(oh, weights, scratch, out),
+            |oh, out| self.rows_fixed::<KH, KW, S, 1>(oh, weights, scratch, out),
+        );
     }
 
-    /// Output rows `oh..oh + R` of one plane, for [`accumulate_fixed`](Self::accumulate_fixed).
+    /// Output rows `oh..oh + R` of one plane, for [`accumulate_fixed`](Self::accumulate_fixed);
+    /// `weights` holds one kernel per input plane.
     #[inline(always)]
-    fn rows_fixed<const KH: usize, const KW: usize, const S: usize, const R: usize>(&self, oh: usize, weights: &[[simd::V; KW]; KH], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
-        let (rows, width, out_w) = (self.rows(), self.phase_width(), self.output[1]);
+    fn rows_fixed<const KH: usize, const KW: usize, const S: usize, const R: usize>(&self, oh: usize, weights: &[[[simd::V; KW]; KH]], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let (rows, width, out_w, len) = (self.rows(), self.phase_width(), self.output[1], self.scratch_len());
         // Input rows oh·S .. oh·S + (R - 1)·S + KH of every phase feed these outputs.
         let span = (R - 1) * S + KH;
         let reach = ((S - 1) * rows + span - 1) * width + (KW - 1) / S + LANES;
         for ow in (0..out_w).step_by(LANES) {
-            // Every load below lies in this window (checked once, here).
-            let window = &scratch[oh * S * width + ow..][..reach];
             let mut acc = [[simd::zero(); 2]; R];
-            for i in 0..span {
-                for kw in 0..KW {
-                    let at = ((kw % S) * rows + i) * width + kw / S;
-                    // SAFETY: at + LANES <= reach = window.len(), as i < span and kw < KW.
-                    let (a, b) = unsafe { (simd::load(window.as_ptr().add(at)), simd::load(window.as_ptr().add(at + 4))) };
-                    for (r, acc) in acc.iter_mut().enumerate() {
-                        // Output row r reads input row i with kernel row i - r·S.
-                        let kh = i.wrapping_sub(r * S);
-                        if kh < KH {
-                            acc[0] = simd::mul_add(a, weights[kh][kw], acc[0]);
-                            acc[1] = simd::mul_add(b, weights[kh][kw], acc[1]);
+            for (p, weights) in weights.iter().enumerate() {
+                // Every load below lies in this window (checked once per plane, here).
+                let window = &scratch[p * len + oh * S * width + ow..][..reach];
+                for i in 0..span {
+                    for kw in 0..KW {
+                        let at = ((kw % S) * rows + i) * width + kw / S;
+                        // SAFETY: at + LANES <= reach = window.len(), as i < span and kw < KW.
+                        let (a, b) = unsafe { (simd::load(window.as_ptr().add(at)), simd::load(window.as_ptr().add(at + 4))) };
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            // Output row r reads input row i with kernel row i - r·S.
+                            let kh = i.wrapping_sub(r * S);
+                            if kh < KH {
+                                acc[0] = simd::mul_add(a, weights[kh][kw], acc[0]);
+                                acc[1] = simd::mul_add(b, weights[kh][kw], acc[1]);
+                            }
                         }
                     }
                 }
@@ -415,6 +458,7 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
+    use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution, Tolerance};
 
@@ -454,6 +498,35 @@ mod tests {
             assert_eq!(actual.dims(), expected.dims(), "kernel {kernel}, stride {stride}, {padding:?}, {height}×{width}");
             actual.into_data().assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
         }
+    }
+
+    /// Full convolutions over 1 to [`MAX_PLANES`] input channels (the stems: 3×3 stride 2 with
+    /// TensorFlow's padding, ResNet's 7×7 stride 2; and odd ones), against burn's convolution,
+    /// at batch 1 and 3.
+    #[test]
+    fn few_input_channels_match_burns_convolution() {
+        let device = Device::flex();
+        let cases = [
+            // kernel, stride, padding, channels in → out, height, width
+            (3, 2, PaddingConfig2d::Same, [3, 32], 33, 31),
+            (7, 2, PaddingConfig2d::Explicit(3, 3, 3, 3), [3, 8], 20, 21),
+            (3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1), [1, 5], 9, 17),
+            (5, 1, PaddingConfig2d::Valid, [4, 3], 12, 8),
+            (4, 3, PaddingConfig2d::Explicit(0, 2, 1, 3), [2, 6], 11, 10),
+            (5, 2, PaddingConfig2d::Same, [2, 4], 16, 16),
+        ];
+        for batch in [1, 3] {
+            for (kernel, stride, padding, channels, height, width) in cases.clone() {
+                let conv = Conv2dConfig::new(channels, [kernel, kernel]).with_stride([stride, stride]).with_padding(padding.clone()).with_bias(false).init(&device);
+                let input = Tensor::<4>::random([batch, channels[0], height, width], Distribution::Normal(0.0, 1.0), &device);
+                let expected = conv.forward(input.clone());
+                let actual = try_forward(&conv, input).unwrap_or_else(|_| panic!("kernel {kernel}, stride {stride}, {channels:?}: not taken"));
+                assert_eq!(actual.dims(), expected.dims(), "kernel {kernel}, stride {stride}, {padding:?}, {channels:?}");
+                actual.into_data().assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-4));
+            }
+        }
+        let wide = Conv2dConfig::new([MAX_PLANES + 1, 4], [3, 3]).with_bias(false).init(&device);
+        assert!(try_forward(&wide, Tensor::<4>::random([1, MAX_PLANES + 1, 8, 8], Distribution::Default, &device)).is_err(), "more input channels: burn's");
     }
 
     /// What the kernel does not cover goes back to burn untouched: a grouped convolution with
