@@ -71,21 +71,10 @@ fn owned_contiguous(tensor: FlexTensor) -> FlexTensor {
 
 #[cfg(test)]
 mod tests {
-    use burn::module::Param;
-    use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, Distribution, Tolerance};
 
+    use super::super::tests::random_batch_norm as batch_norm;
     use super::*;
-
-    fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
-        let mut bn = BatchNormConfig::new(channels).with_epsilon(1e-3).init(device);
-        let random = |low: f64, high: f64| Tensor::<1>::random([channels], Distribution::Uniform(low, high), device);
-        bn.gamma = Param::from_tensor(random(0.5, 2.0));
-        bn.beta = Param::from_tensor(random(-1.0, 1.0));
-        bn.running_mean = burn::module::RunningState::new(random(-1.0, 1.0));
-        bn.running_var = burn::module::RunningState::new(random(0.1, 3.0));
-        bn
-    }
 
     /// The fused pass against burn's BatchNorm (and clamp), with and without the clamp, on a
     /// fresh tensor and on one shared with another handle (which must not change).

@@ -27,15 +27,21 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
 }
 
 /// `bn(x)` as the backbones run it, clamped to `[0, max]` after when `max` is given (ReLU6 is
-/// `Some(6.0)`): one pass of our own over a plain flex tensor ([`batch_norm::try_forward`]),
-/// burn's BatchNorm and clamp otherwise.
+/// `Some(6.0)`): one pass of our own over a plain flex tensor ([`batch_norm::try_forward`]);
+/// otherwise (autodiff, WebGPU) BatchNorm on running statistics as one per-channel scale and
+/// shift, `x · γ/√(σ² + ε) + (β − μ · γ/√(σ² + ε))`, and burn's clamp. The scale and shift are
+/// computed from `γ` and `β` as tensors, so they train: phase 2's tail keeps BatchNorm in
+/// inference mode with its affine parameters learning. burn's BatchNorm takes four broadcast
+/// operations (`x − μ`, `/ √(σ² + ε)`, `· γ`, `+ β`), each a pass over the activation forward
+/// and most of them one or two backward; this takes two. A BatchNorm that trains on batch
+/// statistics (autodiff with its training switch on) keeps burn's.
 ///
 /// # Shapes
 /// - x: `[batch, channels, height, width]`
 /// - output: the same
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, max: Option<f32>) -> Tensor<4> {
     batch_norm::try_forward(bn, x, max).unwrap_or_else(|x| {
-        let x = bn.forward(x);
+        let x = if x.device().is_autodiff() && bn.training.is_enabled() { bn.forward(x) } else { scale_shift(bn, x) };
         match max {
             Some(max) => x.clamp(0.0, max),
             None => x,
@@ -43,9 +49,77 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, max: Option<f32>) -> Tensor<4> {
     })
 }
 
+/// BatchNorm on running statistics as `x · scale + shift` per channel (see [`batch_norm`]).
+///
+/// # Shapes
+/// - x: `[batch, channels, height, width]`
+/// - output: the same
+fn scale_shift(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    let [channels] = bn.gamma.dims();
+    let (mean, var) = (bn.running_mean.value().to_device(&device), bn.running_var.value().to_device(&device));
+    let scale = bn.gamma.val() / (var + bn.epsilon).sqrt();
+    let shift = bn.beta.val() - mean * scale.clone();
+    x * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1])
+}
+
 /// The values of a contiguous f32 tensor, from its first element.
 fn contiguous_values(tensor: &FlexTensor) -> &[f32] {
     let layout = tensor.layout();
     let start = layout.start_offset();
     &tensor.storage::<f32>()[start..start + layout.num_elements()]
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::{Module, Param, RunningState};
+    use burn::nn::BatchNormConfig;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    use super::*;
+
+    /// A BatchNorm with random statistics and affine parameters on `device`.
+    pub(super) fn random_batch_norm(channels: usize, device: &Device) -> BatchNorm {
+        let mut bn = BatchNormConfig::new(channels).with_epsilon(1e-3).init(device);
+        let random = |low: f64, high: f64| Tensor::<1>::random([channels], Distribution::Uniform(low, high), device);
+        bn.gamma = Param::from_tensor(random(0.5, 2.0));
+        bn.beta = Param::from_tensor(random(-1.0, 1.0));
+        bn.running_mean = RunningState::new(random(-1.0, 1.0));
+        bn.running_var = RunningState::new(random(0.1, 3.0));
+        bn
+    }
+
+    /// On an autodiff device a frozen BatchNorm runs as one scale and shift: the same values as
+    /// burn's inference BatchNorm, and the same gradients for the input, γ and β.
+    #[test]
+    fn scale_and_shift_train_as_burns_inference_batch_norm() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let bn = random_batch_norm(6, &device).freeze().set_require_grad(true);
+        assert!(!bn.training.is_enabled());
+        let x = Tensor::<4>::random([3, 6, 5, 4], Distribution::Normal(0.0, 2.0), &device).require_grad();
+        let weights = Tensor::<4>::random([3, 6, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let reference = burn::tensor::module::batch_norm(x.clone(), bn.gamma.val(), bn.beta.val(), bn.running_mean.value(), bn.running_var.value(), bn.epsilon);
+        let ours = batch_norm(&bn, x.clone(), None);
+        ours.clone().inner().into_data().assert_approx_eq::<f32>(&reference.clone().inner().into_data(), Tolerance::absolute(1e-5));
+
+        let (g_ref, g_ours) = ((reference * weights.clone()).sum().backward(), (ours * weights).sum().backward());
+        let close = |a: Tensor<1>, b: Tensor<1>| a.into_data().assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-4));
+        close(bn.gamma.grad(&g_ours).unwrap(), bn.gamma.grad(&g_ref).unwrap());
+        close(bn.beta.grad(&g_ours).unwrap(), bn.beta.grad(&g_ref).unwrap());
+        x.grad(&g_ours).unwrap().into_data().assert_approx_eq::<f32>(&x.grad(&g_ref).unwrap().into_data(), Tolerance::absolute(1e-4));
+    }
+
+    /// A BatchNorm that trains (autodiff, training switch on) normalises with the batch's own
+    /// statistics, as burn's does: every channel of the output has mean β = 0 and variance ≈ 1.
+    #[test]
+    fn a_training_batch_norm_keeps_batch_statistics() {
+        let device = Device::flex().autodiff();
+        let bn = BatchNormConfig::new(4).init(&device);
+        assert!(bn.training.is_enabled());
+        let x = Tensor::<4>::random([8, 4, 3, 3], Distribution::Normal(5.0, 3.0), &device);
+        let y = batch_norm(&bn, x, None).inner();
+        let means = y.clone().mean_dims(&[0, 2, 3]).into_data();
+        means.assert_approx_eq::<f32>(&Tensor::<4>::zeros([1, 4, 1, 1], &y.device()).into_data(), Tolerance::absolute(1e-4));
+    }
 }
