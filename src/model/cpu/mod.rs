@@ -2,11 +2,14 @@
 //! the backbones' shapes: depthwise convolutions and the stems ([`direct`]), and BatchNorm on
 //! running statistics fused with the activation after it ([`batch_norm`]).
 //!
-//! Reached through burn's backend-extension API (`Tensor::try_into_primitive::<Flex>`), and only
-//! for plain flex tensors: autodiff-tracked ones (phase 2's trainable tail) and other backends
-//! (WebGPU, Vulkan) keep burn's operations. So they serve the frozen backbone's forwards:
-//! feature extraction, the prefix cache, evaluation and prediction. The page and the CLI run the
-//! same code (wasm simd128 and x86-64 SSE do the same float operations in the same order).
+//! Reached through burn's backend-extension API (`Tensor::try_into_primitive::<Flex>`), for plain
+//! flex tensors: the frozen backbone's forwards (feature extraction, the prefix cache,
+//! evaluation and prediction). Phase 2's trainable tail runs on autodiff-tracked flex tensors;
+//! there the stride-1 depthwise convolutions take the direct kernel and a backward of our own as
+//! one autodiff operation ([`direct`]'s `trainable`), BatchNorm a scale and shift of burn's
+//! operations, and the rest burn's. Other backends (WebGPU, Vulkan) keep burn's operations. The
+//! page and the CLI run the same code (wasm simd128 and x86-64 SSE do the same float operations
+//! in the same order).
 
 mod batch_norm;
 mod direct;
