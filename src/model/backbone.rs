@@ -211,16 +211,8 @@ mod tests {
     /// Random BatchNorm statistics and affine parameters in every unit, so that folding has
     /// something to fold (a fresh BatchNorm is the identity up to ε).
     fn randomise_batch_norms(backbone: &mut Backbone) {
-        use burn::module::{Param, RunningState};
-        use burn::tensor::Distribution::Uniform;
         for unit in each!(backbone, m => m.conv_bns_mut()) {
-            let bn = &mut unit.bn;
-            let ([n], device) = (bn.gamma.dims(), bn.gamma.val().device());
-            let random = |low, high| Tensor::<1>::random([n], Uniform(low, high), &device);
-            bn.gamma = Param::from_tensor(random(0.5, 1.5));
-            bn.beta = Param::from_tensor(random(-0.5, 0.5));
-            bn.running_mean = RunningState::new(random(-0.5, 0.5));
-            bn.running_var = RunningState::new(random(0.5, 2.0));
+            crate::model::cpu::tests::randomise_batch_norm(&mut unit.bn);
         }
     }
 

@@ -74,21 +74,28 @@ fn contiguous_values(tensor: &FlexTensor) -> &[f32] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::module::{Module, Param, RunningState};
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, Distribution, Tolerance};
 
     use super::*;
 
-    /// A BatchNorm with random statistics and affine parameters on `device`.
-    pub(super) fn random_batch_norm(channels: usize, device: &Device) -> BatchNorm {
-        let mut bn = BatchNormConfig::new(channels).with_epsilon(1e-3).init(device);
-        let random = |low: f64, high: f64| Tensor::<1>::random([channels], Distribution::Uniform(low, high), device);
+    /// Random statistics and affine parameters for `bn` (a fresh BatchNorm is the identity up
+    /// to ε, which would hide a wrong scale or shift).
+    pub(crate) fn randomise_batch_norm(bn: &mut BatchNorm) {
+        let ([channels], device) = (bn.gamma.dims(), bn.gamma.val().device());
+        let random = |low: f64, high: f64| Tensor::<1>::random([channels], Distribution::Uniform(low, high), &device);
         bn.gamma = Param::from_tensor(random(0.5, 2.0));
         bn.beta = Param::from_tensor(random(-1.0, 1.0));
         bn.running_mean = RunningState::new(random(-1.0, 1.0));
         bn.running_var = RunningState::new(random(0.1, 3.0));
+    }
+
+    /// A BatchNorm with random statistics and affine parameters on `device`.
+    pub(super) fn random_batch_norm(channels: usize, device: &Device) -> BatchNorm {
+        let mut bn = BatchNormConfig::new(channels).with_epsilon(1e-3).init(device);
+        randomise_batch_norm(&mut bn);
         bn
     }
 
