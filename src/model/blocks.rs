@@ -79,8 +79,8 @@ impl ConvBn {
         self.forward_clamped(input, None)
     }
 
-    /// The convolution, BatchNorm, and a clamp to `[0, max]` if `max` is given, the last two as
-    /// one pass on the CPU backend ([`super::batch_norm`]).
+    /// The convolution, BatchNorm, and a clamp to `[0, max]` if `max` is given (ReLU for an
+    /// infinite `max`), the last two as one pass on the CPU backend ([`super::batch_norm`]).
     fn forward_clamped(&self, input: Tensor<4>, max: Option<f32>) -> Tensor<4> {
         let x = super::conv2d(&self.conv, input);
         match (self.folded, max) {
@@ -149,9 +149,10 @@ impl ConvBn {
         if self.folded { x } else { super::batch_norm(&self.bn, x, None) }
     }
 
-    /// [`forward`](Self::forward) followed by ReLU, the activation of ResNets.
+    /// [`forward`](Self::forward) followed by ReLU, the activation of ResNets (on the CPU
+    /// backend in the same pass as BatchNorm, [`super::batch_norm`]).
     pub fn forward_relu(&self, input: Tensor<4>) -> Tensor<4> {
-        burn::tensor::activation::relu(self.forward(input))
+        self.forward_clamped(input, Some(f32::INFINITY))
     }
 }
 

@@ -76,7 +76,7 @@ mod tests {
     use super::super::tests::random_batch_norm as batch_norm;
     use super::*;
 
-    /// The fused pass against burn's BatchNorm (and clamp), with and without the clamp, on a
+    /// The fused pass against burn's BatchNorm (and clamp or ReLU), with and without them, on a
     /// fresh tensor and on one shared with another handle (which must not change).
     #[test]
     fn matches_burns_batch_norm_and_clamp() {
@@ -84,8 +84,9 @@ mod tests {
         let bn = batch_norm(5, &device);
         let x = Tensor::<4>::random([2, 5, 7, 9], Distribution::Normal(0.0, 3.0), &device);
         let before = x.clone().into_data();
-        for max in [None, Some(6.0)] {
+        for max in [None, Some(6.0), Some(f32::INFINITY)] {
             let expected = match max {
+                Some(f32::INFINITY) => burn::tensor::activation::relu(bn.forward(x.clone())),
                 Some(max) => bn.forward(x.clone()).clamp(0.0, max),
                 None => bn.forward(x.clone()),
             };

@@ -1,15 +1,15 @@
-//! Kernels of our own for the CPU backend's inference forwards, where burn-flex's are slow for
-//! the backbones' shapes: depthwise convolutions and the stems ([`direct`]), and BatchNorm on
-//! running statistics fused with the activation after it ([`batch_norm`]).
+//! Kernels of our own for the CPU backend, where burn-flex's are slow for the backbones' shapes:
+//! depthwise convolutions and the stems ([`direct`]), forward and (depthwise, stride 1) backward,
+//! and BatchNorm on running statistics fused with the activation after it ([`batch_norm`]).
 //!
 //! Reached through burn's backend-extension API (`Tensor::try_into_primitive::<Flex>`), for plain
 //! flex tensors: the frozen backbone's forwards (feature extraction, the prefix cache,
 //! evaluation and prediction). Phase 2's trainable tail runs on autodiff-tracked flex tensors;
 //! there the stride-1 depthwise convolutions take the direct kernel and a backward of our own as
 //! one autodiff operation ([`direct`]'s `trainable`), BatchNorm a scale and shift of burn's
-//! operations, and the rest burn's. Other backends (WebGPU, Vulkan) keep burn's operations. The
-//! page and the CLI run the same code (wasm simd128 and x86-64 SSE do the same float operations
-//! in the same order).
+//! operations, and the rest burn's. Other backends (WebGPU, Vulkan) keep burn's operations
+//! (BatchNorm as that scale and shift too). The page and the CLI run the same code (wasm
+//! simd128 and x86-64 SSE do the same float operations in the same order).
 
 mod batch_norm;
 mod direct;
@@ -30,9 +30,10 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
 }
 
 /// `bn(x)` as the backbones run it, clamped to `[0, max]` after when `max` is given (ReLU6 is
-/// `Some(6.0)`): one pass of our own over a plain flex tensor ([`batch_norm::try_forward`]);
-/// otherwise (autodiff, WebGPU) BatchNorm on running statistics as one per-channel scale and
-/// shift, `x · γ/√(σ² + ε) + (β − μ · γ/√(σ² + ε))`, and burn's clamp. The scale and shift are
+/// `Some(6.0)`, ReLU `Some(f32::INFINITY)`): one pass of our own over a plain flex tensor
+/// ([`batch_norm::try_forward`]); otherwise (autodiff, WebGPU) BatchNorm on running statistics as
+/// one per-channel scale and shift, `x · γ/√(σ² + ε) + (β − μ · γ/√(σ² + ε))`, and burn's clamp
+/// (or ReLU). The scale and shift are
 /// computed from `γ` and `β` as tensors, so they train: phase 2's tail keeps BatchNorm in
 /// inference mode with its affine parameters learning. burn's BatchNorm takes four broadcast
 /// operations (`x − μ`, `/ √(σ² + ε)`, `· γ`, `+ β`), each a pass over the activation forward
@@ -46,6 +47,7 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, max: Option<f32>) -> Tensor<4> {
     batch_norm::try_forward(bn, x, max).unwrap_or_else(|x| {
         let x = if x.device().is_autodiff() && bn.training.is_enabled() { bn.forward(x) } else { scale_shift(bn, x) };
         match max {
+            Some(f32::INFINITY) => burn::tensor::activation::relu(x),
             Some(max) => x.clamp(0.0, max),
             None => x,
         }
