@@ -83,11 +83,7 @@ impl ConvBn {
     /// infinite `max`), the last two as one pass on the CPU backend ([`super::batch_norm`]).
     fn forward_clamped(&self, input: Tensor<4>, max: Option<f32>) -> Tensor<4> {
         let x = super::conv2d(&self.conv, input);
-        match (self.folded, max) {
-            (false, max) => super::batch_norm(&self.bn, x, max),
-            (true, Some(max)) => x.clamp(0.0, max),
-            (true, None) => x,
-        }
+        if self.folded { super::activate(x, max) } else { super::batch_norm(&self.bn, x, max) }
     }
 
     /// The same unit with BatchNorm in inference mode folded into the convolution:
@@ -100,10 +96,7 @@ impl ConvBn {
         if self.folded {
             return self.clone();
         }
-        let bn = &self.bn;
-        let device = self.conv.weight.val().device();
-        let scale = bn.gamma.val().to_device(&device) / (bn.running_var.value().to_device(&device) + bn.epsilon).sqrt(); // [out]
-        let shift = bn.beta.val().to_device(&device) - bn.running_mean.value().to_device(&device) * scale.clone();
+        let (scale, shift) = inference_scale_shift(&self.bn, &self.conv.weight.val().device()); // [out] each
         let bias = match &self.conv.bias {
             Some(bias) => bias.val() * scale.clone() + shift,
             None => shift,
@@ -154,6 +147,19 @@ impl ConvBn {
     pub fn forward_relu(&self, input: Tensor<4>) -> Tensor<4> {
         self.forward_clamped(input, Some(f32::INFINITY))
     }
+}
+
+/// BatchNorm on running statistics as one scale and one shift per channel, on `device`:
+/// `γ / √(σ² + ε)` and `β − μ · scale`. Computed from `γ` and `β` as tensors, so they train
+/// where `γ` and `β` do.
+///
+/// # Shapes
+/// - output: `[channels]` each
+pub(crate) fn inference_scale_shift(bn: &BatchNorm, device: &Device) -> (Tensor<1>, Tensor<1>) {
+    let (mean, var) = (bn.running_mean.value().to_device(device), bn.running_var.value().to_device(device));
+    let scale = bn.gamma.val() / (var + bn.epsilon).sqrt();
+    let shift = bn.beta.val() - mean * scale.clone();
+    (scale, shift)
 }
 
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {

@@ -14,6 +14,7 @@ mod timm;
 
 pub use backbone::{Backbone, BackboneNames, Convention};
 pub use cpu::{batch_norm, conv2d};
+pub(crate) use cpu::activate;
 pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNames};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames};
 pub use head::{Head, HeadConfig};

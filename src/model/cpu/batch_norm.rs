@@ -39,6 +39,8 @@ pub fn try_forward(bn: &BatchNorm, x: Tensor<4>, max: Option<f32>) -> Result<Ten
     // The only other handle on the values: without it, they are updated in place.
     drop(x);
     let [gamma, beta, mean, var] = params.each_ref().map(contiguous_values);
+    // `blocks::inference_scale_shift`'s formula, on the host: here it is a per-call cost of
+    // the frozen forward, and tensor operations on `[channels]` would cost more than the loop.
     let epsilon = bn.epsilon as f32;
     let scale: Vec<f32> = gamma.iter().zip(var).map(|(g, v)| g / (v + epsilon).sqrt()).collect();
     let shift: Vec<f32> = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();

@@ -19,6 +19,8 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
+use super::blocks::inference_scale_shift;
+
 /// `conv(input)` as the backbones run it: with our direct kernel where that applies (depthwise
 /// convolutions and stems, [`direct::try_forward`]), burn's convolution otherwise.
 ///
@@ -46,12 +48,18 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, max: Option<f32>) -> Tensor<4> {
     batch_norm::try_forward(bn, x, max).unwrap_or_else(|x| {
         let x = if x.device().is_autodiff() && bn.training.is_enabled() { bn.forward(x) } else { scale_shift(bn, x) };
-        match max {
-            Some(f32::INFINITY) => burn::tensor::activation::relu(x),
-            Some(max) => x.clamp(0.0, max),
-            None => x,
-        }
+        activate(x, max)
     })
+}
+
+/// `x` clamped to `[0, max]` when `max` is given: ReLU for an infinite `max` (burn's, for its
+/// gradient), ReLU6 for 6; `x` itself without.
+pub(crate) fn activate(x: Tensor<4>, max: Option<f32>) -> Tensor<4> {
+    match max {
+        Some(f32::INFINITY) => burn::tensor::activation::relu(x),
+        Some(max) => x.clamp(0.0, max),
+        None => x,
+    }
 }
 
 /// BatchNorm on running statistics as `x · scale + shift` per channel (see [`batch_norm`]).
@@ -60,11 +68,8 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, max: Option<f32>) -> Tensor<4> {
 /// - x: `[batch, channels, height, width]`
 /// - output: the same
 fn scale_shift(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    let device = x.device();
     let [channels] = bn.gamma.dims();
-    let (mean, var) = (bn.running_mean.value().to_device(&device), bn.running_var.value().to_device(&device));
-    let scale = bn.gamma.val() / (var + bn.epsilon).sqrt();
-    let shift = bn.beta.val() - mean * scale.clone();
+    let (scale, shift) = inference_scale_shift(bn, &x.device());
     x * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1])
 }
 
