@@ -80,8 +80,8 @@ pub fn simd_peak(iterations: usize, tries: usize) -> f64 {
 }
 
 /// EfficientNet-Lite0's main convolution shapes on the CPU backend (`LITE0_SHAPES`), each
-/// timed at `batch` (median of `steps`) as the backbones run it, and the depthwise ones with
-/// burn's kernel too: `[{ name, kernel: "backbone" | "burn", batch, medianMs, gflops }]`.
+/// timed at `batch` (median of `steps`) as the backbones run it, and the depthwise ones and the
+/// stem with burn's kernel too: `[{ name, kernel: "backbone" | "burn", batch, medianMs, gflops }]`.
 #[wasm_bindgen(js_name = timeConvShapes)]
 pub async fn time_conv_shapes(batch: usize, steps: usize) -> Result<JsValue, JsError> {
     let device = cpu_device();

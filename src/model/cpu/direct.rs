@@ -139,7 +139,7 @@ impl Plan {
     fn tap_offsets(&self) -> Vec<usize> {
         let (rows, width, stride, plane) = (self.rows(), self.phase_width(), self.stride, self.scratch_len());
         let [kernel_h, kernel_w] = self.kernel;
-        let taps = move |p| (0..kernel_h).flat_map(move |kh| (0..kernel_w).map(move |kw| p * plane + ((kw % stride) * rows + kh) * width + kw / stride));
+        let taps = move |p| (0..kernel_h).flat_map(move |kh| (0..kernel_w).map(move |kw| p * plane + scratch_offset(stride, rows, width, kh, kw)));
         (0..self.planes).flat_map(taps).collect()
     }
 
@@ -351,7 +351,7 @@ impl Plan {
                 let window = &scratch[p * len + oh * S * width + ow..][..reach];
                 for i in 0..span {
                     for kw in 0..KW {
-                        let at = ((kw % S) * rows + i) * width + kw / S;
+                        let at = scratch_offset(S, rows, width, i, kw);
                         // SAFETY: at + LANES <= reach = window.len(), as i < span and kw < KW.
                         let (a, b) = unsafe { (simd::load(window.as_ptr().add(at)), simd::load(window.as_ptr().add(at + 4))) };
                         for (r, acc) in acc.iter_mut().enumerate() {
@@ -371,6 +371,14 @@ impl Plan {
             }
         }
     }
+}
+
+/// Where input row `row` of a plane's scratch holds the input under kernel column `kw` of its
+/// first output column (stride `stride`, `rows` rows and `width` columns a phase): phase
+/// `kw % stride`, `kw / stride` columns in.
+#[inline(always)]
+fn scratch_offset(stride: usize, rows: usize, width: usize, row: usize, kw: usize) -> usize {
+    ((kw % stride) * rows + row) * width + kw / stride
 }
 
 /// Writes one chunk's sums (`[low, high]`, [`LANES`] outputs) into `row`, which holds the
