@@ -56,9 +56,27 @@ describe('reloads and engine crashes lose nothing', () => {
       await waitForEngine(page, 'cpu');
       assert.equal(await asksBeforeLeaving(), false, 'nothing to store yet');
       await byTestId('folder-input').setInputFiles(dataset);
-      // While pictures wait for their batch or their write, leaving is asked about.
-      await page.waitForSelector('[data-testid="library-status"]:not([data-storing="0"])', { state: 'attached', timeout: 60_000 });
-      assert.equal(await asksBeforeLeaving(), true, 'pictures not yet stored');
+      // While pictures wait for their batch or their write, leaving is asked about. The status
+      // attribute is drawn a frame after the count it shows changes, so it can still say
+      // "storing" once the last write ended (a race that failed CI): the page must ask at some
+      // moment the status says pictures are unstored, within the minute adding them takes.
+      const askedWhileStoring = await page
+        .waitForFunction(
+          () => {
+            const status = document.querySelector('[data-testid="library-status"]');
+            if (!status || status.getAttribute('data-storing') === '0') return false;
+            const event = new Event('beforeunload', { cancelable: true });
+            dispatchEvent(event);
+            return event.defaultPrevented;
+          },
+          null,
+          { timeout: 60_000, polling: 5 },
+        )
+        .then(
+          () => true,
+          () => false,
+        );
+      assert.equal(askedWhileStoring, true, 'pictures not yet stored');
       await waitForClassCounts(page, all);
       assert.equal(await asksBeforeLeaving(), false, 'every picture stored');
 
