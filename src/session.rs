@@ -11,6 +11,8 @@
 //! caching the frozen prefix's output per augmented view and fine-tuning the last units (phase 2),
 //! then the evaluation on the validation split.
 
+use std::rc::Rc;
+
 use burn::tensor::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -25,8 +27,8 @@ use crate::inference::{Prediction, TrainedModel, meta};
 use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, Head};
 use crate::recipe::Recipe;
 use crate::train::{
-    CacheStorage, CenterPrefixes, EpochReport, Evaluation, FeatureCache, FineTuner, HeadTrainer, LabelledFeatures, PrefixCache, Recommendation,
-    UnfreezePlan, evaluate, recommend,
+    CacheStorage, CenterPrefixes, EpochReport, Evaluation, FeatureCache, FineTuner, ForwardShare, HeadTrainer, Helper, LabelledFeatures, PrefixCache,
+    Recommendation, UnfreezePlan, evaluate, extend_prefixes, extract_features, recommend,
 };
 use crate::weights::{read_safetensors, read_weights_file};
 
@@ -187,6 +189,9 @@ pub struct Session {
     features: FeatureCache,
     state: State,
     device: Device,
+    /// A second engine that computes half of each batch: features, phase 2's cache and steps
+    /// (see [`crate::train::Helper`]); dropped when it fails.
+    helper: Option<ForwardShare>,
 }
 
 impl Session {
@@ -211,7 +216,17 @@ impl Session {
             (Backbone::import(kind, &read_weights_file(weights)?, &device)?, None)
         };
         let spec = kind.spec();
-        Ok(Self { images: ImageSet::new(spec.clone()), spec, backbone, resume, loaded: None, features: FeatureCache::default(), state: State::Idle, device })
+        Ok(Self {
+            images: ImageSet::new(spec.clone()),
+            spec,
+            backbone,
+            resume,
+            loaded: None,
+            features: FeatureCache::default(),
+            state: State::Idle,
+            device,
+            helper: None,
+        })
     }
 
     /// Reopens a model exported by webtune (a saved project's) so that it predicts and exports
@@ -236,6 +251,18 @@ impl Session {
         self.state = State::Idle;
         self.loaded = Some(model);
         Ok(labels)
+    }
+
+    /// Has `helper` compute half of each batch of the frozen backbone's forward passes (features,
+    /// phase 2's cache) and of phase 2's steps from now on (`None`: this engine alone). A helper
+    /// that fails is dropped, and this engine does its work.
+    pub fn set_helper(&mut self, helper: Option<Rc<dyn Helper>>) {
+        self.helper = helper.map(ForwardShare::new);
+    }
+
+    /// Whether a helper computes half of each batch (one was set and has not failed).
+    pub fn has_helper(&self) -> bool {
+        self.helper.is_some()
     }
 
     /// The classes of the exported model this session was created from, if it was.
@@ -417,10 +444,7 @@ impl Session {
                         Err(e) => Err((State::Idle, e)),
                     };
                 }
-                let extracted = match centers.as_mut() {
-                    Some(centers) => self.features.extract_with_prefixes(&self.backbone, &self.spec, &pending, centers).await,
-                    None => self.features.extract(&self.backbone, &self.spec, &pending).await,
-                };
+                let extracted = extract_features(&mut self.features, &self.backbone, &self.spec, &pending, centers.as_mut(), &mut self.helper).await;
                 if let Err(e) = extracted {
                     return Err((State::Idle, e));
                 }
@@ -566,7 +590,7 @@ impl Session {
         let first = caching.plan.first_tail_unit();
         let mut fresh = PrefixCache::new(CacheStorage::F32);
         let part: Vec<_> = views.iter().map(|(view, class)| (view, *class)).collect();
-        if let Err(e) = fresh.extend(&self.backbone, &self.spec, first, &part, &self.device).await {
+        if let Err(e) = extend_prefixes(&mut fresh, &self.backbone, &self.spec, first, &part, &self.device, &mut self.helper).await {
             return Err(failed(State::Head(run), e));
         }
         let mut fresh_rows = 0..fresh.len();
@@ -593,7 +617,10 @@ impl Session {
         let (options, seed) = (run.recipe.fine_tune.clone(), run.recipe.head.seed);
         let standardizer = run.head.standardizer().cloned();
         match FineTuner::new(classifier, standardizer, run.labels.len(), caching.plan, options, seed, caching.train, caching.val, &self.device) {
-            Ok(tuner) => {
+            Ok(mut tuner) => {
+                if let Some(share) = &self.helper {
+                    tuner.set_helper(share.helper());
+                }
                 run.fine = Some(tuner);
                 Ok((State::FineTuning(run), event))
             }
@@ -682,7 +709,7 @@ impl Session {
             if pending.is_empty() {
                 return Ok(());
             }
-            self.features.extract(&self.backbone, &self.spec, &pending).await?;
+            extract_features(&mut self.features, &self.backbone, &self.spec, &pending, None, &mut self.helper).await?;
         }
     }
 
@@ -816,11 +843,20 @@ mod tests {
     /// A session on a randomly initialised EfficientNet-Lite0 with 4 pictures in each of 3
     /// classes (a colour per class, noise per picture).
     fn session() -> Session {
+        session_with(&random_weights())
+    }
+
+    /// Randomly initialised EfficientNet-Lite0 weights as a safetensors file.
+    fn random_weights() -> Vec<u8> {
+        let tensors = pollster::block_on(Backbone::init(BackboneKind::EfficientNetLite0, &Device::flex()).to_tensors()).unwrap();
+        crate::weights::write_safetensors(&tensors, Default::default()).unwrap()
+    }
+
+    /// [`session`] on the given EfficientNet-Lite0 weights.
+    fn session_with(weights: &[u8]) -> Session {
         let device = Device::flex();
         let kind = BackboneKind::EfficientNetLite0;
-        let tensors = pollster::block_on(Backbone::init(kind, &device).to_tensors()).unwrap();
-        let weights = crate::weights::write_safetensors(&tensors, Default::default()).unwrap();
-        let mut session = Session::new(kind, &weights, device).unwrap();
+        let mut session = Session::new(kind, weights, device).unwrap();
         for (class, base) in [("red", [200u8, 40, 40]), ("green", [40, 200, 40]), ("blue", [40, 40, 200])] {
             for n in 0..4u32 {
                 let image = RgbImage::from_fn(48, 40, |x, y| Rgb(base.map(|c| c.wrapping_add(((x * 7 + y * 13 + n * 29) % 40) as u8))));
@@ -872,5 +908,68 @@ mod tests {
         assert!(train == train_again, "training views differ");
         assert!(val == val_again, "validation views differ");
     }
-}
 
+    /// The features of every picture, by id.
+    fn features_of(session: &Session) -> Vec<Vec<f32>> {
+        session.images.images().iter().map(|i| session.features.get(i.id).unwrap().to_vec()).collect()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (x, y) in a.iter().zip(b) {
+            // The cache keeps f16: a value may round to the next half-precision step.
+            assert!((x - y).abs() <= 1e-3 + 2e-3 * x.abs(), "{what}: {x} and {y}");
+        }
+    }
+
+    fn rows(cache: &PrefixCache) -> Vec<f32> {
+        cache.batch(&(0..cache.len()).collect::<Vec<_>>(), &Device::flex()).into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// A helper computing half of each batch of features, of the cache's prefix passes and of
+    /// phase 2's steps gives the same features and caches as this engine alone; one that fails
+    /// from its first request on is dropped, and the run is exactly the engine's alone.
+    #[test]
+    fn a_helper_computes_half_of_the_features_and_cache_as_this_engine_would() {
+        let weights = random_weights();
+        let recipe = Recipe {
+            head: HeadOptions { epochs: 1, val_fraction: 0.34, batch_size: 4, ..Default::default() },
+            unfreeze: Some(2),
+            fine_tune: FineTuneOptions { epochs: 1, batch_size: 4, ..Default::default() },
+            views_per_image: 2,
+            ..Default::default()
+        };
+        let mut alone = session_with(&weights);
+        let (train, val, _) = caches_of(&mut alone, recipe.clone());
+
+        let mut shared = session_with(&weights);
+        let helper = crate::train::InThread::new();
+        shared.set_helper(Some(helper.clone()));
+        let (shared_train, shared_val, kept) = caches_of(&mut shared, recipe.clone());
+        assert!(shared.has_helper(), "the helper did not fail");
+        assert_eq!(kept, 12, "the helper's pictures' center views are kept too");
+        // After the backbone: 12 pictures 5 at a time (3 jobs), then 9 training pictures' center
+        // and augmented views and 3 validation center views, 5 at a time, of which only the
+        // augmented ones run (2, 3, 2, 3 and none: 4 jobs).
+        assert_eq!(helper.answered(), 1 + 3 + 4);
+        for (a, b) in features_of(&alone).iter().zip(&features_of(&shared)) {
+            assert_close(a, b, "features");
+        }
+        assert_eq!((train.targets(), val.targets()), (shared_train.targets(), shared_val.targets()));
+        assert_close(&rows(&train), &rows(&shared_train), "training views");
+        assert_close(&rows(&val), &rows(&shared_val), "validation views");
+
+        struct Failing;
+        impl Helper for Failing {
+            fn call(&self, _: Vec<u8>) -> crate::train::Reply {
+                Box::pin(std::future::ready(Err(Error::Backend("the helper worker crashed".into()))))
+            }
+        }
+        let mut failing = session_with(&weights);
+        failing.set_helper(Some(Rc::new(Failing)));
+        let (failing_train, failing_val, _) = caches_of(&mut failing, recipe);
+        assert!(!failing.has_helper(), "a failing helper is dropped");
+        assert_eq!(features_of(&alone), features_of(&failing));
+        assert!(train == failing_train && val == failing_val, "the same caches as this engine alone");
+    }
+}

@@ -17,6 +17,6 @@ pub use decode::{
     check_image_signature, decode_image,
 };
 pub use labels::{Placement, below_root, label_collisions, label_of, place, wrapping_folder};
-pub use preprocess::{center_crop, resize_and_center_crop, resize_shorter_side, to_input_tensor};
+pub use preprocess::{center_crop, input_values, resize_and_center_crop, resize_shorter_side, to_input_tensor};
 pub use split::{Split, stratified_split};
 pub use stored::{STORED_QUALITY, StoredPicture};

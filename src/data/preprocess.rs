@@ -47,6 +47,12 @@ pub fn center_crop(image: &RgbImage, spec: &BackboneSpec) -> RgbImage {
 /// - output: `[images.len(), 3, size, size]`
 pub fn to_input_tensor(images: &[&RgbImage], spec: &BackboneSpec, device: &Device) -> Tensor<4> {
     let size = spec.input_size as usize;
+    Tensor::from_data(TensorData::new(input_values(images, spec), [images.len(), 3, size, size]), device)
+}
+
+/// The values of [`to_input_tensor`]'s tensor (`[images, 3, size, size]`, row-major).
+pub fn input_values(images: &[&RgbImage], spec: &BackboneSpec) -> Vec<f32> {
+    let size = spec.input_size as usize;
     let mut values = Vec::with_capacity(images.len() * 3 * size * size);
     for image in images {
         assert_eq!(image.dimensions(), (spec.input_size, spec.input_size), "crop images before batching");
@@ -54,7 +60,7 @@ pub fn to_input_tensor(images: &[&RgbImage], spec: &BackboneSpec, device: &Devic
             values.extend(image.pixels().map(|p| (p.0[c] as f32 - spec.mean[c]) / spec.std[c]));
         }
     }
-    Tensor::from_data(TensorData::new(values, [images.len(), 3, size, size]), device)
+    values
 }
 
 #[cfg(test)]

@@ -74,15 +74,25 @@ impl FeatureCache {
         let [_, dim] = features.dims();
         let data = features.into_data_async().await.map_err(|e| Error::read_back("reading features", e))?;
         let values = data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))?;
-        for (image, row) in batch.iter().zip(values.chunks_exact(dim)) {
-            self.by_image.insert(image.id, row.to_vec());
+        let ids: Vec<u32> = batch.iter().map(|image| image.id).collect();
+        self.insert_rows(&ids, dim, &values)
+    }
+
+    /// Caches `values`, rows of `dim` one after the other, as the feature vectors of the
+    /// pictures `ids`, in order.
+    pub(crate) fn insert_rows(&mut self, ids: &[u32], dim: usize, values: &[f32]) -> Result<()> {
+        if values.len() != ids.len() * dim {
+            return Err(Error::Training(format!("{} feature values for {} pictures of {dim}", values.len(), ids.len())));
+        }
+        for (&id, row) in ids.iter().zip(values.chunks_exact(dim.max(1))) {
+            self.by_image.insert(id, row.to_vec());
         }
         Ok(())
     }
 }
 
 /// The center views of `batch` as one input tensor on the backbone's device.
-fn center_views(backbone: &Backbone, spec: &BackboneSpec, batch: &[&LabelledImage]) -> Tensor<4> {
+pub(crate) fn center_views(backbone: &Backbone, spec: &BackboneSpec, batch: &[&LabelledImage]) -> Tensor<4> {
     let views: Vec<_> = batch.iter().map(|i| i.center_view(spec)).collect();
     to_input_tensor(&views.iter().collect::<Vec<_>>(), spec, &backbone.device())
 }

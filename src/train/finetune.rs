@@ -4,6 +4,8 @@
 //!
 //! The frozen prefix runs once per cached view ([`PrefixCache`]); each step runs only the tail.
 
+use std::rc::Rc;
+
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -13,6 +15,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::data_parallel::{Helper, Reply, ShareGradients, add_gradients, check_setup_reply, setup_request, step_request};
 use super::metrics::{EpochReport, EpochSums, accuracy_interval, diverged, loss_and_accuracy};
 use super::prefix_cache::PrefixCache;
 use crate::error::{Error, Result};
@@ -149,10 +152,62 @@ pub fn warmup_cosine(step: usize, warmup: usize, total: usize) -> f64 {
     0.5 * (1.0 + (std::f64::consts::PI * t).cos())
 }
 
+/// What phase 2 minimises on cached prefix outputs: the fine-tuner's, and a helper's that
+/// computes shares of its batches (see [`super::data_parallel`]).
+#[derive(Debug, Clone)]
+pub(crate) struct TailObjective {
+    pub plan: UnfreezePlan,
+    /// The head trains on standardised features, as in phase 1 (see [`FineTuner::new`]).
+    pub standardizer: Option<Standardizer>,
+    pub label_smoothing: f64,
+}
+
+impl TailObjective {
+    /// The logits of `model` (the one being trained, or a copy of it) on cached prefix outputs.
+    ///
+    /// # Shapes
+    /// - prefix: `[batch, channels, height, width]` of the cache
+    /// - output: `[batch, classes]`
+    pub fn logits(&self, model: &Classifier, prefix: Tensor<4>) -> Tensor<2> {
+        let features = model.backbone.forward_tail(prefix, self.plan.first_tail_unit());
+        let features = match &self.standardizer {
+            Some(standardizer) => standardizer.forward(features),
+            None => features,
+        };
+        model.head.forward(features)
+    }
+
+    /// The mean cross-entropy with label smoothing.
+    ///
+    /// # Shapes
+    /// - logits: `[batch, classes]`
+    /// - targets: `[batch]`
+    /// - output: `[1]`
+    pub fn loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+        CrossEntropyLossConfig::new()
+            .with_smoothing(Some(self.label_smoothing as f32).filter(|s| *s > 0.0))
+            .init(&logits.device())
+            .forward(logits, targets)
+    }
+}
+
+/// A share's mean loss and the logits and targets it came from, for the epoch's sums.
+struct Scored {
+    loss: Tensor<1>,
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+}
+
+impl Scored {
+    fn add_to(&self, sums: &mut EpochSums) {
+        sums.add(&self.loss, &self.logits, &self.targets);
+    }
+}
+
 /// Trains the unfrozen tail and the head, epoch by epoch.
 pub struct FineTuner {
     options: FineTuneOptions,
-    plan: UnfreezePlan,
+    objective: TailObjective,
     classes: usize,
     model: Classifier,
     /// `(validation loss, epoch, validation accuracy, model)` of the best epoch so far.
@@ -165,23 +220,25 @@ pub struct FineTuner {
     baseline: Option<f64>,
     /// Phase 1's model as given, in inference mode.
     start: Classifier,
-    /// The head trains on standardised features, as in phase 1 (see [`FineTuner::new`]).
-    standardizer: Option<Standardizer>,
     since_best: usize,
     head_optimizer: ModuleOptimizer,
     backbone_optimizer: ModuleOptimizer,
     train: PrefixCache,
     val: PrefixCache,
     rng: ChaCha8Rng,
+    seed: u64,
     step: usize,
     epoch: usize,
     stopped_early: bool,
     device: Device,
+    /// The engine computing a share of each batch, set up (`true`) or not yet; dropped when it
+    /// fails.
+    helper: Option<(Rc<dyn Helper>, bool)>,
 }
 
 impl FineTuner {
     /// `classifier` is the phase-1 model on the inference `device`; `train`/`val` hold its
-    /// prefix activations for `plan`; `seed` orders the batches.
+    /// prefix activations for `plan`; `seed` orders the batches (and seeds a helper's dropout).
     /// A batch larger than the training views is clamped to them (see [`FineTuneOptions::batch_note`]).
     ///
     /// `standardizer` is phase 1's, when its head trained on standardised features: the head then
@@ -210,12 +267,13 @@ impl FineTuner {
             None => classifier.head,
         };
         let model = plan.trainable(Classifier { backbone: classifier.backbone, head }, device);
+        let objective = TailObjective { plan, standardizer, label_smoothing: options.label_smoothing };
         Ok(Self {
             start,
-            standardizer,
+            objective,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
             options,
-            plan,
             classes,
             model,
             best: None,
@@ -229,7 +287,19 @@ impl FineTuner {
             epoch: 0,
             stopped_early: false,
             device: device.clone(),
+            helper: None,
         })
+    }
+
+    /// Has `helper` compute a share of every batch from the next step on (see
+    /// [`super::data_parallel`]).
+    pub fn set_helper(&mut self, helper: Rc<dyn Helper>) {
+        self.helper = Some((helper, false));
+    }
+
+    /// Whether a helper computes shares of the batches (it was set and has not failed).
+    pub fn has_helper(&self) -> bool {
+        self.helper.is_some()
     }
 
     pub fn options(&self) -> &FineTuneOptions {
@@ -274,30 +344,22 @@ impl FineTuner {
         (&self.train, &self.val)
     }
 
+    /// The model being trained, as it is now (tests compare its values).
+    #[cfg(test)]
+    pub(crate) fn model_in_training(&self) -> &Classifier {
+        &self.model
+    }
+
     pub fn model(&self) -> Classifier {
         let model = match self.kept() {
             Some((0, ..)) => return self.start.clone(),
             Some((.., model)) => model.valid(),
             None => self.model.valid(),
         };
-        match &self.standardizer {
+        match &self.objective.standardizer {
             Some(standardizer) => Classifier { head: standardizer.fold(model.head), backbone: model.backbone },
             None => model,
         }
-    }
-
-    /// The logits of `model` (the one being trained, or a copy of it) on cached prefix outputs.
-    ///
-    /// # Shapes
-    /// - prefix: `[batch, channels, height, width]` of the cache
-    /// - output: `[batch, classes]`
-    fn logits(&self, model: &Classifier, prefix: Tensor<4>) -> Tensor<2> {
-        let features = model.backbone.forward_tail(prefix, self.plan.first_tail_unit());
-        let features = match &self.standardizer {
-            Some(standardizer) => standardizer.forward(features),
-            None => features,
-        };
-        model.head.forward(features)
     }
 
     /// Adam state tensors held for the backbone (only unfrozen parameters ever get any).
@@ -309,26 +371,83 @@ impl FineTuner {
         self.options.epochs * self.train.len().div_ceil(self.options.batch_size)
     }
 
-    /// One step on the given rows of the cache, adding its loss and accuracy to `sums`.
-    fn step(&mut self, batch: &[usize], sums: &mut EpochSums) {
-        let training_device = self.device.clone().autodiff();
+    /// One step on the given rows of the cache, adding its loss and accuracy to `sums`: with a
+    /// helper, the last half of the rows are its share.
+    async fn step(&mut self, batch: &[usize], sums: &mut EpochSums) {
         let n = batch.len();
-        let x = self.train.batch(batch, &training_device);
-        let targets: Vec<i64> = batch.iter().map(|&i| self.train.targets()[i] as i64).collect();
-        let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &training_device);
-        let logits = self.logits(&self.model, x);
-        let loss = CrossEntropyLossConfig::new()
-            .with_smoothing(Some(self.options.label_smoothing as f32).filter(|s| *s > 0.0))
-            .init(&training_device)
-            .forward(logits.clone(), y.clone());
-        sums.add(&loss, &logits, &y);
+        let share = if self.helper.is_some() { n / 2 } else { 0 };
+        let (mine, theirs) = batch.split_at(n - share);
+        let reply = match share {
+            0 => None,
+            _ => match self.ask_helper(theirs, n).await {
+                Ok(reply) => Some(reply),
+                Err(_) => return self.drop_helper(batch, sums).await,
+            },
+        };
+        let (mut head_grads, mut backbone_grads, scored) = self.gradients(mine, n);
+        if let Some(reply) = reply {
+            let added = reply.await.and_then(|reply| {
+                let share = ShareGradients::decode(&reply)?;
+                let used = add_gradients(&self.model.backbone, &mut backbone_grads, &share.gradients, &self.device)?;
+                let used = used + add_gradients(&self.model.head, &mut head_grads, &share.gradients[used..], &self.device)?;
+                if used != share.gradients.len() {
+                    return Err(Error::Training(format!("the helper sent {} gradient values for {used}", share.gradients.len())));
+                }
+                Ok(share)
+            });
+            match added {
+                Ok(share) => sums.add_totals(share.loss_sum, share.correct, &self.device.clone().autodiff()),
+                Err(_) => return self.drop_helper(batch, sums).await,
+            }
+        }
+        scored.add_to(sums);
+        self.apply(head_grads, backbone_grads);
+    }
 
+    /// Sends the helper its share of a step (after its setup, the first time) and returns the
+    /// pending reply.
+    async fn ask_helper(&mut self, theirs: &[usize], batch: usize) -> Result<Reply> {
+        let (helper, ready) = self.helper.clone().expect("asked only with a helper");
+        if !ready {
+            let setup = setup_request(&self.model, &self.objective, self.seed).await?;
+            check_setup_reply(&helper.call(setup).await?, &self.model)?;
+            self.helper = Some((helper.clone(), true));
+        }
+        let targets: Vec<usize> = theirs.iter().map(|&i| self.train.targets()[i]).collect();
+        let request = step_request(&self.model, self.train.rows(theirs), &targets, batch).await?;
+        Ok(helper.call(request))
+    }
+
+    /// The helper failed: it is not asked again (training goes on as fast as one engine goes),
+    /// and the step runs here whole.
+    async fn drop_helper(&mut self, batch: &[usize], sums: &mut EpochSums) {
+        self.helper = None;
+        let (head_grads, backbone_grads, scored) = self.gradients(batch, batch.len());
+        scored.add_to(sums);
+        self.apply(head_grads, backbone_grads);
+    }
+
+    /// Gradients (head, backbone) of the loss on the rows `rows` of the cache, scaled by their
+    /// share of a batch of `batch`, and their loss and accuracy.
+    fn gradients(&self, rows: &[usize], batch: usize) -> (GradientsParams, GradientsParams, Scored) {
+        let training_device = self.device.clone().autodiff();
+        let n = rows.len();
+        let x = self.train.batch(rows, &training_device);
+        let targets: Vec<i64> = rows.iter().map(|&i| self.train.targets()[i] as i64).collect();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &training_device);
+        let logits = self.objective.logits(&self.model, x);
+        let loss = self.objective.loss(logits.clone(), y.clone());
+        let mut grads = loss.clone().mul_scalar(n as f32 / batch as f32).backward();
+        let head_grads = GradientsParams::from_module(&mut grads, &self.model.head);
+        let backbone_grads = GradientsParams::from_module(&mut grads, &self.model.backbone);
+        (head_grads, backbone_grads, Scored { loss, logits, targets: y })
+    }
+
+    /// One optimizer step on the batch's gradients, at the schedule's learning rate.
+    fn apply(&mut self, head_grads: GradientsParams, backbone_grads: GradientsParams) {
         let steps_per_epoch = self.train.len().div_ceil(self.options.batch_size);
         let factor = warmup_cosine(self.step, self.options.warmup_epochs * steps_per_epoch, self.total_steps());
         let head_lr = self.options.learning_rate * factor;
-        let mut grads = loss.backward();
-        let head_grads = GradientsParams::from_module(&mut grads, &self.model.head);
-        let backbone_grads = GradientsParams::from_module(&mut grads, &self.model.backbone);
         let model = self.model.clone();
         self.model = Classifier {
             head: self.head_optimizer.step(head_lr, model.head, head_grads),
@@ -351,7 +470,7 @@ impl FineTuner {
         order.shuffle(&mut self.rng);
         let mut sums = EpochSums::default();
         for batch in order.chunks(self.options.batch_size) {
-            self.step(batch, &mut sums);
+            self.step(batch, &mut sums).await;
         }
         let totals = sums.read().await?;
         if !totals.0.is_finite() {
@@ -395,7 +514,7 @@ impl FineTuner {
         let indices: Vec<usize> = (0..self.val.len()).collect();
         for chunk in indices.chunks(32) {
             let x = self.val.batch(chunk, &self.device);
-            let logits = self.logits(model, x);
+            let logits = self.objective.logits(model, x);
             let data = logits.into_data_async().await.map_err(|e| Error::read_back("reading tensor data", e))?;
             out.extend(data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))?);
         }
@@ -436,7 +555,7 @@ mod tests {
         let prefix = classifier.backbone.forward_prefix(input.clone(), plan.first_tail_unit());
         let [_, c, h, w] = prefix.dims();
         let rows = prefix.into_data().try_to_vec::<f32>().unwrap();
-        cache.push_rows_for_test([c, h, w], &rows, &targets);
+        cache.push_rows([c, h, w], &rows, &targets).unwrap();
 
         let model = plan.trainable(classifier, &device);
         let ad = device.clone().autodiff();
@@ -490,7 +609,7 @@ mod tests {
         );
         let [_, c, h, w] = prefix.dims();
         let mut train = PrefixCache::new(CacheStorage::F16);
-        train.push_rows_for_test([c, h, w], &prefix.into_data().try_to_vec::<f32>().unwrap(), &[0, 1, 0, 1, 0, 1]);
+        train.push_rows([c, h, w], &prefix.into_data().try_to_vec::<f32>().unwrap(), &[0, 1, 0, 1, 0, 1]).unwrap();
         let options = FineTuneOptions { epochs: 1, batch_size: 3, ..Default::default() };
         let mut tuner = FineTuner::new(classifier, None, 2, plan, options, 42, train, PrefixCache::new(CacheStorage::F16), &device).unwrap();
         assert_eq!(tuner.backbone_optimizer_state_tensors(), 0);
@@ -526,7 +645,7 @@ mod tests {
         let (classifier, plan, [c, h, w], mut rows) = last_unit_of_blank_pictures(2, &device);
         rows[0] = f32::NAN;
         let mut train = PrefixCache::new(CacheStorage::F32);
-        train.push_rows_for_test([c, h, w], &rows, &[0, 1]);
+        train.push_rows([c, h, w], &rows, &[0, 1]).unwrap();
         let options = FineTuneOptions { epochs: 3, batch_size: 2, ..Default::default() };
         let mut tuner = FineTuner::new(classifier, None, 2, plan, options, 42, train, PrefixCache::new(CacheStorage::F32), &device).unwrap();
         let before = lite(&tuner.model().backbone).top.conv.weight.val().into_data();
@@ -551,8 +670,8 @@ mod tests {
         let [_, c, h, w] = prefix.dims();
         let rows = prefix.into_data().try_to_vec::<f32>().unwrap();
         let (mut train, mut val) = (PrefixCache::new(CacheStorage::F32), PrefixCache::new(CacheStorage::F32));
-        train.push_rows_for_test([c, h, w], &rows, &[0, 0, 0, 0]);
-        val.push_rows_for_test([c, h, w], &rows, val_labels);
+        train.push_rows([c, h, w], &rows, &[0, 0, 0, 0]).unwrap();
+        val.push_rows([c, h, w], &rows, val_labels).unwrap();
         let options = FineTuneOptions { epochs: 2, batch_size: 4, learning_rate: 1e-2, patience: 5, ..Default::default() };
         let tuner = FineTuner::new(classifier, None, 2, plan, options, 7, train, val, &device).unwrap();
         let start = pollster::block_on(tuner.val_logits(&tuner.model())).unwrap();
@@ -593,7 +712,7 @@ mod tests {
         let device = Device::flex();
         let (classifier, plan, shape, rows) = last_unit_of_blank_pictures(4, &device);
         let mut train = PrefixCache::new(CacheStorage::F32);
-        train.push_rows_for_test(shape, &rows, &[0, 1, 0, 1]);
+        train.push_rows(shape, &rows, &[0, 1, 0, 1]).unwrap();
         // 4 rows at batch 1: 4 steps an epoch, so a budget of 8 steps asks for 2 epochs: 3, the floor.
         let options = FineTuneOptions { epochs: 10, steps: 8, batch_size: 1, ..Default::default() };
         let mut tuner = FineTuner::new(classifier, None, 2, plan, options, 3, train, PrefixCache::new(CacheStorage::F32), &device).unwrap();

@@ -145,6 +145,19 @@ impl Standardizer {
         Self { mean: mean.into_iter().map(|m| m as f32).collect(), inv_std }
     }
 
+    /// The per-dimension mean and inverse standard deviation.
+    pub(crate) fn parts(&self) -> (&[f32], &[f32]) {
+        (&self.mean, &self.inv_std)
+    }
+
+    /// A standardizer from [`parts`](Self::parts); refused when the two differ in length.
+    pub(crate) fn from_parts(mean: Vec<f32>, inv_std: Vec<f32>) -> crate::error::Result<Self> {
+        if mean.len() != inv_std.len() {
+            return Err(crate::error::Error::Training(format!("a standardizer of {} means and {} scales", mean.len(), inv_std.len())));
+        }
+        Ok(Self { mean, inv_std })
+    }
+
     /// Standardises a batch of features.
     ///
     /// # Shapes

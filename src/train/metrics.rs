@@ -1,6 +1,6 @@
 //! Loss and accuracy computed from logits that were read back to the host.
 
-use burn::tensor::{Int, Tensor, Transaction};
+use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -19,6 +19,14 @@ impl EpochSums {
         let correct = logits.clone().detach().argmax(1).reshape([n]).equal(targets.clone()).int().sum();
         let transaction = std::mem::take(&mut self.transaction);
         self.transaction = transaction.register(loss.clone().detach().mul_scalar(n as f32)).register(correct);
+    }
+
+    /// Adds a share of a batch computed elsewhere (see [`super::data_parallel`]): its summed
+    /// loss and how many it classified right.
+    pub fn add_totals(&mut self, loss_sum: f32, correct: f32, device: &Device) {
+        let scalar = |value: f32| Tensor::<1>::from_data(TensorData::new(vec![value], [1]), device);
+        let transaction = std::mem::take(&mut self.transaction);
+        self.transaction = transaction.register(scalar(loss_sum)).register(scalar(correct));
     }
 
     /// `(sum of losses, number correct)` over the epoch.

@@ -1,6 +1,7 @@
 //! Training: the feature cache and head training (phase 1), the prefix cache and fine-tuning
 //! of the last backbone blocks (phase 2), metrics, and the recipe recommendation.
 
+mod data_parallel;
 mod features;
 mod finetune;
 mod head;
@@ -10,6 +11,10 @@ mod recommend;
 mod kernel_timing;
 mod step_timing;
 
+pub use data_parallel::{Helper, Replica, Reply};
+pub(crate) use data_parallel::{ForwardShare, extend_prefixes, extract_features};
+#[cfg(test)]
+pub(crate) use data_parallel::InThread;
 pub use features::FeatureCache;
 pub use finetune::{FineTuneOptions, FineTuner, UnfreezePlan, warmup_cosine};
 pub use head::{HeadOptions, HeadTrainer, LabelledFeatures, Standardizer};

@@ -134,21 +134,22 @@ impl PrefixCache {
         Ok(())
     }
 
-    #[cfg(test)]
-    pub(crate) fn push_rows_for_test(&mut self, shape: [usize; 3], rows: &[f32], targets: &[usize]) {
-        self.shape = shape;
+    /// Appends rows of shape `shape` (one per target, one after the other) with their classes.
+    pub fn push_rows(&mut self, shape: [usize; 3], rows: &[f32], targets: &[usize]) -> Result<()> {
+        if rows.len() != targets.len() * shape.iter().product::<usize>() {
+            return Err(Error::Training(format!("{} values for {} rows of {shape:?}", rows.len(), targets.len())));
+        }
+        self.check_shape(shape)?;
         match &mut self.values {
             Values::F16(v) => v.extend(rows.iter().map(|&x| f16::from_f32(x))),
             Values::F32(v) => v.extend_from_slice(rows),
         }
         self.targets.extend_from_slice(targets);
+        Ok(())
     }
 
-    /// The rows `indices` as a batch tensor on `device`.
-    ///
-    /// # Shapes
-    /// - output: `[indices.len(), channels, height, width]`
-    pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<4> {
+    /// The rows `indices` as f32 values, and their shape `[indices.len(), channels, height, width]`.
+    pub fn rows(&self, indices: &[usize]) -> (Vec<usize>, Vec<f32>) {
         let n = self.row_len();
         let mut rows = Vec::with_capacity(indices.len() * n);
         for &i in indices {
@@ -158,7 +159,16 @@ impl PrefixCache {
             }
         }
         let [c, h, w] = self.shape;
-        Tensor::from_data(TensorData::new(rows, [indices.len(), c, h, w]), device)
+        (vec![indices.len(), c, h, w], rows)
+    }
+
+    /// The rows `indices` as a batch tensor on `device`.
+    ///
+    /// # Shapes
+    /// - output: `[indices.len(), channels, height, width]`
+    pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<4> {
+        let (shape, rows) = self.rows(indices);
+        Tensor::from_data(TensorData::new(rows, shape), device)
     }
 }
 
@@ -200,6 +210,15 @@ impl CenterPrefixes {
     /// Keeps the prefix outputs `prefix` (`[batch, c, h, w]`) of the pictures `ids`, in order.
     pub(crate) async fn insert(&mut self, ids: &[u32], prefix: Tensor<4>) -> Result<()> {
         let (shape, values) = read_rows(prefix).await?;
+        self.insert_rows(ids, shape, &values)
+    }
+
+    /// Keeps `values`, rows of `shape` one after the other, as the prefix outputs of the pictures
+    /// `ids`, in order.
+    pub(crate) fn insert_rows(&mut self, ids: &[u32], shape: [usize; 3], values: &[f32]) -> Result<()> {
+        if values.len() != ids.len() * shape.iter().product::<usize>() {
+            return Err(Error::Training(format!("{} prefix values for {} pictures of {shape:?}", values.len(), ids.len())));
+        }
         if !self.rows.is_empty() && self.shape != shape {
             return Err(Error::Training("cached activations changed shape: images must share one input size".into()));
         }
@@ -244,7 +263,7 @@ mod tests {
 
         // A fresh pass's row (f32) between two held ones, as the cache step interleaves them.
         let mut fresh = PrefixCache::new(CacheStorage::F32);
-        fresh.push_rows_for_test([1, 2, 2], &[9.0, 9.5, 10.0, 10.5], &[0]);
+        fresh.push_rows([1, 2, 2], &[9.0, 9.5, 10.0, 10.5], &[0]).unwrap();
         let mut cache = PrefixCache::new(CacheStorage::F16);
         centers.move_into(12, &mut cache, 2).unwrap();
         cache.push_from(&fresh, 0, 5).unwrap();
@@ -257,7 +276,7 @@ mod tests {
         assert_eq!(batch, [4.0, 4.5, 5.0, 5.5, 9.0, 9.5, 10.0, 10.5, 0.0, 0.5, 1.0, 1.5]);
 
         let mut other_shape = PrefixCache::new(CacheStorage::F32);
-        other_shape.push_rows_for_test([4, 1, 1], &[1.0; 4], &[0]);
+        other_shape.push_rows([4, 1, 1], &[1.0; 4], &[0]).unwrap();
         assert!(cache.push_from(&other_shape, 0, 0).is_err(), "rows of another shape are refused");
     }
 }
