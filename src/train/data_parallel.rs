@@ -724,7 +724,7 @@ mod tests {
         let (alone, alone_values, _) = train(tuner(&start, None));
         let (shared, shared_values, kept) = train(tuner(&start, Some(InThread::new())));
         assert!(kept, "the helper worked every step");
-        // Batches of 4, 4 and 2 rows: shares of 2, 2 and 1; the sums differ only in rounding.
+        // Batches of 4, 4 and 2 rows: shares of 1, 1 and none; the sums differ only in rounding.
         for (a, s) in alone.iter().zip(&shared) {
             assert!((a.train_loss - s.train_loss).abs() < 1e-4, "losses {} and {}", a.train_loss, s.train_loss);
             assert_eq!(a.train_accuracy, s.train_accuracy);

@@ -372,10 +372,12 @@ impl FineTuner {
     }
 
     /// One step on the given rows of the cache, adding its loss and accuracy to `sums`: with a
-    /// helper, the last half of the rows are its share.
+    /// helper, the last rows, one fewer than half, are its share: its answer costs about a row's
+    /// work more than its rows (sending the parameters, reading gradients back; measured in the
+    /// page, README "Speed"), so that share finishes with this engine's.
     async fn step(&mut self, batch: &[usize], sums: &mut EpochSums) {
         let n = batch.len();
-        let share = if self.helper.is_some() { n / 2 } else { 0 };
+        let share = if self.helper.is_some() { n.saturating_sub(1) / 2 } else { 0 };
         let (mine, theirs) = batch.split_at(n - share);
         let reply = match share {
             0 => None,
