@@ -8,8 +8,10 @@
 // Progress goes to stderr. Settings not given keep the page's defaults, which are the CLI's:
 // with no option at all this is the default recipe a user gets by pressing Train.
 //
-//   node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head N] [--epochs-fine N] [--views N] [--seed 42] [--no-flip]
+//   node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head N] [--epochs-fine N] [--views N] [--seed 42] [--no-flip] [--workers 1|2]
 //
+// --workers 1 keeps the engine on one core (the page's `?workers=1`); by default it takes a
+// helper worker on a second core for phase 2 when the machine has one.
 // Without --unfreeze the page's recommendation is used. Needs www/dist with the weights and /usr/bin/chromium.
 // The page adds pictures in path order as the CLI does, so a seed gives both the same split: on
 // bench/digits.py's 20 per class, --unfreeze 2 --epochs-fine 2 --views 1 gave the same head and
@@ -33,10 +35,11 @@ const { values: opts, positionals } = parseArgs({
     views: { type: 'string' },
     seed: { type: 'string', default: '42' },
     'no-flip': { type: 'boolean', default: false },
+    workers: { type: 'string', default: '2' },
   },
 });
 if (positionals.length !== 1) {
-  console.error('usage: node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head N] [--epochs-fine N] [--views N] [--seed 42] [--no-flip]');
+  console.error('usage: node bench/browser-recipe.mjs DATA_DIR [--unfreeze N] [--epochs-head N] [--epochs-fine N] [--views N] [--seed 42] [--no-flip] [--workers 1|2]');
   process.exit(2);
 }
 const dataDir = resolve(positionals[0]);
@@ -60,7 +63,7 @@ const browser = await launchChromium();
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
-  await page.goto(`${server.url}?backend=cpu`);
+  await page.goto(`${server.url}?backend=cpu&workers=${opts.workers}`);
   await page.waitForSelector('[data-testid="backend-label"]:is([data-status="ready"], [data-status="failed"])', { timeout: 600_000 });
   if ((await byTestId('backend-label').getAttribute('data-status')) !== 'ready') throw new Error('the engine did not start');
 
@@ -132,6 +135,8 @@ try {
     stoppedEarly: await byTestId('early-stop').isVisible(),
     seed: Number(await byTestId('seed').inputValue()),
     views: Number(await byTestId('views-per-image').inputValue()),
+    workers: Number(await byTestId('backend-label').getAttribute('data-workers')),
+    helperAnswers: Number(await byTestId('train-status').getAttribute('data-helper-answers')),
   };
   console.log(JSON.stringify(result));
 } finally {

@@ -312,6 +312,15 @@ async function trainAndDownload(page, dir, fineEpochs, log) {
     assert.equal(await status.getAttribute('data-phase'), 'done', await status.innerText());
     const trainLongest = await page.evaluate(() => window.__longest);
     const summary = (await status.innerText()).replace(/\s+/g, ' ').slice(0, 300);
+    // The stages' times as the training panel shows them (ms), and phase 2's epochs.
+    const stage = async (id) => ((await page.locator(`[data-testid="${id}"]`).count()) ? Number((await page.locator(`[data-testid="${id}"]`).getAttribute('data-ms')) || 0) : null);
+    const stages = {
+      featuresMs: await stage('feature-time'),
+      headMs: await stage('epoch-time'),
+      cacheMs: await stage('cache-time'),
+      fineMs: await stage('fine-time'),
+      fineEpochs: await page.locator('[data-testid="epoch-row"][data-stage="fine"]').count(),
+    };
     log(`# trained in ${trainSeconds.toFixed(0)} s: ${summary}`);
 
     const asked = Date.now();
@@ -324,6 +333,7 @@ async function trainAndDownload(page, dir, fineEpochs, log) {
       // The engine's memory only grows: this is its peak while training.
       memoryAfterTraining: await memoryNow(page),
       trainSeconds,
+      stages,
       trainLongestTaskMs: trainLongest.ms,
       trainLongTasks: trainLongest.count,
       peakRssWhileTraining: peakRss,

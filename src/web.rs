@@ -5,6 +5,8 @@
 //! Errors reach JavaScript as `Error` objects carrying the [`ErrorInfo`] fields (`kind`, `reason`,
 //! `file`, `setting`), so the page acts on the kind and never parses a message.
 
+use std::rc::Rc;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -17,6 +19,7 @@ use crate::error::Error;
 use crate::model::BackboneKind;
 use crate::recipe::Recipe;
 use crate::session::Session;
+use crate::train::{Helper, Replica, Reply};
 
 unsafe extern "C" {
     /// wasm-ld's function that runs the static constructors: cubecl's IR (`pliron`) registers
@@ -181,6 +184,15 @@ impl Trainer {
         self.session.remove_picture(id).map_err(js_error)
     }
 
+    /// Has the function `call` (a request as a `Uint8Array` → a promise of the reply's
+    /// `Uint8Array`), which hands requests to a helper worker's `Replica`, compute a share of
+    /// every phase-2 batch from the next phase 2 on; `undefined`: this engine alone. See
+    /// [`crate::train::Helper`].
+    #[wasm_bindgen(js_name = setHelper)]
+    pub fn set_helper(&mut self, call: Option<js_sys::Function>) {
+        self.session.set_helper(call.map(|call| Rc::new(WorkerHelper(call)) as Rc<dyn Helper>));
+    }
+
     /// Starts a run of `recipe` (a [`Recipe`]; missing fields take the defaults): [`Started`].
     ///
     /// [`Started`]: crate::Started
@@ -262,6 +274,49 @@ impl Trainer {
             out.extend(view.pixels().flat_map(|p| [p[0], p[1], p[2], 255]));
         }
         Ok(out)
+    }
+}
+
+/// A helper reached through a JavaScript function that posts the request to its worker.
+struct WorkerHelper(js_sys::Function);
+
+impl Helper for WorkerHelper {
+    fn call(&self, request: Vec<u8>) -> Reply {
+        // Called now, so the helper has the request before this engine computes its own share.
+        let sent = self.0.call1(&JsValue::NULL, &js_sys::Uint8Array::from(request.as_slice()));
+        Box::pin(async move {
+            let failed = |what: &str, e: JsValue| Error::Backend(format!("the helper worker {what}: {}", describe(&e)));
+            let promise: js_sys::Promise = sent.map_err(|e| failed("could not be asked", e))?.dyn_into().map_err(|e| failed("gave no promise", e))?;
+            let reply = wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|e| failed("failed", e))?;
+            Ok(js_sys::Uint8Array::new(&reply).to_vec())
+        })
+    }
+}
+
+/// A JavaScript error's message, or the value as text.
+fn describe(value: &JsValue) -> String {
+    value.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| value.as_string()).unwrap_or_else(|| format!("{value:?}"))
+}
+
+/// The helper worker's engine: computes shares of a trainer's phase-2 batches
+/// ([`crate::train::Replica`]), on the CPU.
+#[wasm_bindgen(js_name = Replica)]
+pub struct WebReplica {
+    replica: Replica,
+}
+
+#[wasm_bindgen(js_class = Replica)]
+impl WebReplica {
+    #[wasm_bindgen(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> WebReplica {
+        WebReplica { replica: Replica::new(cpu_device()) }
+    }
+
+    /// Answers a request a trainer's `setHelper` function was given; throws (as the engine's
+    /// errors do) when it cannot.
+    pub async fn handle(&mut self, request: Vec<u8>) -> Result<Vec<u8>, JsValue> {
+        self.replica.handle(&request).await.map_err(js_error)
     }
 }
 

@@ -130,6 +130,37 @@ describe('reloads and engine crashes lose nothing', () => {
     });
   });
 
+  test('the CPU engine trains on two cores, and goes on with one when its helper worker dies', { timeout: 10 * 60_000 }, async () => {
+    const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'helper-')), 4);
+    for (const simulate of [null, 'helper-crash']) {
+      await withPage(`helper-${simulate ?? 'working'}`, [], async (page, byTestId) => {
+        await page.goto(`${server.url}?backend=cpu${simulate ? `&simulate=${simulate}` : ''}`);
+        await waitForEngine(page, 'cpu');
+        assert.equal(await byTestId('backend-label').getAttribute('data-workers'), '2');
+        assert.match(await byTestId('backend-label').innerText(), /CPU \(WebAssembly\) on 2 cores/);
+        await byTestId('folder-input').setInputFiles(dataset);
+        await waitForClassCounts(page, { blue: 4, red: 4 });
+        await shortPhaseTwo(page, 3);
+        await byTestId('train-button').click();
+        await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
+        await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
+        assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+        assert.equal(await page.locator('[data-testid="epoch-row"][data-stage="fine"]').count(), 3);
+        const answers = Number(await byTestId('train-status').getAttribute('data-helper-answers'));
+        const notes = (await page.locator('[data-testid="train-note"]').allInnerTexts()).join(' | ');
+        if (simulate) {
+          assert.equal(answers, 3, 'the helper answered three requests before it died');
+          assert.match(notes, /the second core's worker stopped \(.*simulated.*\), so training went on with one core/);
+        } else {
+          // The backbone, features of half the pictures, phase 2's setup and half of each step.
+          assert.ok(answers >= 4, `the helper answered ${answers} requests`);
+          assert.doesNotMatch(notes, /second core/);
+        }
+        assert.equal(await errorsOn(page), 'no page errors shown');
+      });
+    }
+  });
+
   test('a stored picture the engine dies on is forgotten only once it killed the engine twice', { timeout: 8 * 60_000 }, async () => {
     const { dataset } = await makeDataset(await mkdtemp(join(workDir, 'deadly-')), 3);
     await withPage('crash-on-file', [], async (page, byTestId) => {

@@ -30,15 +30,17 @@ import { confirmReplace, mountProject } from './views/project-view';
 
 const WEIGHTS_PATH = 'weights/efficientnet_lite0.safetensors';
 
-// URL parameters: `?backend=auto|webgpu|cpu` picks the backend; `?simulate=...` makes the worker
-// act out a failure (a lost WebGPU device, an engine crash; see `Simulation`), to try (and test)
-// the page's recovery without a failing GPU.
+// URL parameters: `?backend=auto|webgpu|cpu` picks the backend; `?workers=1` keeps the CPU
+// engine on one core (it takes a second when the machine has one); `?simulate=...` makes the
+// worker act out a failure (a lost WebGPU device, an engine crash; see `Simulation`), to try
+// (and test) the page's recovery without a failing GPU.
 const parameters = new URLSearchParams(location.search);
 const requested = parameters.get('backend');
 const app = new App(
   initialState(isBackendChoice(requested) ? requested : 'auto'),
   new URL(WEIGHTS_PATH, document.baseURI).href,
   simulationOf(parameters),
+  parameters.get('workers') === '1' ? 1 : 2,
 );
 
 // A file dropped beside a drop zone must not make the browser navigate away from the page.

@@ -65,6 +65,8 @@ export class App implements AppContext {
     weightsUrl: string,
     /** From the `?simulate=` URL parameter: a failure the worker acts out (see protocol.ts). */
     private simulate: Simulation | null = null,
+    /** From the `?workers=` URL parameter: at most this many workers train on the CPU (1 or 2). */
+    private readonly workers = 2,
   ) {
     this.store = new Store(initial);
     this.pictures = new Pictures(this);
@@ -137,7 +139,7 @@ export class App implements AppContext {
       this.client?.shutdown();
       this.client = client;
       this.store.update((s) => {
-        s.engine = { ...s.engine, status: 'starting', backend: null, note: null, noteDetail: null, memoryBytes: null };
+        s.engine = { ...s.engine, status: 'starting', backend: null, note: null, noteDetail: null, workers: null, memoryBytes: null };
         s.backbone = { ...s.backbone, loading: false };
         s.summary = EMPTY_SUMMARY;
         s.trained = null;
@@ -146,7 +148,7 @@ export class App implements AppContext {
 
     let info;
     try {
-      info = await client.init(choice, backbone.name, this.backbone.weightsOf(backbone), this.simulate);
+      info = await client.init(choice, backbone.name, this.backbone.weightsOf(backbone), this.simulate, this.workers);
     } catch (error) {
       if (generation !== this.generation) {
         client.shutdown();
@@ -188,6 +190,7 @@ export class App implements AppContext {
         unitsDescription: info.unitsDescription,
         note: info.note,
         noteDetail: info.noteDetail,
+        workers: info.workers,
         memoryBytes: client.memoryBytes,
       };
       s.backbone = {

@@ -50,6 +50,8 @@ export interface EngineState {
   unitsDescription: string | null;
   note: string | null;
   noteDetail: string | null;
+  /** Workers that train (2: the CPU engine has a helper on a second core); null until ready. */
+  workers: number | null;
   /** Set when the GPU stopped responding and the page moved to the CPU: what the engine said. */
   lostGpu: string | null;
   /**
@@ -169,6 +171,8 @@ export interface TrainingState {
   lastEventMs: number;
   /** What the run was asked to do (for the time left); null when idle. */
   plan: RunPlan | null;
+  /** Requests the helper worker (the CPU engine's second core) answered in the run; null without one. */
+  helperAnswers: number | null;
 }
 
 /** The model the last training produced; null when there is none or the data changed since. */
@@ -243,6 +247,7 @@ export function idleTraining(): TrainingState {
     stageStartMs: 0,
     lastEventMs: 0,
     plan: null,
+    helperAnswers: null,
   };
 }
 
@@ -271,6 +276,7 @@ export function initialState(choice: BackendChoice): AppState {
       unitsDescription: null,
       note: null,
       noteDetail: null,
+      workers: null,
       lostGpu: null,
       memoryBytes: null,
     },

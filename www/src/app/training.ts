@@ -37,9 +37,14 @@ export class TrainingRun {
       this.trainingFailed(error, backboneName, classCount);
       return;
     }
-    const { outcome } = result;
+    const { outcome, helper } = result;
     this.ctx.store.update((s) => {
       s.training = finishTraining(s.training, outcome);
+      s.training.helperAnswers = helper?.answered ?? null;
+      if (helper?.lost) {
+        const note = `the second core's worker stopped (${helper.lost.replace(/\.$/, '')}), so training went on with one core`;
+        s.training.notes = withNotes(s.training.notes, [note]);
+      }
       s.trained = outcome.hasModel ? { backboneName, classCount, fineTuned: outcome.fineTuned } : null;
     });
   }

@@ -3,6 +3,8 @@
 // jobs arrives as `WorkerEvent`s; `Crashed` means the wasm instance is dead (a Rust panic) or
 // cannot be used any more (its WebGPU device was lost).
 
+import type { HelperReport } from './helper-link';
+
 export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
 export type Backend = 'webgpu' | 'cpu';
 
@@ -15,10 +17,13 @@ export type Backend = 'webgpu' | 'cpu';
  * - `crash-in-training`: the engine dies (as on a trap) after its first fine-tuning checkpoint;
  *   the page starts the next engine without the simulation;
  * - `crash-on-file` (`?simulate=crash-on-file&file=NAME`): the engine dies whenever it is given
- *   a picture whose file name is NAME.
+ *   a picture whose file name is NAME;
+ * - `helper-crash`: the helper worker (the CPU engine's second core) dies after answering three
+ *   requests, in the middle of a run; training goes on with one core.
  */
 export type Simulation =
   | { kind: 'gpu-loss' }
+  | { kind: 'helper-crash' }
   | { kind: 'crash-in-training' }
   | { kind: 'crash-on-file'; fileName: string };
 
@@ -29,6 +34,8 @@ export function simulationOf(parameters: URLSearchParams): Simulation | null {
       return { kind: 'gpu-loss' };
     case 'crash-in-training':
       return { kind: 'crash-in-training' };
+    case 'helper-crash':
+      return { kind: 'helper-crash' };
     case 'crash-on-file': {
       const fileName = parameters.get('file');
       return fileName ? { kind: 'crash-on-file', fileName } : null;
@@ -135,7 +142,7 @@ export interface LabelCheck {
 /** Requests, told apart by `type`. */
 export type Request =
   /** Starts the engine on `backbone` with `weights`; a file that does not fit is refused, naming the tensor. */
-  | { type: 'init'; backend: BackendChoice; backbone: BackboneName; weights: WeightsSource; simulate: Simulation | null }
+  | { type: 'init'; backend: BackendChoice; backbone: BackboneName; weights: WeightsSource; simulate: Simulation | null; workers: number }
   | { type: 'addClass'; label: string }
   /**
    * `key` is the page's own id of the picture, given back in evaluation results. `compact`: the
@@ -185,6 +192,11 @@ export interface EngineInfo {
   note: string | null;
   /** Why, in the engine's words (long: adapter errors). */
   noteDetail: string | null;
+  /**
+   * Workers that train: 2 when the CPU engine has a helper worker on a second core computing half
+   * of each fine-tuning batch (src/train/data_parallel.rs), else 1.
+   */
+  workers: number;
   summary: DatasetSummary;
 }
 
@@ -192,6 +204,8 @@ export interface EngineInfo {
 export interface TrainResult {
   started: Started;
   outcome: Outcome;
+  /** What the helper worker did in this run; null without one. */
+  helper: HelperReport | null;
 }
 
 /** What each request resolves to. */

@@ -88,8 +88,10 @@ export class TrainerClient {
     backbone: BackboneName,
     weights: WeightsSource,
     simulate: Simulation | null = null,
+    /** At most this many workers train on the CPU: 2 gives the engine a helper on a second core. */
+    workers = 2,
   ): Promise<EngineInfo> {
-    const info = await this.call({ type: 'init', backend, backbone, weights, simulate });
+    const info = await this.call({ type: 'init', backend, backbone, weights, simulate, workers });
     this.backend = info.backend;
     return info;
   }

@@ -26,6 +26,7 @@ import type {
   WorkerMessage,
 } from './protocol';
 import { MAX_FILE_BYTES } from './protocol';
+import { HelperLink } from './helper-link';
 import type { DuplicateGroup, Overview, Recipe, SuspectReport } from './generated';
 
 /** The parts of DedicatedWorkerGlobalScope used here (the DOM lib types `self` as a Window). */
@@ -44,6 +45,8 @@ const scope = self as unknown as WorkerScope;
 const STEP_BUDGET = 4;
 
 let trainer: Trainer | null = null;
+/** The CPU engine's helper on a second core, when there is one. */
+let helper: HelperLink | null = null;
 /** The wasm instance's memory, once `init` has loaded it. */
 let memory: WebAssembly.Memory | null = null;
 let queue: Promise<void> = Promise.resolve();
@@ -172,15 +175,22 @@ async function weightsBytes(weights: WeightsSource): Promise<Uint8Array> {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-async function start(backend: string, backbone: BackboneName, weights: WeightsSource): Promise<ReplyData['init']> {
+async function start(backend: string, backbone: BackboneName, weights: WeightsSource, workers: number): Promise<ReplyData['init']> {
   if (trainer) throw new Error('the training engine is already initialised');
-  ({ memory } = await init({ module_or_path: wasmUrl }));
+  const module = await compileEngine();
+  ({ memory } = await init({ module_or_path: module }));
   initPanicHook();
   const bytes = await weightsBytes(weights);
   const importStart = performance.now();
   trainer = await Trainer.create(backbone, bytes, backend);
   const importMs = performance.now() - importStart;
   const info = trainer.info() as EngineFacts;
+  // WebGPU does its own parallel work; the CPU engine gets a second core's worth of help.
+  if (info.backend === 'cpu' && workers >= 2 && navigator.hardwareConcurrency >= 2) {
+    const link = new HelperLink(module, simulate?.kind === 'helper-crash' ? 3 : null);
+    trainer.setHelper((request: Uint8Array) => link.call(request));
+    helper = link;
+  }
   const note =
     backend === 'auto' && info.backend === 'cpu'
       ? 'WebGPU is not available in this browser, so training runs on the CPU (WebAssembly).'
@@ -195,8 +205,21 @@ async function start(backend: string, backbone: BackboneName, weights: WeightsSo
     importMs,
     note,
     noteDetail: info.backendNote,
+    workers: helper ? 2 : 1,
     summary: summary(),
   };
+}
+
+/**
+ * The engine's module, compiled once: this worker instantiates it, and the helper worker is
+ * given the same compiled module instead of compiling its ~30 MB again.
+ */
+async function compileEngine(): Promise<WebAssembly.Module> {
+  const response = await fetch(wasmUrl);
+  if (!response.ok) throw new Error(`could not download the engine (${wasmUrl}): HTTP ${response.status} ${response.statusText}`);
+  // Streaming compilation needs the application/wasm type, which some static hosts do not send.
+  if (response.headers.get('Content-Type')?.startsWith('application/wasm')) return WebAssembly.compileStreaming(response);
+  return WebAssembly.compile(await response.arrayBuffer());
 }
 
 /**
@@ -207,6 +230,12 @@ async function train(recipe: Recipe, post: (m: WorkerMessage, transfer?: Transfe
   const t = requireTrainer();
   stopRequested = false;
   paused = false;
+  if (helper?.lost) {
+    // It died in an earlier run: this engine trains alone from now on.
+    t.setHelper(undefined);
+    helper = null;
+  }
+  helper?.reset();
   const started = t.start(recipe) as Started;
   if (simulate?.kind === 'gpu-loss' && (t.info() as EngineFacts).backend === 'webgpu') {
     t.stop();
@@ -231,9 +260,9 @@ async function train(recipe: Recipe, post: (m: WorkerMessage, transfer?: Transfe
       });
       pausedMs += performance.now() - since;
     }
-    if (stopRequested) return { started, outcome: t.stop() as Outcome };
+    if (stopRequested) return { started, outcome: t.stop() as Outcome, helper: helper?.report() ?? null };
     const event = (await t.step(STEP_BUDGET)) as EngineEvent;
-    if (event.type === 'finished') return { started, outcome: event.outcome };
+    if (event.type === 'finished') return { started, outcome: event.outcome, helper: helper?.report() ?? null };
     post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start - pausedMs, memoryBytes: memoryBytes() });
     if (event.type === 'epoch' && (event.report.done || event.phase === 'fine')) {
       await checkpoint(t, event.phase, event.report.epoch, post);
@@ -305,7 +334,7 @@ async function dispatch(request: Request): Promise<{ data: ReplyData[RequestType
   switch (request.type) {
     case 'init':
       simulate = request.simulate;
-      return { data: await start(request.backend, request.backbone, request.weights) };
+      return { data: await start(request.backend, request.backbone, request.weights, request.workers) };
     case 'addClass':
       requireTrainer().addClass(request.label);
       return { data: { summary: summary() } };

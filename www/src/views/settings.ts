@@ -351,13 +351,15 @@ export function mountSettings(elements: SettingsElements, onBackend: (choice: Ba
     const label = elements.backendLabel;
     label.dataset.status = engine.status;
     label.dataset.backend = engine.backend ?? '';
+    label.dataset.workers = String(engine.workers ?? '');
     // The engine's peak memory as the browser reports it, for people with many pictures (and the
     // scale benchmark) to see.
     label.dataset.memoryBytes = String(engine.memoryBytes ?? '');
     label.title = '';
     if (engine.status === 'ready' && engine.backend) {
       const memory = engine.memoryBytes === null ? '' : ` · engine memory ${formatBytes(engine.memoryBytes)}`;
-      label.textContent = `Backend in use: ${BACKEND_NAMES[engine.backend]}${memory}`;
+      const cores = engine.workers && engine.workers > 1 ? ` on ${engine.workers} cores` : '';
+      label.textContent = `Backend in use: ${BACKEND_NAMES[engine.backend]}${cores}${memory}`;
       if (memory) {
         label.title =
           'The training engine’s WebAssembly memory: its peak so far (pictures, features, model). GPU memory is not counted.';

@@ -56,6 +56,7 @@ export function mountTrainingView(elements: TrainingElements, actions: { train()
     elements.problem.hidden = !problem || busy;
 
     elements.status.dataset.phase = training.phase;
+    elements.status.dataset.helperAnswers = String(training.helperAnswers ?? '');
     elements.status.dataset.paused = String(busy && training.paused);
     elements.status.textContent = (busy && training.paused ? 'Paused. ' : '') + statusText(state);
 
