@@ -483,8 +483,10 @@ impl Replica {
     /// Answers a request (see the module documentation); a job before its setup, or a request
     /// that does not fit the model, is refused.
     pub async fn handle(&mut self, request: &[u8]) -> Result<Vec<u8>> {
-        let (_, metadata) = read_safetensors(request).map_err(|e| Error::Training(format!("a helper message that cannot be read: {e}")))?;
-        match metadata.get(JOB).map(String::as_str) {
+        // The header alone names the job; the tensors are read once, by the job.
+        let (_, header) = safetensors::SafeTensors::read_metadata(request)
+            .map_err(|e| Error::Training(format!("a helper message that cannot be read: {e}")))?;
+        match header.metadata().as_ref().and_then(|m| m.get(JOB)).map(String::as_str) {
             Some("backbone") => self.load_backbone(request),
             Some("forward") => self.forward(request).await,
             Some("setup") => self.setup(request),

@@ -48,6 +48,16 @@ pub enum FloatStorage {
     F16,
 }
 
+/// `values` as little-endian bytes, written into a buffer of the final size (an iterator of
+/// 4-byte arrays does not know it, and grows its vector as it goes).
+fn f32_le_bytes(values: &[f32]) -> Vec<u8> {
+    let mut bytes = vec![0u8; values.len() * 4];
+    for (out, value) in bytes.chunks_exact_mut(4).zip(values) {
+        out.copy_from_slice(&value.to_le_bytes());
+    }
+    bytes
+}
+
 /// Serialises tensors (sorted by name) with `metadata` as the `__metadata__` table, floats as f32.
 pub fn write_safetensors(map: &TensorMap, metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     write_safetensors_as(map, metadata, FloatStorage::F32)
@@ -59,7 +69,7 @@ pub fn write_safetensors_as(map: &TensorMap, metadata: HashMap<String, String>, 
         .iter()
         .map(|(name, entry)| {
             Ok(match (&entry.values, storage) {
-                (TensorValues::F32(v), FloatStorage::F32) => (name, Dtype::F32, &entry.shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                (TensorValues::F32(v), FloatStorage::F32) => (name, Dtype::F32, &entry.shape, f32_le_bytes(v)),
                 (TensorValues::F32(v), FloatStorage::F16) => {
                     if let Some(x) = v.iter().find(|x| x.abs() > half::f16::MAX.to_f32()) {
                         return Err(Error::weights(format!("{name}: the value {x} does not fit in half precision")));
