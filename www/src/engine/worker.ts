@@ -249,6 +249,8 @@ async function train(recipe: Recipe, post: (m: WorkerMessage, transfer?: Transfe
   const start = performance.now();
   // Time spent paused is left out of the run's times.
   let pausedMs = 0;
+  /** The kept fine-tuning epoch (`bestEpoch`) of the last phase-2 checkpoint sent. */
+  let lastFineCheckpoint: number | null = null;
   for (;;) {
     // A step on the CPU settles through microtasks only: without a turn of the event loop here,
     // Stop and Pause (messages) would not be read until the whole run had finished.
@@ -265,7 +267,11 @@ async function train(recipe: Recipe, post: (m: WorkerMessage, transfer?: Transfe
     if (event.type === 'finished') return { started, outcome: event.outcome, helper: helper?.report() ?? null };
     post({ kind: 'event', event: withPageKeys(event), elapsedMs: performance.now() - start - pausedMs, memoryBytes: memoryBytes() });
     if (event.type === 'epoch' && (event.report.done || event.phase === 'fine')) {
-      await checkpoint(t, event.phase, event.report.epoch, post);
+      // The model kept is the best epoch's: after an epoch that was not better it is the one
+      // already sent (a 14 MB export and store saved per such epoch).
+      const kept = event.phase === 'fine' ? event.report.bestEpoch : null;
+      if (kept === null || kept !== lastFineCheckpoint) await checkpoint(t, event.phase, event.report.epoch, post);
+      if (event.phase === 'fine') lastFineCheckpoint = kept;
       if (simulate?.kind === 'crash-in-training' && event.phase === 'fine') {
         throw new WebAssembly.RuntimeError('unreachable (simulated: the page was opened with ?simulate=crash-in-training)');
       }
