@@ -14,7 +14,8 @@
 // photos); `--train` then trains with the page's default recipe to the end and downloads the
 // model instead of stopping, sampling the renderers' memory every second and timing the longest
 // main-thread task while training; `--fine-epochs N` caps phase 2 (Advanced settings) where the
-// whole default run would take too long. `--picker` adds them through the folder button as it
+// whole default run would take too long; `--workers 1` keeps the engine on one core (the page's
+// `?workers=1`). `--picker` adds them through the folder button as it
 // works in Chromium, with `showDirectoryPicker` (its dialog stood in for by a copy of the dataset in
 // the page's origin-private file system, made before the timing starts), instead of the input.
 //
@@ -142,7 +143,7 @@ async function pageHeap(page) {
  * Runs the scenario on `serverUrl` and resolves to the measurements; throws when a functional
  * fact does not hold.
  */
-export async function pageScale({ dist, count, classes, size, dataset: given = null, picker = false, train = false, fineEpochs = null, log = console.log }) {
+export async function pageScale({ dist, count, classes, size, dataset: given = null, picker = false, train = false, fineEpochs = null, workers = 2, log = console.log }) {
   const dir = await mkdtemp(join(tmpdir(), 'webtune-scale-'));
   // The picker's stand-in copies the dataset into the page's storage: past a fresh context's
   // in-memory quota at photo sizes, so that run keeps a profile on disk, as a user's browser does.
@@ -165,6 +166,8 @@ export async function pageScale({ dist, count, classes, size, dataset: given = n
     // With `picker`, the page copies the dataset from here into its own file system first.
     server = await serveStatic(dist, picker ? { '/offered/': dataset } : {});
     const serverUrl = server.url;
+    // `?workers=1` keeps the CPU engine on one core; by default it takes a second when there is one.
+    const pageUrl = workers === 1 ? `${serverUrl}?workers=1` : serverUrl;
     const page = await browser.newPage();
     const pageErrors = [];
     page.on('pageerror', (error) => pageErrors.push(error.message));
@@ -189,7 +192,7 @@ export async function pageScale({ dist, count, classes, size, dataset: given = n
         true,
       );
     });
-    await page.goto(serverUrl);
+    await page.goto(pageUrl);
     await waitForEngine(page, 'cpu');
     if (picker) {
       const copied = Date.now();
@@ -356,6 +359,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       picker: { type: 'boolean', default: false },
       train: { type: 'boolean', default: false },
       'fine-epochs': { type: 'string' },
+      workers: { type: 'string', default: '2' },
     },
   });
   const results = await pageScale({
@@ -367,6 +371,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     picker: values.picker,
     train: values.train,
     fineEpochs: values['fine-epochs'] === undefined ? null : Number(values['fine-epochs']),
+    workers: Number(values.workers),
   });
   console.log(JSON.stringify(results));
 }

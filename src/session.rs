@@ -868,6 +868,18 @@ mod tests {
         session
     }
 
+    /// One head epoch, a validation picture per class, then phase 2's caches for the last 2 units
+    /// with 2 views a picture, batches of 4.
+    fn two_phase_recipe() -> Recipe {
+        Recipe {
+            head: HeadOptions { epochs: 1, val_fraction: 0.34, batch_size: 4, ..Default::default() },
+            unfreeze: Some(2),
+            fine_tune: FineTuneOptions { epochs: 1, batch_size: 4, ..Default::default() },
+            views_per_image: 2,
+            ..Default::default()
+        }
+    }
+
     /// Runs `recipe` until phase 2's caches are complete and returns them, with the number of
     /// center rows the features stage had kept for the caching stage.
     fn caches_of(session: &mut Session, recipe: Recipe) -> (PrefixCache, PrefixCache, usize) {
@@ -892,13 +904,7 @@ mod tests {
     #[test]
     fn center_views_kept_from_the_features_stage_cache_as_a_prefix_pass_would() {
         let mut session = session();
-        let recipe = Recipe {
-            head: HeadOptions { epochs: 1, val_fraction: 0.34, batch_size: 4, ..Default::default() },
-            unfreeze: Some(2),
-            fine_tune: FineTuneOptions { epochs: 1, batch_size: 4, ..Default::default() },
-            views_per_image: 2,
-            ..Default::default()
-        };
+        let recipe = two_phase_recipe();
         let (train, val, kept) = caches_of(&mut session, recipe.clone());
         assert_eq!(kept, 12, "every picture's center view kept from the features stage");
         session.stop();
@@ -932,13 +938,7 @@ mod tests {
     #[test]
     fn a_helper_computes_half_of_the_features_and_cache_as_this_engine_would() {
         let weights = random_weights();
-        let recipe = Recipe {
-            head: HeadOptions { epochs: 1, val_fraction: 0.34, batch_size: 4, ..Default::default() },
-            unfreeze: Some(2),
-            fine_tune: FineTuneOptions { epochs: 1, batch_size: 4, ..Default::default() },
-            views_per_image: 2,
-            ..Default::default()
-        };
+        let recipe = two_phase_recipe();
         let mut alone = session_with(&weights);
         let (train, val, _) = caches_of(&mut alone, recipe.clone());
 
