@@ -151,6 +151,7 @@ describe('reloads and engine crashes lose nothing', () => {
         if (simulate) {
           assert.equal(answers, 3, 'the helper answered three requests before it died');
           assert.match(notes, /the second core's worker stopped \(.*simulated.*\), so training went on with one core/);
+          assert.equal(await byTestId('backend-label').getAttribute('data-workers'), '1');
         } else {
           // The backbone, features of half the pictures, phase 2's setup and half of each step.
           assert.ok(answers >= 4, `the helper answered ${answers} requests`);

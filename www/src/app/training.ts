@@ -44,6 +44,8 @@ export class TrainingRun {
       if (helper?.lost) {
         const note = `the second core's worker stopped (${helper.lost.replace(/\.$/, '')}), so training went on with one core`;
         s.training.notes = withNotes(s.training.notes, [note]);
+        // The engine trains alone from now on; the backend label says so.
+        s.engine = { ...s.engine, workers: 1 };
       }
       s.trained = outcome.hasModel ? { backboneName, classCount, fineTuned: outcome.fineTuned } : null;
     });
