@@ -185,9 +185,9 @@ impl Trainer {
     }
 
     /// Has the function `call` (a request as a `Uint8Array` → a promise of the reply's
-    /// `Uint8Array`), which hands requests to a helper worker's `Replica`, compute a share of
-    /// every phase-2 batch from the next phase 2 on; `undefined`: this engine alone. See
-    /// [`crate::train::Helper`].
+    /// `Uint8Array`), which hands requests to a helper worker's `Replica`, compute half of each
+    /// batch of features, of phase 2's cache and of phase 2's steps from now on; `undefined`:
+    /// this engine alone. See [`crate::train::Helper`].
     #[wasm_bindgen(js_name = setHelper)]
     pub fn set_helper(&mut self, call: Option<js_sys::Function>) {
         self.session.set_helper(call.map(|call| Rc::new(WorkerHelper(call)) as Rc<dyn Helper>));

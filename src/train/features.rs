@@ -92,7 +92,7 @@ impl FeatureCache {
 }
 
 /// The center views of `batch` as one input tensor on the backbone's device.
-pub(crate) fn center_views(backbone: &Backbone, spec: &BackboneSpec, batch: &[&LabelledImage]) -> Tensor<4> {
+fn center_views(backbone: &Backbone, spec: &BackboneSpec, batch: &[&LabelledImage]) -> Tensor<4> {
     let views: Vec<_> = batch.iter().map(|i| i.center_view(spec)).collect();
     to_input_tensor(&views.iter().collect::<Vec<_>>(), spec, &backbone.device())
 }
