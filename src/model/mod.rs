@@ -17,7 +17,7 @@ pub use cpu::{batch_norm, conv2d};
 pub(crate) use cpu::activate;
 pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNames};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames};
-pub use head::{Head, HeadConfig};
+pub use head::{DropoutDraw, Head, HeadConfig};
 pub use kind::{BackboneKind, IMAGENET_MEAN, IMAGENET_STD};
 pub use mbconv_net::{MbConvNet, MbConvNetSpec, Stage};
 pub use mobilenet_v2::{MOBILENET_V2_FEATURES, MobileNetV2, MobileNetV2Config, MobileNetV2Names};

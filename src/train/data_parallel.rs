@@ -17,18 +17,21 @@
 //! - *backbone*, once per engine: the frozen backbone's tensors. *forward*: views (the input
 //!   tensor) and what to return for each: pooled features, the prefix output at a unit, or both.
 //! - *setup*, once per phase 2: every tensor of the classifier as it starts phase 2 (named as an
-//!   export names them), its head's size and dropout, the standardizer, the plan and the seed.
+//!   export names them), its head's size and dropout, the standardizer, the plan and the seed
+//!   that draws the dropout masks.
 //!   The helper answers with the number of values that train, which must be the fine-tuner's.
 //!   *step*: the current values of the parameters that train (backbone tail then head, each in
 //!   burn's visit order, flattened), the helper's share of the batch (cached prefix rows and
-//!   their classes) and the batch size. The helper answers with the gradients of its share in
+//!   their classes), the batch size, the step and the row of the batch its share starts at (for
+//!   the dropout masks, see [`DropoutDraw`]). The helper answers with the gradients of its share in
 //!   the same order, scaled by share / batch, the share's summed loss and how many it classified
-//!   right.
+//!   right. *validate*: the trainable values again and cached validation rows; the helper answers
+//!   with their logits (no dropout).
 //!
 //! A helper that fails (it crashed, was refused a request, answered nonsense) is dropped: its
 //! share is computed again here, and so is all the work after it. Results with a helper equal
-//! this engine's alone up to rounding (batches are summed in another order), except that the
-//! helper's dropout draws its own random numbers (seeded, so a run repeats).
+//! this engine's alone up to rounding (batches are summed in another order): a row's dropout
+//! mask depends on the seed, the step and the row's place in the batch, not on the engine.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,7 +50,7 @@ use super::prefix_cache::{CenterPrefixes, PrefixCache};
 use super::head::Standardizer;
 use crate::error::{Error, Result};
 use crate::data::{LabelledImage, input_values};
-use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, ClassifierNames, HeadConfig};
+use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, ClassifierNames, DropoutDraw, HeadConfig};
 use crate::weights::{TensorEntry, TensorMap, TensorValues, collect_params, load_params, read_safetensors, write_safetensors};
 
 /// The reply to a [`Helper::call`].
@@ -94,7 +97,7 @@ fn decode(bytes: &[u8], job: &str) -> Result<(TensorMap, HashMap<String, String>
 }
 
 /// The setup request for a helper that is to compute shares of `model`'s steps (see the module
-/// documentation); `seed` seeds its random generator (dropout), so that runs repeat.
+/// documentation); `seed` is the run's, which draws the dropout masks ([`DropoutDraw`]).
 pub(crate) async fn setup_request(model: &Classifier, objective: &TailObjective, seed: u64) -> Result<Vec<u8>> {
     let kind = model.backbone.kind();
     let hidden = model.head.hidden.as_ref().map_or(0, |linear| linear.weight.dims()[1]);
@@ -129,15 +132,39 @@ pub(crate) fn check_setup_reply(reply: &[u8], model: &Classifier) -> Result<()> 
 }
 
 /// A step request: `model`'s trainable values and the share `rows` (`[n, c, h, w]`) with its
-/// `targets`, of a batch of `batch`.
-pub(crate) async fn step_request(model: &Classifier, (shape, rows): (Vec<usize>, Vec<f32>), targets: &[usize], batch: usize) -> Result<Vec<u8>> {
+/// `targets`, of a batch of `batch`, at `draw`'s step and rows (its seed is the setup's).
+pub(crate) async fn step_request(model: &Classifier, (shape, rows): (Vec<usize>, Vec<f32>), targets: &[usize], batch: usize, draw: &DropoutDraw) -> Result<Vec<u8>> {
     let values = trainable_values(model).await?;
     let tensors = TensorMap::from([
         ("params".to_string(), TensorEntry::f32(vec![values.len()], values)),
         ("rows".into(), TensorEntry::f32(shape, rows)),
         ("targets".into(), TensorEntry { shape: vec![targets.len()], values: TensorValues::I64(targets.iter().map(|&t| t as i64).collect()) }),
     ]);
-    encode("step", tensors, HashMap::from([("batch".to_string(), batch.to_string())]))
+    let metadata = HashMap::from([
+        ("batch".to_string(), batch.to_string()),
+        ("step".into(), draw.step.to_string()),
+        ("first_row".into(), draw.first_row.to_string()),
+    ]);
+    encode("step", tensors, metadata)
+}
+
+/// A validate request: `model`'s trainable values and validation `rows` (`[n, c, h, w]`).
+pub(crate) async fn validate_request(model: &Classifier, (shape, rows): (Vec<usize>, Vec<f32>)) -> Result<Vec<u8>> {
+    let values = trainable_values(model).await?;
+    let tensors = TensorMap::from([
+        ("params".to_string(), TensorEntry::f32(vec![values.len()], values)),
+        ("rows".into(), TensorEntry::f32(shape, rows)),
+    ]);
+    encode("validate", tensors, HashMap::new())
+}
+
+/// The logits in a helper's answer to [`validate_request`] for `rows` rows of `classes` classes.
+pub(crate) fn decode_logits(reply: &[u8], rows: usize, classes: usize) -> Result<Vec<f32>> {
+    let (mut tensors, _) = decode(reply, "logits")?;
+    match take_f32(&mut tensors, "logits")? {
+        (shape, values) if shape == [rows, classes] => Ok(values),
+        (shape, _) => Err(Error::Training(format!("the helper's logits for {rows} rows of {classes} classes have the shape {shape:?}"))),
+    }
 }
 
 /// A helper's answer to a step request: the gradients of its share (scaled, in the order of
@@ -470,8 +497,8 @@ pub struct Replica {
     device: Device,
     /// The leader's frozen backbone, for forward jobs.
     backbone: Option<Backbone>,
-    /// The model phase 2 trains, for step jobs.
-    state: Option<(Classifier, TailObjective)>,
+    /// The model phase 2 trains and the run's seed, for step jobs.
+    state: Option<(Classifier, TailObjective, u64)>,
 }
 
 impl Replica {
@@ -491,6 +518,7 @@ impl Replica {
             Some("forward") => self.forward(request).await,
             Some("setup") => self.setup(request),
             Some("step") => self.step(request).await,
+            Some("validate") => self.validate(request).await,
             other => Err(Error::Training(format!("a helper request of unknown kind {other:?}"))),
         }
     }
@@ -550,32 +578,28 @@ impl Replica {
         let config = HeadConfig::new(kind.features(), classes).with_hidden(hidden).with_dropout(number(&metadata, "dropout")?);
         let classifier = load_params(Classifier::new(kind, &config, &self.device), &tensors, &ClassifierNames { kind, hidden: hidden > 0 })?;
         let model = plan.trainable(classifier, &self.device);
-        self.device.clone().autodiff().seed(number(&metadata, "seed")?);
         let values = trainable_len(&model);
         let objective = TailObjective { plan, standardizer, label_smoothing: number(&metadata, "label_smoothing")? };
-        self.state = Some((model, objective));
+        self.state = Some((model, objective, number(&metadata, "seed")?));
         encode("ready", TensorMap::new(), HashMap::from([("values".to_string(), values.to_string())]))
     }
 
     async fn step(&mut self, request: &[u8]) -> Result<Vec<u8>> {
-        let (model, objective) = self.state.as_ref().ok_or_else(|| Error::Training("a helper step before its setup".into()))?;
-        let (mut tensors, metadata) = decode(request, "step")?;
+        let PhaseTwoJob { model, objective, seed, rows, mut tensors, metadata } = self.phase_two_job(request, "step")?;
         let batch: usize = number(&metadata, "batch")?;
-        let (_, values) = take_f32(&mut tensors, "params")?;
-        let (shape, rows) = take_f32(&mut tensors, "rows")?;
+        let draw = DropoutDraw { seed, step: number(&metadata, "step")?, first_row: number(&metadata, "first_row")? };
         let targets = match tensors.remove("targets") {
             Some(TensorEntry { values: TensorValues::I64(targets), .. }) => targets,
             _ => return Err(Error::Training("a helper step without its targets".into())),
         };
-        let [n, c, h, w] = shape[..] else { return Err(Error::Training(format!("helper rows of shape {shape:?}, not 4-dimensional"))) };
-        if n == 0 || n != targets.len() || n > batch || rows.len() != n * c * h * w {
-            return Err(Error::Training(format!("a helper step of {} targets for rows {shape:?} of a batch of {batch}", targets.len())));
+        let n = rows.shape()[0];
+        if n != targets.len() || draw.first_row + n > batch {
+            return Err(Error::Training(format!("a helper step of {} targets for {n} rows from row {} of a batch of {batch}", targets.len(), draw.first_row)));
         }
-        let model = with_trainable_values(model.clone(), &values)?;
         let training = self.device.clone().autodiff();
-        let x = Tensor::<4>::from_data(TensorData::new(rows, [n, c, h, w]), &training);
+        let x = Tensor::<4>::from_data(rows, &training);
         let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &training);
-        let logits = objective.logits(&model, x);
+        let logits = objective.logits(&model, x, Some(&draw));
         let loss = objective.loss(logits.clone(), y.clone());
         let correct = logits.detach().argmax(1).reshape([n]).equal(y).int().sum();
         let mut grads = loss.clone().mul_scalar(n as f32 / batch as f32).backward();
@@ -591,6 +615,40 @@ impl Replica {
         ]);
         encode("gradients", tensors, HashMap::new())
     }
+
+    /// Cached rows and trainable values from a request to the model set up for phase 2: the model
+    /// with those values, its objective and seed, the rows as `[n, c, h, w]`, and the request's
+    /// other tensors and metadata.
+    fn phase_two_job(&self, request: &[u8], job: &str) -> Result<PhaseTwoJob<'_>> {
+        let (model, objective, seed) = self.state.as_ref().ok_or_else(|| Error::Training(format!("a helper {job} before its setup")))?;
+        let (mut tensors, metadata) = decode(request, job)?;
+        let (_, values) = take_f32(&mut tensors, "params")?;
+        let (shape, rows) = take_f32(&mut tensors, "rows")?;
+        let [n, c, h, w] = shape[..] else { return Err(Error::Training(format!("helper rows of shape {shape:?}, not 4-dimensional"))) };
+        if n == 0 || rows.len() != n * c * h * w {
+            return Err(Error::Training(format!("a helper {job} with rows of shape {shape:?}")));
+        }
+        let model = with_trainable_values(model.clone(), &values)?;
+        Ok(PhaseTwoJob { model, objective, seed: *seed, rows: TensorData::new(rows, [n, c, h, w]), tensors, metadata })
+    }
+
+    async fn validate(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+        let job = self.phase_two_job(request, "validate")?;
+        let logits = job.objective.logits(&job.model.valid(), Tensor::<4>::from_data(job.rows, &self.device), None);
+        let dims = logits.dims().to_vec();
+        let tensors = TensorMap::from([("logits".to_string(), TensorEntry::f32(dims, read_flat(vec![logits.reshape([-1])]).await?))]);
+        encode("logits", tensors, HashMap::new())
+    }
+}
+
+/// What a step or validate request gives the replica to work on (see [`Replica::phase_two_job`]).
+struct PhaseTwoJob<'a> {
+    model: Classifier,
+    objective: &'a TailObjective,
+    seed: u64,
+    rows: TensorData,
+    tensors: TensorMap,
+    metadata: HashMap<String, String>,
 }
 
 /// `model` with the values of its trainable parameters replaced by `values` (visit order).
@@ -669,8 +727,8 @@ mod tests {
         }
     }
 
-    /// EfficientNet-Lite0 with a 3-class head (no dropout, so that runs can be compared), the
-    /// prefix outputs of 10 random 32 px pictures for a plan that fine-tunes the last unit, and
+    /// EfficientNet-Lite0 with a 3-class head (a hidden layer and dropout, whose masks must be
+    /// the same whichever engine computes a row), the prefix outputs of 10 random 32 px pictures for a plan that fine-tunes the last unit, and
     /// a standardizer for the head's features. Made once per test: tests run in parallel and
     /// draw from the same random generator.
     struct Start {
@@ -683,7 +741,7 @@ mod tests {
     fn start() -> Start {
         let device = Device::flex();
         let kind = BackboneKind::EfficientNetLite0;
-        let classifier = Classifier::new(kind, &HeadConfig::new(kind.features(), 3).with_dropout(0.0), &device);
+        let classifier = Classifier::new(kind, &HeadConfig::new(kind.features(), 3).with_hidden(16).with_dropout(0.3), &device);
         let plan = UnfreezePlan::new(kind, 1).unwrap();
         let pictures = Tensor::<4>::random([10, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         let prefix = classifier.backbone.forward_prefix(pictures, plan.first_tail_unit());
@@ -696,12 +754,13 @@ mod tests {
         Start { classifier, plan, train, standardizer: Standardizer::from_parts(mean, inv_std).unwrap() }
     }
 
-    /// A fine-tuner from `start` (2 epochs, batches of 4); `helper` computes shares of its batches.
+    /// A fine-tuner from `start` (2 epochs, batches of 4, validated on the training views);
+    /// `helper` computes shares of its batches and validation passes.
     fn tuner(start: &Start, helper: Option<Rc<dyn Helper>>) -> FineTuner {
         let options = FineTuneOptions { epochs: 2, batch_size: 4, ..Default::default() };
         let (classifier, standardizer, train) = (start.classifier.clone(), Some(start.standardizer.clone()), start.train.clone());
-        let empty = PrefixCache::new(CacheStorage::F16);
-        let mut tuner = FineTuner::new(classifier, standardizer, 3, start.plan, options, 5, train, empty, &Device::flex()).unwrap();
+        let val = start.train.clone();
+        let mut tuner = FineTuner::new(classifier, standardizer, 3, start.plan, options, 5, train, val, &Device::flex()).unwrap();
         if let Some(helper) = helper {
             tuner.set_helper(helper);
         }
@@ -724,12 +783,18 @@ mod tests {
     fn a_helper_computing_half_of_each_batch_trains_the_same_model_as_one_engine() {
         let start = start();
         let (alone, alone_values, _) = train(tuner(&start, None));
-        let (shared, shared_values, kept) = train(tuner(&start, Some(InThread::new())));
+        let helper = InThread::new();
+        let (shared, shared_values, kept) = train(tuner(&start, Some(helper.clone())));
         assert!(kept, "the helper worked every step");
         // Batches of 4, 4 and 2 rows: shares of 1, 1 and none; the sums differ only in rounding.
+        // The setup, the validation before training, and per epoch two steps and a validation.
+        assert_eq!(helper.answered(), 1 + 1 + 2 * 3);
         for (a, s) in alone.iter().zip(&shared) {
             assert!((a.train_loss - s.train_loss).abs() < 1e-4, "losses {} and {}", a.train_loss, s.train_loss);
             assert_eq!(a.train_accuracy, s.train_accuracy);
+            let (a_val, s_val) = (a.val_loss.unwrap(), s.val_loss.unwrap());
+            assert!((a_val - s_val).abs() < 1e-4, "validation losses {a_val} and {s_val}");
+            assert_eq!(a.val_accuracy, s.val_accuracy);
         }
         let difference = max_difference(&alone_values, &shared_values);
         assert!(difference < 1e-4, "the models differ by up to {difference}");

@@ -15,12 +15,12 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::data_parallel::{Helper, Reply, ShareGradients, add_gradients, check_setup_reply, setup_request, step_request};
+use super::data_parallel::{Helper, Reply, ShareGradients, add_gradients, check_setup_reply, decode_logits, setup_request, step_request, validate_request};
 use super::metrics::{EpochReport, EpochSums, accuracy_interval, diverged, loss_and_accuracy};
 use super::prefix_cache::PrefixCache;
 use crate::error::{Error, Result};
 use super::head::Standardizer;
-use crate::model::{BackboneKind, Classifier};
+use crate::model::{BackboneKind, Classifier, DropoutDraw};
 
 /// How many backbone units (from the end) phase 2 trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,18 +163,22 @@ pub(crate) struct TailObjective {
 }
 
 impl TailObjective {
-    /// The logits of `model` (the one being trained, or a copy of it) on cached prefix outputs.
+    /// The logits of `model` (the one being trained, or a copy of it) on cached prefix outputs:
+    /// with dropout while training (`draw`), without to validate (`None`).
     ///
     /// # Shapes
     /// - prefix: `[batch, channels, height, width]` of the cache
     /// - output: `[batch, classes]`
-    pub fn logits(&self, model: &Classifier, prefix: Tensor<4>) -> Tensor<2> {
+    pub fn logits(&self, model: &Classifier, prefix: Tensor<4>, draw: Option<&DropoutDraw>) -> Tensor<2> {
         let features = model.backbone.forward_tail(prefix, self.plan.first_tail_unit());
         let features = match &self.standardizer {
             Some(standardizer) => standardizer.forward(features),
             None => features,
         };
-        model.head.forward(features)
+        match draw {
+            Some(draw) => model.head.forward_train(features, draw),
+            None => model.head.forward(features),
+        }
     }
 
     /// The mean cross-entropy with label smoothing.
@@ -238,7 +242,7 @@ pub struct FineTuner {
 
 impl FineTuner {
     /// `classifier` is the phase-1 model on the inference `device`; `train`/`val` hold its
-    /// prefix activations for `plan`; `seed` orders the batches (and seeds a helper's dropout).
+    /// prefix activations for `plan`; `seed` orders the batches and draws the dropout masks.
     /// A batch larger than the training views is clamped to them (see [`FineTuneOptions::batch_note`]).
     ///
     /// `standardizer` is phase 1's, when its head trained on standardised features: the head then
@@ -386,7 +390,7 @@ impl FineTuner {
                 Err(_) => return self.drop_helper(batch, sums).await,
             },
         };
-        let (mut head_grads, mut backbone_grads, scored) = self.gradients(mine, n);
+        let (mut head_grads, mut backbone_grads, scored) = self.gradients(mine, 0, n);
         if let Some(reply) = reply {
             let added = reply.await.and_then(|reply| {
                 let share = ShareGradients::decode(&reply)?;
@@ -409,35 +413,48 @@ impl FineTuner {
     /// Sends the helper its share of a step (after its setup, the first time) and returns the
     /// pending reply.
     async fn ask_helper(&mut self, theirs: &[usize], batch: usize) -> Result<Reply> {
+        let helper = self.ready_helper().await?;
+        let targets: Vec<usize> = theirs.iter().map(|&i| self.train.targets()[i]).collect();
+        let draw = self.draw(batch - theirs.len());
+        let request = step_request(&self.model, self.train.rows(theirs), &targets, batch, &draw).await?;
+        Ok(helper.call(request))
+    }
+
+    /// The helper, set up for this phase 2 (the first time it is asked).
+    async fn ready_helper(&mut self) -> Result<Rc<dyn Helper>> {
         let (helper, ready) = self.helper.clone().expect("asked only with a helper");
         if !ready {
             let setup = setup_request(&self.model, &self.objective, self.seed).await?;
             check_setup_reply(&helper.call(setup).await?, &self.model)?;
             self.helper = Some((helper.clone(), true));
         }
-        let targets: Vec<usize> = theirs.iter().map(|&i| self.train.targets()[i]).collect();
-        let request = step_request(&self.model, self.train.rows(theirs), &targets, batch).await?;
-        Ok(helper.call(request))
+        Ok(helper)
     }
 
     /// The helper failed: it is not asked again (training goes on as fast as one engine goes),
     /// and the step runs here whole.
     async fn drop_helper(&mut self, batch: &[usize], sums: &mut EpochSums) {
         self.helper = None;
-        let (head_grads, backbone_grads, scored) = self.gradients(batch, batch.len());
+        let (head_grads, backbone_grads, scored) = self.gradients(batch, 0, batch.len());
         scored.add_to(sums);
         self.apply(head_grads, backbone_grads);
     }
 
-    /// Gradients (head, backbone) of the loss on the rows `rows` of the cache, scaled by their
-    /// share of a batch of `batch`, and their loss and accuracy.
-    fn gradients(&self, rows: &[usize], batch: usize) -> (GradientsParams, GradientsParams, Scored) {
+    /// This step's dropout masks for the rows from `first_row` of its batch: the same whichever
+    /// engine computes them, so a run with a helper trains the model one engine trains.
+    fn draw(&self, first_row: usize) -> DropoutDraw {
+        DropoutDraw { seed: self.seed, step: self.step as u64, first_row }
+    }
+
+    /// Gradients (head, backbone) of the loss on the rows `rows` of the cache, rows `first_row..`
+    /// of a batch of `batch`, scaled by their share of it, and their loss and accuracy.
+    fn gradients(&self, rows: &[usize], first_row: usize, batch: usize) -> (GradientsParams, GradientsParams, Scored) {
         let training_device = self.device.clone().autodiff();
         let n = rows.len();
         let x = self.train.batch(rows, &training_device);
         let targets: Vec<i64> = rows.iter().map(|&i| self.train.targets()[i] as i64).collect();
         let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &training_device);
-        let logits = self.objective.logits(&self.model, x);
+        let logits = self.objective.logits(&self.model, x, Some(&self.draw(first_row)));
         let loss = self.objective.loss(logits.clone(), y.clone());
         let mut grads = loss.clone().mul_scalar(n as f32 / batch as f32).backward();
         let head_grads = GradientsParams::from_module(&mut grads, &self.model.head);
@@ -463,7 +480,7 @@ impl FineTuner {
             return Err(Error::Training("fine-tuning already finished".into()));
         }
         if self.epoch == 0 && self.baseline.is_none() && !self.val.is_empty() {
-            let logits = self.val_logits(&self.model.valid()).await?;
+            let logits = self.validation_logits().await?;
             let (_, accuracy) = loss_and_accuracy(&logits, self.classes, self.val.targets());
             self.baseline = Some(accuracy);
         }
@@ -486,7 +503,7 @@ impl FineTuner {
         let (val_loss, val_accuracy) = if self.val.is_empty() {
             (None, None)
         } else {
-            let logits = self.val_logits(&self.model.valid()).await?;
+            let logits = self.validation_logits().await?;
             let (loss, accuracy) = loss_and_accuracy(&logits, self.classes, self.val.targets());
             if self.best.as_ref().is_none_or(|(best, ..)| loss < *best) {
                 self.best = Some((loss, self.epoch, accuracy, self.model.clone()));
@@ -511,12 +528,43 @@ impl FineTuner {
         })
     }
 
-    async fn val_logits(&self, model: &Classifier) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(self.val.len() * self.classes);
-        let indices: Vec<usize> = (0..self.val.len()).collect();
+    /// The logits of the model being trained on the validation views: with a helper, it
+    /// computes the last half of them meanwhile (a helper that fails is dropped, and its half
+    /// computed here).
+    async fn validation_logits(&mut self) -> Result<Vec<f32>> {
+        let n = self.val.len();
+        let model = self.model.valid();
+        let share = if self.helper.is_some() { n / 2 } else { 0 };
+        if share == 0 {
+            return self.val_logits(&model, 0..n).await;
+        }
+        let theirs: Vec<usize> = (n - share..n).collect();
+        let reply = match self.ready_helper().await {
+            Ok(helper) => validate_request(&self.model, self.val.rows(&theirs)).await.map(|request| helper.call(request)),
+            Err(e) => Err(e),
+        };
+        let mut logits = self.val_logits(&model, 0..n - share).await?;
+        let answered = match reply {
+            Ok(reply) => reply.await.and_then(|reply| decode_logits(&reply, share, self.classes)),
+            Err(e) => Err(e),
+        };
+        match answered {
+            Ok(values) => logits.extend(values),
+            Err(_) => {
+                self.helper = None;
+                logits.extend(self.val_logits(&model, n - share..n).await?);
+            }
+        }
+        Ok(logits)
+    }
+
+    /// `model`'s logits on the validation views `rows`, computed here.
+    async fn val_logits(&self, model: &Classifier, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(rows.len() * self.classes);
+        let indices: Vec<usize> = rows.collect();
         for chunk in indices.chunks(32) {
             let x = self.val.batch(chunk, &self.device);
-            let logits = self.objective.logits(model, x);
+            let logits = self.objective.logits(model, x, None);
             let data = logits.into_data_async().await.map_err(|e| Error::read_back("reading tensor data", e))?;
             out.extend(data.try_to_vec_as::<f32>().map_err(|e| Error::read_back("reading tensor data", e))?);
         }
@@ -676,7 +724,7 @@ mod tests {
         val.push_rows([c, h, w], &rows, val_labels).unwrap();
         let options = FineTuneOptions { epochs: 2, batch_size: 4, learning_rate: 1e-2, patience: 5, ..Default::default() };
         let tuner = FineTuner::new(classifier, None, 2, plan, options, 7, train, val, &device).unwrap();
-        let start = pollster::block_on(tuner.val_logits(&tuner.model())).unwrap();
+        let start = pollster::block_on(tuner.val_logits(&tuner.model(), 0..tuner.val.len())).unwrap();
         (tuner, start)
     }
 
@@ -688,7 +736,7 @@ mod tests {
             pollster::block_on(tuner.train_epoch()).unwrap();
         }
         assert_eq!(tuner.best_epoch(), Some(0));
-        assert_eq!(pollster::block_on(tuner.val_logits(&tuner.model())).unwrap(), start);
+        assert_eq!(pollster::block_on(tuner.val_logits(&tuner.model(), 0..tuner.val.len())).unwrap(), start);
 
         // Validation says 0: fine-tuning classifies better, and its epoch is kept.
         let (mut tuner, _) = tuner_validated_on(&[0, 0, 0, 0]);
