@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { serveStatic } from './support/server.mjs';
 import { CHROMIUM, launchChromium } from './support/chromium.mjs';
 import { chunk, colourPicture } from './support/png.mjs';
-import { errorsOn, makeDataset, shortPhaseTwo, storedPictures, trainHeadEpochs, waitForClassCounts, waitForEngine } from './support/page.mjs';
+import { errorsOn, makeDataset, shortPhaseTwo, storedPictures, trainHeadEpochs, trainUntilDone, waitForClassCounts, waitForEngine } from './support/page.mjs';
 import {
   EMPTY_ZIP,
   SVG,
@@ -486,10 +486,7 @@ describe('hostile input in the page', () => {
       await waitForClassCounts(page, { blue: 4, red: 4 });
 
       await phaseTwo(1);
-      await byTestId('train-button').click();
-      await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
-      await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
-      assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+      await trainUntilDone(page);
       assert.equal(await page.locator('[data-testid="epoch-row"][data-stage="fine"]').count(), 1);
       // A finished run needs no checkpoint: the next visit offers nothing.
       await page.waitForSelector('[data-testid="checkpoint"][data-phase=""]', { state: 'attached', timeout: 30_000 });

@@ -19,7 +19,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LABELS, errorsOn, makeDataset, openAdvanced, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { LABELS, errorsOn, makeDataset, openAdvanced, trainUntilDone, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 import { serveWithHeadersFile, serveWithNginx } from './support/hosts.mjs';
 import { parseSafetensors } from './support/safetensors.mjs';
 
@@ -167,10 +167,7 @@ async function checkPageHeaders(response, cache) {
 async function trainAndTry(page, byTestId, pictures, epochs) {
   await openAdvanced(page);
   await byTestId('epochs').fill(String(epochs));
-  await byTestId('train-button').click();
-  await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
-  await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
-  assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+  await trainUntilDone(page);
   assert.equal(await page.locator('[data-testid="epoch-row"]').count(), epochs);
   await byTestId('predict-input').setInputFiles([pictures.red, pictures.blue]);
   await page.waitForFunction(

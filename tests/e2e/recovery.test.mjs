@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { CHROMIUM } from './support/chromium.mjs';
 import { serveStatic } from './support/server.mjs';
 import { colourPicture } from './support/png.mjs';
-import { errorsOn, makeDataset, shortPhaseTwo, storedPictures, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
+import { errorsOn, makeDataset, shortPhaseTwo, storedPictures, trainUntilDone, waitForClassCounts, waitForEngine, withPage } from './support/page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = resolve(process.env.WEBTUNE_DIST ?? join(ROOT, 'www', 'dist'));
@@ -121,10 +121,7 @@ describe('reloads and engine crashes lose nothing', () => {
       });
       await waitForClassCounts(page, { blue: 4, red: 4 });
       await shortPhaseTwo(page, 1);
-      await byTestId('train-button').click();
-      await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
-      await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
-      assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+      await trainUntilDone(page);
       assert.equal(await page.locator('[data-testid="epoch-row"][data-stage="fine"]').count(), 1);
       assert.equal(await byTestId('backend-label').getAttribute('data-status'), 'ready', await errorsOn(page));
     });
@@ -141,10 +138,7 @@ describe('reloads and engine crashes lose nothing', () => {
         await byTestId('folder-input').setInputFiles(dataset);
         await waitForClassCounts(page, { blue: 4, red: 4 });
         await shortPhaseTwo(page, 3);
-        await byTestId('train-button').click();
-        await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
-        await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
-        assert.equal(await byTestId('train-status').getAttribute('data-phase'), 'done', await byTestId('train-status').innerText());
+        await trainUntilDone(page);
         assert.equal(await page.locator('[data-testid="epoch-row"][data-stage="fine"]').count(), 3);
         const answers = Number(await byTestId('train-status').getAttribute('data-helper-answers'));
         const notes = (await page.locator('[data-testid="train-note"]').allInnerTexts()).join(' | ');

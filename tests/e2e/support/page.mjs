@@ -114,6 +114,11 @@ export async function openAdvanced(page) {
 export async function trainHeadEpochs(page, epochs) {
   await openAdvanced(page);
   await page.locator('[data-testid="epochs"]').fill(String(epochs));
+  await trainUntilDone(page);
+}
+
+/** Clicks Train, waits for the run to start and to end, and checks that it ended done (the status text says why not). */
+export async function trainUntilDone(page) {
   await page.locator('[data-testid="train-button"]').click();
   await page.waitForSelector('[data-testid="train-status"]:not([data-phase="idle"]):not([data-phase="failed"])', { timeout: 60_000 });
   await page.waitForSelector('[data-testid="train-status"]:is([data-phase="done"], [data-phase="failed"])', { timeout: 300_000 });
