@@ -14,13 +14,11 @@
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use image::RgbImage;
 
-use crate::data::{DatasetSummary, ImageSet, MIN_IMAGES_PER_CLASS, PreparedImage, decode_image, first_copies, resize_and_center_crop, stratified_split};
+use crate::data::{DatasetSummary, ImageSet, MIN_IMAGES_PER_CLASS, PreparedImage, ViewOf, decode_image, first_copies, resize_and_center_crop, stratified_split};
 use crate::error::{Error, Result};
 use crate::explain::{Candidate, DuplicateGroup, GradCam, NEAR_DUPLICATE_SIMILARITY, SuspectReport, duplicates, suspects};
 use crate::inference::{Prediction, TrainedModel, meta};
@@ -580,17 +578,15 @@ impl Session {
             let Some(image) = self.images.get(id) else {
                 return Err(failed(State::Head(run), Error::Training("a picture was removed during training: start again".into())));
             };
-            let view = match seed {
-                Some(seed) => run.recipe.augmentation.view(&image.pixels(), self.spec.input_size, &mut ChaCha8Rng::seed_from_u64(seed)),
-                None if run.centers.contains(id) => continue,
-                None => image.center_view(&self.spec),
-            };
-            views.push((view, class));
+            if seed.is_none() && run.centers.contains(id) {
+                continue;
+            }
+            views.push((ViewOf { picture: &image.stored, seed }, class));
         }
         let first = caching.plan.first_tail_unit();
         let mut fresh = PrefixCache::new(CacheStorage::F32);
-        let part: Vec<_> = views.iter().map(|(view, class)| (view, *class)).collect();
-        if let Err(e) = extend_prefixes(&mut fresh, &self.backbone, &self.spec, first, &part, &self.device, &mut self.helper).await {
+        let augmentation = &run.recipe.augmentation;
+        if let Err(e) = extend_prefixes(&mut fresh, &self.backbone, &self.spec, augmentation, first, &views, &self.device, &mut self.helper).await {
             return Err(failed(State::Head(run), e));
         }
         let mut fresh_rows = 0..fresh.len();

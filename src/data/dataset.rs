@@ -3,8 +3,11 @@
 use std::collections::BTreeSet;
 
 use image::RgbImage;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::augment::Augmentation;
 use super::decode::decode_image;
 use super::labels::label_of;
 use super::preprocess::{center_crop, resize_shorter_side, shorter_side_size};
@@ -34,6 +37,29 @@ impl LabelledImage {
     /// The evaluation view: the center crop at the input size.
     pub fn center_view(&self, spec: &BackboneSpec) -> RgbImage {
         center_crop(&self.pixels(), spec)
+    }
+}
+
+/// A view of a stored picture that every engine makes alike from the picture's bytes: its center
+/// crop (`seed: None`), or the augmented view that `seed` draws.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewOf<'a> {
+    pub picture: &'a StoredPicture,
+    pub seed: Option<u64>,
+}
+
+impl ViewOf<'_> {
+    /// The view, `spec.input_size` square.
+    pub fn make(&self, augmentation: &Augmentation, spec: &BackboneSpec) -> RgbImage {
+        view_of(&self.picture.pixels(), self.seed, augmentation, spec)
+    }
+}
+
+/// The view of decoded stored `pixels` that [`ViewOf::make`] makes.
+pub fn view_of(pixels: &RgbImage, seed: Option<u64>, augmentation: &Augmentation, spec: &BackboneSpec) -> RgbImage {
+    match seed {
+        Some(seed) => augmentation.view(pixels, spec.input_size, &mut ChaCha8Rng::seed_from_u64(seed)),
+        None => center_crop(pixels, spec),
     }
 }
 

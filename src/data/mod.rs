@@ -11,7 +11,7 @@ mod stored;
 
 pub use augment::Augmentation;
 pub use copies::first_copies;
-pub use dataset::{ClassSummary, DatasetSummary, ImageSet, LabelledImage, MIN_IMAGES_PER_CLASS, PreparedImage};
+pub use dataset::{ClassSummary, DatasetSummary, ImageSet, LabelledImage, MIN_IMAGES_PER_CLASS, PreparedImage, ViewOf, view_of};
 pub use decode::{
     MAX_ASPECT_RATIO, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE, SUPPORTED_FORMATS, check_dimensions,
     check_image_signature, decode_image,

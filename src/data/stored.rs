@@ -67,9 +67,15 @@ impl StoredPicture {
     }
 
     fn decode(&self) -> Option<RgbImage> {
-        let decoded = JpegDecoder::new(Cursor::new(&self.jpeg)).and_then(DynamicImage::from_decoder).ok()?;
-        let pixels = decoded.into_rgb8();
-        (pixels.dimensions() == self.dimensions()).then_some(pixels)
+        Self::decode_bytes(&self.jpeg).filter(|pixels| pixels.dimensions() == self.dimensions())
+    }
+
+    /// The pixels of bytes that [`StoredPicture::bytes`] gave out, decoded as [`pixels`]
+    /// decodes them (a helper engine makes its views from them); None when they are no JPEG.
+    ///
+    /// [`pixels`]: StoredPicture::pixels
+    pub fn decode_bytes(jpeg: &[u8]) -> Option<RgbImage> {
+        JpegDecoder::new(Cursor::new(jpeg)).and_then(DynamicImage::from_decoder).ok().map(DynamicImage::into_rgb8)
     }
 }
 

@@ -14,8 +14,11 @@
 //! Requests and replies are safetensors files (tensors and string metadata), answered by
 //! [`Replica::handle`]:
 //!
-//! - *backbone*, once per engine: the frozen backbone's tensors. *forward*: views (the input
-//!   tensor) and what to return for each: pooled features, the prefix output at a unit, or both.
+//! - *backbone*, once per engine: the frozen backbone's tensors. *forward*: stored pictures (their
+//!   JPEG bytes), how to make each one's view (the center crop, or the augmented view a seed
+//!   draws, [`ViewOf`]) with the preprocessing and augmentation settings, and what to return for
+//!   each: pooled features, the prefix output at a unit, or both. The helper decodes and crops
+//!   its share itself, so this engine does not, and a view costs 30 KB to send instead of 600.
 //! - *setup*, once per phase 2: every tensor of the classifier as it starts phase 2 (named as an
 //!   export names them), its head's size and dropout, the standardizer, the plan and the seed
 //!   that draws the dropout masks.
@@ -49,7 +52,7 @@ use super::finetune::{TailObjective, UnfreezePlan};
 use super::prefix_cache::{CenterPrefixes, PrefixCache};
 use super::head::Standardizer;
 use crate::error::{Error, Result};
-use crate::data::{LabelledImage, input_values};
+use crate::data::{Augmentation, LabelledImage, StoredPicture, ViewOf, input_values, view_of};
 use crate::model::{Backbone, BackboneKind, BackboneSpec, Classifier, ClassifierNames, DropoutDraw, HeadConfig};
 use crate::weights::{TensorEntry, TensorMap, TensorValues, collect_params, load_params, read_safetensors, write_safetensors};
 
@@ -366,23 +369,40 @@ impl ForwardShare {
         self.helper.clone()
     }
 
-    /// Sends `views` (cropped to the input size) for the helper to run through `backbone`, after
-    /// the backbone itself the first time; returns the pending reply.
-    async fn send(&mut self, backbone: &Backbone, spec: &BackboneSpec, views: &[&RgbImage], outputs: Outputs) -> Result<Reply> {
+    /// Sends `views` for the helper to make (as `spec` and `augmentation` say) and run through
+    /// `backbone`, after the backbone itself the first time; returns the pending reply.
+    async fn send(&mut self, backbone: &Backbone, spec: &BackboneSpec, augmentation: &Augmentation, views: &[ViewOf<'_>], outputs: Outputs) -> Result<Reply> {
         if !self.has_backbone {
             let tensors = backbone.to_tensors().await?;
             let setup = encode("backbone", tensors, HashMap::from([("backbone".to_string(), backbone.kind().name().to_string())]))?;
             decode(&self.helper.call(setup).await?, "ready")?;
             self.has_backbone = true;
         }
-        let size = spec.input_size as usize;
-        let input = TensorEntry::f32(vec![views.len(), 3, size, size], input_values(views, spec));
-        let mut metadata = HashMap::from([("outputs".to_string(), outputs.name().to_string())]);
-        if let Some(unit) = outputs.first_tail_unit() {
-            metadata.insert("first_tail_unit".into(), unit.to_string());
-        }
-        Ok(self.helper.call(encode("forward", TensorMap::from([("input".to_string(), input)]), metadata)?))
+        Ok(self.helper.call(forward_request(spec, augmentation, views, outputs)?))
     }
+}
+
+/// A forward job: the views' stored pictures and seeds, the settings that make them, and what
+/// to return (see the module documentation).
+fn forward_request(spec: &BackboneSpec, augmentation: &Augmentation, views: &[ViewOf<'_>], outputs: Outputs) -> Result<Vec<u8>> {
+    let jpeg: Vec<u8> = views.iter().flat_map(|view| view.picture.bytes().iter().copied()).collect();
+    let lengths: Vec<i64> = views.iter().map(|view| view.picture.bytes().len() as i64).collect();
+    let tensors = TensorMap::from([
+        ("jpeg".to_string(), TensorEntry { shape: vec![jpeg.len()], values: TensorValues::U8(jpeg) }),
+        ("jpeg_lengths".into(), TensorEntry { shape: vec![lengths.len()], values: TensorValues::I64(lengths) }),
+    ]);
+    let seeds: Vec<Option<u64>> = views.iter().map(|view| view.seed).collect();
+    let json = |value: serde_json::Result<String>| value.map_err(|e| Error::Training(format!("cannot describe a forward job: {e}")));
+    let mut metadata = HashMap::from([
+        ("outputs".to_string(), outputs.name().to_string()),
+        ("seeds".into(), json(serde_json::to_string(&seeds))?),
+        ("spec".into(), json(serde_json::to_string(spec))?),
+        ("augmentation".into(), json(serde_json::to_string(augmentation))?),
+    ]);
+    if let Some(unit) = outputs.first_tail_unit() {
+        metadata.insert("first_tail_unit".into(), unit.to_string());
+    }
+    encode("forward", tensors, metadata)
 }
 
 /// How many of `n` views or rows a helper takes: half (rounded down), none without one.
@@ -395,14 +415,15 @@ async fn send_share(
     share: &mut Option<ForwardShare>,
     backbone: &Backbone,
     spec: &BackboneSpec,
-    theirs: &[&RgbImage],
+    augmentation: &Augmentation,
+    theirs: &[ViewOf<'_>],
     outputs: Outputs,
 ) -> Option<Reply> {
     let sending = share.as_mut()?;
     if theirs.is_empty() {
         return None;
     }
-    match sending.send(backbone, spec, theirs, outputs).await {
+    match sending.send(backbone, spec, augmentation, theirs, outputs).await {
         Ok(reply) => Some(reply),
         Err(_) => {
             *share = None;
@@ -436,8 +457,9 @@ pub(crate) async fn extract_features(
 ) -> Result<()> {
     let outputs = centers.as_ref().map_or(Outputs::Features, |c| Outputs::FeaturesAndPrefix(c.first_tail_unit()));
     let (mine, theirs) = batch.split_at(batch.len() - helper_share(batch.len(), share.is_some()));
-    let views: Vec<RgbImage> = theirs.iter().map(|image| image.center_view(spec)).collect();
-    let reply = send_share(share, backbone, spec, &views.iter().collect::<Vec<_>>(), outputs).await;
+    let views: Vec<ViewOf> = theirs.iter().map(|image| ViewOf { picture: &image.stored, seed: None }).collect();
+    // Center views only: the helper is given the settings, which none of them uses.
+    let reply = send_share(share, backbone, spec, &Augmentation::default(), &views, outputs).await;
     async fn here(features: &mut FeatureCache, backbone: &Backbone, spec: &BackboneSpec, part: &[&LabelledImage], centers: Option<&mut CenterPrefixes>) -> Result<()> {
         match centers {
             Some(centers) => features.extract_with_prefixes(backbone, spec, part, centers).await,
@@ -461,23 +483,28 @@ pub(crate) async fn extract_features(
     }
 }
 
-/// Runs `views` (cropped to the input size, with their classes) through the prefix up to
-/// `first_tail_unit` and appends their outputs to `cache`, in order, the helper running the last
-/// half when `share` has one. A helper that fails is dropped and its views are computed here.
+/// Makes `views` (with their classes, as `augmentation` says), runs them through the prefix up
+/// to `first_tail_unit` and appends their outputs to `cache`, in order, the helper making and
+/// running the last half when `share` has one. A helper that fails is dropped and its views are
+/// computed here.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn extend_prefixes(
     cache: &mut PrefixCache,
     backbone: &Backbone,
     spec: &BackboneSpec,
+    augmentation: &Augmentation,
     first_tail_unit: usize,
-    views: &[(&RgbImage, usize)],
+    views: &[(ViewOf<'_>, usize)],
     device: &Device,
     share: &mut Option<ForwardShare>,
 ) -> Result<()> {
     let outputs = Outputs::Prefix(first_tail_unit);
     let (mine, theirs) = views.split_at(views.len() - helper_share(views.len(), share.is_some()));
-    let their_views: Vec<&RgbImage> = theirs.iter().map(|(view, _)| *view).collect();
-    let reply = send_share(share, backbone, spec, &their_views, outputs).await;
-    cache.extend(backbone, spec, first_tail_unit, mine, device).await?;
+    let their_views: Vec<ViewOf> = theirs.iter().map(|(view, _)| *view).collect();
+    let reply = send_share(share, backbone, spec, augmentation, &their_views, outputs).await;
+    let made = |part: &[(ViewOf, usize)]| -> Vec<(RgbImage, usize)> { part.iter().map(|(view, class)| (view.make(augmentation, spec), *class)).collect() };
+    let views = made(mine);
+    cache.extend(backbone, spec, first_tail_unit, &borrowed(&views), device).await?;
     let forwarded = match reply {
         Some(reply) => receive_share(share, reply, theirs.len(), outputs).await,
         None => None,
@@ -487,8 +514,15 @@ pub(crate) async fn extend_prefixes(
             let targets: Vec<usize> = theirs.iter().map(|(_, class)| *class).collect();
             cache.push_rows(shape, &values, &targets)
         }
-        _ => cache.extend(backbone, spec, first_tail_unit, theirs, device).await,
+        _ => {
+            let views = made(theirs);
+            cache.extend(backbone, spec, first_tail_unit, &borrowed(&views), device).await
+        }
     }
+}
+
+fn borrowed(views: &[(RgbImage, usize)]) -> Vec<(&RgbImage, usize)> {
+    views.iter().map(|(view, class)| (view, *class)).collect()
 }
 
 /// The helper's side: a copy of the fine-tuner's model that computes the gradients of shares
@@ -535,12 +569,13 @@ impl Replica {
         let backbone = self.backbone.as_ref().ok_or_else(|| Error::Training("a forward job before the backbone".into()))?;
         let (mut tensors, metadata) = decode(request, "forward")?;
         let outputs = Outputs::parse(&metadata)?;
-        let (shape, input) = take_f32(&mut tensors, "input")?;
-        let [n, 3, h, w] = shape[..] else { return Err(Error::Training(format!("a forward job's input of shape {shape:?}"))) };
-        if n == 0 || input.len() != n * 3 * h * w || outputs.first_tail_unit().is_some_and(|unit| unit >= backbone.kind().units()) {
-            return Err(Error::Training(format!("a forward job for {outputs:?} on input {shape:?}")));
+        if outputs.first_tail_unit().is_some_and(|unit| unit >= backbone.kind().units()) {
+            return Err(Error::Training(format!("a forward job for {outputs:?} of a backbone of {} units", backbone.kind().units())));
         }
-        let input = Tensor::<4>::from_data(TensorData::new(input, shape), &self.device);
+        let (spec, views) = views_of_forward_job(&mut tensors, &metadata)?;
+        let size = spec.input_size as usize;
+        let shape = [views.len(), 3, size, size];
+        let input = Tensor::<4>::from_data(TensorData::new(input_values(&views.iter().collect::<Vec<_>>(), &spec), shape), &self.device);
         let (features, prefix) = match outputs {
             Outputs::Features => (Some(backbone.forward(input)), None),
             Outputs::Prefix(unit) => (None, Some(backbone.forward_prefix(input, unit))),
@@ -649,6 +684,37 @@ struct PhaseTwoJob<'a> {
     rows: TensorData,
     tensors: TensorMap,
     metadata: HashMap<String, String>,
+}
+
+/// The views a forward job asks for, made from its pictures as [`ViewOf::make`] makes them, and
+/// the preprocessing they are for.
+fn views_of_forward_job(tensors: &mut TensorMap, metadata: &HashMap<String, String>) -> Result<(BackboneSpec, Vec<RgbImage>)> {
+    let refused = |what: String| Error::Training(format!("a forward job with {what}"));
+    let json = |key: &str| -> Result<serde_json::Value> { serde_json::from_str(metadata_field(metadata, key)?).map_err(|e| refused(format!("an unreadable \"{key}\" ({e})"))) };
+    let spec: BackboneSpec = serde_json::from_value(json("spec")?).map_err(|e| refused(format!("an unreadable spec ({e})")))?;
+    let augmentation: Augmentation = serde_json::from_value(json("augmentation")?).map_err(|e| refused(format!("unreadable augmentation settings ({e})")))?;
+    let seeds: Vec<Option<u64>> = serde_json::from_value(json("seeds")?).map_err(|e| refused(format!("unreadable seeds ({e})")))?;
+    let (Some(TensorEntry { values: TensorValues::U8(jpeg), .. }), Some(TensorEntry { values: TensorValues::I64(lengths), .. })) = (tensors.remove("jpeg"), tensors.remove("jpeg_lengths")) else {
+        return Err(refused("no pictures".into()));
+    };
+    if seeds.is_empty() || seeds.len() != lengths.len() || lengths.iter().any(|&n| n < 0) || lengths.iter().sum::<i64>() != jpeg.len() as i64 {
+        return Err(refused(format!("{} seeds for {} pictures in {} bytes", seeds.len(), lengths.len(), jpeg.len())));
+    }
+    let mut at = 0;
+    let views = lengths
+        .iter()
+        .zip(seeds)
+        .map(|(&length, seed)| {
+            let bytes = &jpeg[at..at + length as usize];
+            at += length as usize;
+            let pixels = StoredPicture::decode_bytes(bytes).ok_or_else(|| refused("a picture that is no JPEG".into()))?;
+            if pixels.width().min(pixels.height()) < spec.input_size {
+                return Err(refused(format!("a {}×{} picture for {} px views", pixels.width(), pixels.height(), spec.input_size)));
+            }
+            Ok(view_of(&pixels, seed, &augmentation, &spec))
+        })
+        .collect::<Result<_>>()?;
+    Ok((spec, views))
 }
 
 /// `model` with the values of its trainable parameters replaced by `values` (visit order).
@@ -841,6 +907,32 @@ mod tests {
         assert!(!kept);
         assert_eq!(reports, alone);
         assert_eq!(values, alone_values);
+    }
+
+    #[test]
+    fn a_helper_makes_the_views_this_engine_makes_from_the_stored_pictures() {
+        let spec = BackboneKind::EfficientNetLite0.spec();
+        let picture = |shade: u8| {
+            let pixels = RgbImage::from_fn(300, spec.resize_size, |x, y| image::Rgb([shade, (x % 251) as u8, (y * 3 % 256) as u8]));
+            StoredPicture::new("p.png", &pixels).unwrap()
+        };
+        let (a, b) = (picture(10), picture(200));
+        let views = [ViewOf { picture: &a, seed: None }, ViewOf { picture: &b, seed: Some(3) }, ViewOf { picture: &a, seed: Some(u64::MAX) }];
+        let augmentation = Augmentation::default();
+        let request = forward_request(&spec, &augmentation, &views, Outputs::Features).unwrap();
+        let (mut tensors, metadata) = decode(&request, "forward").unwrap();
+        let (their_spec, theirs) = views_of_forward_job(&mut tensors, &metadata).unwrap();
+        assert_eq!(their_spec, spec);
+        let ours: Vec<RgbImage> = views.iter().map(|view| view.make(&augmentation, &spec)).collect();
+        assert!(theirs == ours, "the same views, pixel for pixel");
+        let other_seed = ViewOf { picture: &b, seed: Some(4) }.make(&augmentation, &spec);
+        assert!(other_seed != ours[1], "a seed draws its own view");
+
+        let short = forward_request(&spec, &augmentation, &views[..1], Outputs::Features).unwrap();
+        let (mut tensors, mut metadata) = decode(&short, "forward").unwrap();
+        metadata.insert("seeds".into(), "[null, 1]".into());
+        let refused = views_of_forward_job(&mut tensors, &metadata).unwrap_err();
+        assert!(refused.to_string().contains("2 seeds for 1 pictures"), "{refused}");
     }
 
     #[test]

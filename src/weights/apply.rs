@@ -75,7 +75,7 @@ impl Loader<'_> {
                 )));
                 return None;
             }
-            (TensorValues::I64(_), _) => {
+            (TensorValues::I64(_) | TensorValues::U8(_), _) => {
                 self.error = Some(Error::weights(format!("tensor {file_name} is an integer tensor, expected floats")));
                 return None;
             }

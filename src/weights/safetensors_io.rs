@@ -28,6 +28,7 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<(TensorMap, HashMap<String, Stri
                 data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
             ),
             Dtype::I64 => TensorValues::I64(data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
+            Dtype::U8 => TensorValues::U8(data.to_vec()),
             other => return Err(Error::weights(format!("{name}: unsupported element type {other:?}"))),
         };
         map.insert(name.to_string(), TensorEntry { shape: view.shape().to_vec(), values });
@@ -77,6 +78,7 @@ pub fn write_safetensors_as(map: &TensorMap, metadata: HashMap<String, String>, 
                     (name, Dtype::F16, &entry.shape, v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect())
                 }
                 (TensorValues::I64(v), _) => (name, Dtype::I64, &entry.shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                (TensorValues::U8(v), _) => (name, Dtype::U8, &entry.shape, v.clone()),
             })
         })
         .collect::<Result<_>>()?;

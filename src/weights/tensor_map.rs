@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 pub enum TensorValues {
     F32(Vec<f32>),
     I64(Vec<i64>),
+    /// Bytes (a helper's stored pictures, see `train::data_parallel`).
+    U8(Vec<u8>),
 }
 
 /// One named tensor: a row-major (C order) shape and its values.
@@ -29,7 +31,7 @@ impl TensorEntry {
     pub fn as_f32(&self) -> Option<&[f32]> {
         match &self.values {
             TensorValues::F32(v) => Some(v),
-            TensorValues::I64(_) => None,
+            TensorValues::I64(_) | TensorValues::U8(_) => None,
         }
     }
 
