@@ -100,7 +100,7 @@ fn decode(bytes: &[u8], job: &str) -> Result<(TensorMap, HashMap<String, String>
 }
 
 /// The setup request for a helper that is to compute shares of `model`'s steps (see the module
-/// documentation); `seed` is the run's, which draws the dropout masks ([`DropoutDraw`]).
+/// documentation); `seed` draws the dropout masks ([`DropoutDraw`]), as it does for the fine-tuner.
 pub(crate) async fn setup_request(model: &Classifier, objective: &TailObjective, seed: u64) -> Result<Vec<u8>> {
     let kind = model.backbone.kind();
     let hidden = model.head.hidden.as_ref().map_or(0, |linear| linear.weight.dims()[1]);
@@ -531,7 +531,7 @@ pub struct Replica {
     device: Device,
     /// The leader's frozen backbone, for forward jobs.
     backbone: Option<Backbone>,
-    /// The model phase 2 trains and the run's seed, for step jobs.
+    /// The model phase 2 trains and the seed of its dropout masks, for step jobs.
     state: Option<(Classifier, TailObjective, u64)>,
 }
 

@@ -424,7 +424,7 @@ impl FineTuner {
     async fn ready_helper(&mut self) -> Result<Rc<dyn Helper>> {
         let (helper, ready) = self.helper.clone().expect("asked only with a helper");
         if !ready {
-            let setup = setup_request(&self.model, &self.objective, self.seed).await?;
+            let setup = setup_request(&self.model, &self.objective, self.dropout_seed()).await?;
             check_setup_reply(&helper.call(setup).await?, &self.model)?;
             self.helper = Some((helper.clone(), true));
         }
@@ -443,7 +443,13 @@ impl FineTuner {
     /// This step's dropout masks for the rows from `first_row` of its batch: the same whichever
     /// engine computes them, so a run with a helper trains the model one engine trains.
     fn draw(&self, first_row: usize) -> DropoutDraw {
-        DropoutDraw { seed: self.seed, step: self.step as u64, first_row }
+        DropoutDraw { seed: self.dropout_seed(), step: self.step as u64, first_row }
+    }
+
+    /// The seed of phase 2's dropout masks: the run's, made different from phase 1's (which
+    /// draws from the run's seed as it is), so that step `k` of each phase drops differently.
+    fn dropout_seed(&self) -> u64 {
+        self.seed ^ 0x9e37_79b9_7f4a_7c15
     }
 
     /// Gradients (head, backbone) of the loss on the rows `rows` of the cache, rows `first_row..`
