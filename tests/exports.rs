@@ -64,6 +64,7 @@ fn every_export_has_the_pytorch_models_names_shapes_and_dtypes() {
                     let dtype = match t.values {
                         TensorValues::F32(_) => "float32",
                         TensorValues::I64(_) => "int64",
+                        TensorValues::U8(_) => "uint8",
                     };
                     (name.clone(), (t.shape.clone(), dtype.to_string()))
                 })
