@@ -697,7 +697,9 @@ fn views_of_forward_job(tensors: &mut TensorMap, metadata: &HashMap<String, Stri
     let (Some(TensorEntry { values: TensorValues::U8(jpeg), .. }), Some(TensorEntry { values: TensorValues::I64(lengths), .. })) = (tensors.remove("jpeg"), tensors.remove("jpeg_lengths")) else {
         return Err(refused("no pictures".into()));
     };
-    if seeds.is_empty() || seeds.len() != lengths.len() || lengths.iter().any(|&n| n < 0) || lengths.iter().sum::<i64>() != jpeg.len() as i64 {
+    // Checked: lengths that overflow when summed must be refused, not wrap around to the total.
+    let total = lengths.iter().try_fold(0i64, |sum, &n| if n < 0 { None } else { sum.checked_add(n) });
+    if seeds.is_empty() || seeds.len() != lengths.len() || total != Some(jpeg.len() as i64) {
         return Err(refused(format!("{} seeds for {} pictures in {} bytes", seeds.len(), lengths.len(), jpeg.len())));
     }
     let mut at = 0;
@@ -933,6 +935,14 @@ mod tests {
         metadata.insert("seeds".into(), "[null, 1]".into());
         let refused = views_of_forward_job(&mut tensors, &metadata).unwrap_err();
         assert!(refused.to_string().contains("2 seeds for 1 pictures"), "{refused}");
+
+        // Lengths whose sum wraps around to the byte count are refused, not sliced.
+        let (mut tensors, mut metadata) = decode(&request, "forward").unwrap();
+        let bytes = tensors["jpeg"].num_elements() as i64;
+        metadata.insert("seeds".into(), "[null, null, null]".into());
+        tensors.insert("jpeg_lengths".into(), TensorEntry { shape: vec![3], values: TensorValues::I64(vec![i64::MAX, i64::MAX, bytes + 2]) });
+        let refused = views_of_forward_job(&mut tensors, &metadata).unwrap_err();
+        assert!(refused.to_string().contains("3 seeds for 3 pictures"), "{refused}");
     }
 
     #[test]
