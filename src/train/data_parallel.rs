@@ -796,8 +796,8 @@ mod tests {
     }
 
     /// EfficientNet-Lite0 with a 3-class head (a hidden layer and dropout, whose masks must be
-    /// the same whichever engine computes a row), the prefix outputs of 10 random 32 px pictures for a plan that fine-tunes the last unit, and
-    /// a standardizer for the head's features. Made once per test: tests run in parallel and
+    /// the same whichever engine computes a row), the prefix outputs of 10 random 32 px pictures
+    /// for a plan that fine-tunes the last unit, and a standardizer for the head's features. Made once per test: tests run in parallel and
     /// draw from the same random generator.
     struct Start {
         classifier: Classifier,
