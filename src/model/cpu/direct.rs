@@ -20,15 +20,22 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
 use super::contiguous_values;
+use super::simd::{self, LANES, store_lanes};
 use crate::model::blocks::conv_padding;
 
 mod trainable;
 
-/// Neighbouring outputs of a row accumulated together: two 128-bit vectors.
-const LANES: usize = 8;
-
 /// Output rows accumulated together.
 const ROWS: usize = 4;
+
+/// Output channels of a full convolution over few inputs computed together: every input vector
+/// loaded feeds all of them (`2 · CHANNEL_BLOCK` sums in registers), so a stem's 27 taps cost two
+/// loads each for four channels instead of for one.
+const CHANNEL_BLOCK: usize = 4;
+
+/// Inputs of one input row that [`LANES`] outputs of a 3×3 convolution at stride 2 read: every
+/// other column from the first output's first tap, and the third tap of the last output.
+const STRIDE_2_REACH: usize = 2 * LANES + 1;
 
 /// Most input channels of a full (one-group) convolution that takes our kernel: the MobileNet
 /// family's 3×3 stems, whose 3 colour channels make a poorly shaped matrix product for burn-flex
@@ -157,6 +164,9 @@ impl Plan {
         let taps = offsets.len();
         let plane = |index: usize, out: &mut [MaybeUninit<f32>], scratch: &mut Vec<f32>| {
             let c = index % channels;
+            if (self.kernel, self.stride) == ([3, 3], 2) {
+                return self.plane_3x3_stride_2(&input[index * in_plane..][..in_plane], &weights[c * taps..][..taps], out);
+            }
             scratch.resize(self.scratch_len(), 0.0);
             self.fill_scratch(&input[index * in_plane..][..in_plane], scratch);
             self.output_plane(&offsets, &weights[c * taps..][..taps], scratch, out);
@@ -191,14 +201,106 @@ impl Plan {
             for (plane, scratch) in planes.zip(scratch.chunks_exact_mut(len)) {
                 self.fill_scratch(plane, scratch);
             }
-            let plane = |(o, out): (usize, &mut [MaybeUninit<f32>])| self.output_plane(&offsets, &weights[o * taps..][..taps], &scratch, out);
+            // Output channels CHANNEL_BLOCK at a time, those left over one by one.
+            let (blocked, rest) = out.split_at_mut(out_channels / CHANNEL_BLOCK * CHANNEL_BLOCK * out_plane);
+            let block = |(b, out): (usize, &mut [MaybeUninit<f32>])| {
+                let weights = &weights[b * CHANNEL_BLOCK * taps..][..CHANNEL_BLOCK * taps];
+                match (self.kernel, self.stride) {
+                    ([3, 3], 1) => self.channels_fixed::<3, 3, 1>(weights, &scratch, out),
+                    ([3, 3], 2) => self.channels_fixed::<3, 3, 2>(weights, &scratch, out),
+                    ([5, 5], 1) => self.channels_fixed::<5, 5, 1>(weights, &scratch, out),
+                    ([5, 5], 2) => self.channels_fixed::<5, 5, 2>(weights, &scratch, out),
+                    _ => out.chunks_mut(out_plane).zip(weights.chunks(taps)).for_each(|(out, weights)| self.output_plane(&offsets, weights, &scratch, out)),
+                }
+            };
+            let first_left = out_channels / CHANNEL_BLOCK * CHANNEL_BLOCK;
+            let plane = |(o, out): (usize, &mut [MaybeUninit<f32>])| self.output_plane(&offsets, &weights[(first_left + o) * taps..][..taps], &scratch, out);
             #[cfg(not(target_arch = "wasm32"))]
             {
                 use rayon::prelude::*;
-                out.par_chunks_mut(out_plane).enumerate().for_each(plane);
+                blocked.par_chunks_mut(CHANNEL_BLOCK * out_plane).enumerate().for_each(block);
+                rest.par_chunks_mut(out_plane).enumerate().for_each(plane);
             }
             #[cfg(target_arch = "wasm32")]
-            out.chunks_mut(out_plane).enumerate().for_each(plane);
+            {
+                blocked.chunks_mut(CHANNEL_BLOCK * out_plane).enumerate().for_each(block);
+                rest.chunks_mut(out_plane).enumerate().for_each(plane);
+            }
+        }
+    }
+
+    /// [`CHANNEL_BLOCK`] output planes of a full convolution over few inputs (`out`:
+    /// `[CHANNEL_BLOCK, out_h, out_w]`), from the scratch of all its input planes and their
+    /// `weights` (`[CHANNEL_BLOCK, planes, KH, KW]`), for a `KH × KW` kernel at stride `S`: for
+    /// every tap, the inputs of [`LANES`] outputs are loaded once and multiplied by each channel's
+    /// weight, splatted where it is used (a stem's 4 · 27 weights would not stay in registers).
+    #[inline(always)]
+    fn channels_fixed<const KH: usize, const KW: usize, const S: usize>(&self, weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let (rows, width, len) = (self.rows(), self.phase_width(), self.scratch_len());
+        let [out_h, out_w] = self.output;
+        let (taps, out_plane) = (self.planes * KH * KW, out_h * out_w);
+        let weights = &weights[..CHANNEL_BLOCK * taps];
+        // Input rows oh·S .. oh·S + KH of every phase feed output row oh.
+        let reach = ((S - 1) * rows + KH - 1) * width + (KW - 1) / S + LANES;
+        for oh in 0..out_h {
+            for ow in (0..out_w).step_by(LANES) {
+                let mut acc = [[simd::zero(); 2]; CHANNEL_BLOCK];
+                for p in 0..self.planes {
+                    // Every load below lies in this window (checked once per plane, here).
+                    let window = &scratch[p * len + oh * S * width + ow..][..reach];
+                    for kh in 0..KH {
+                        for kw in 0..KW {
+                            let at = scratch_offset(S, rows, width, kh, kw);
+                            // SAFETY: at + LANES <= reach = window.len(), as kh < KH and kw < KW.
+                            let (a, b) = unsafe { (simd::load(window.as_ptr().add(at)), simd::load(window.as_ptr().add(at + 4))) };
+                            let tap = (p * KH + kh) * KW + kw;
+                            for (c, acc) in acc.iter_mut().enumerate() {
+                                let w = simd::splat(weights[c * taps + tap]);
+                                acc[0] = simd::mul_add(a, w, acc[0]);
+                                acc[1] = simd::mul_add(b, w, acc[1]);
+                            }
+                        }
+                    }
+                }
+                let n = LANES.min(out_w - ow);
+                for (c, acc) in acc.iter().enumerate() {
+                    store_lanes(&mut out[c * out_plane + oh * out_w + ow..][..n], *acc);
+                }
+            }
+        }
+    }
+
+    /// One output plane of a 3×3 depthwise convolution at stride 2, straight from its input
+    /// plane (no scratch): for each chunk of [`LANES`] outputs, each of the three input rows
+    /// under it is loaded once and its even and odd columns dealt into vectors with shuffles
+    /// ([`stride_2_chunk`]). Copying the plane into column phases first, as the other shapes
+    /// do, cost as much as the arithmetic here, and read the input (which seldom fits the
+    /// cache at 112 px) in a pass of its own. Chunks that reach into the padding are copied
+    /// into a small zero-padded window first.
+    fn plane_3x3_stride_2(&self, input: &[f32], weights: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let ([in_h, in_w], [out_h, out_w], [pad_top, pad_left]) = (self.input, self.output, self.pad);
+        let weights: [[simd::V; 3]; 3] = std::array::from_fn(|kh| std::array::from_fn(|kw| simd::splat(weights[kh * 3 + kw])));
+        let mut edge = [0.0; 3 * STRIDE_2_REACH];
+        for oh in 0..out_h {
+            // The input rows under output row oh, and whether all three lie inside the input.
+            let top = (2 * oh).checked_sub(pad_top).filter(|top| top + 3 <= in_h);
+            for ow in (0..out_w).step_by(LANES) {
+                let left = (2 * ow).checked_sub(pad_left).filter(|left| left + STRIDE_2_REACH <= in_w);
+                let sums = match (top, left) {
+                    (Some(top), Some(left)) => stride_2_chunk(&input[top * in_w + left..][..2 * in_w + STRIDE_2_REACH], in_w, &weights),
+                    _ => {
+                        for (i, row) in edge.chunks_exact_mut(STRIDE_2_REACH).enumerate() {
+                            let r = (2 * oh + i).wrapping_sub(pad_top);
+                            for (j, value) in row.iter_mut().enumerate() {
+                                let c = (2 * ow + j).wrapping_sub(pad_left);
+                                *value = if r < in_h && c < in_w { input[r * in_w + c] } else { 0.0 };
+                            }
+                        }
+                        stride_2_chunk(&edge, STRIDE_2_REACH, &weights)
+                    }
+                };
+                store_lanes(&mut out[oh * out_w + ow..][..LANES.min(out_w - ow)], sums);
+            }
         }
     }
 
@@ -373,122 +475,34 @@ impl Plan {
     }
 }
 
+/// [`LANES`] outputs of a 3×3 convolution at stride 2 from the three input rows under them, in
+/// `window` `row_step` apart, each from the column under the first output's first tap
+/// ([`STRIDE_2_REACH`] values a row). Output `j` reads columns `2j`, `2j + 1` and `2j + 2`: the
+/// even columns of a row's first 16 values, its odd ones, and the even ones shifted in by one
+/// (with the 17th value) feed the three kernel columns.
+#[inline(always)]
+fn stride_2_chunk(window: &[f32], row_step: usize, weights: &[[simd::V; 3]; 3]) -> [simd::V; 2] {
+    let mut acc = [simd::zero(); 2];
+    for (kh, weights) in weights.iter().enumerate() {
+        let row = &window[kh * row_step..][..STRIDE_2_REACH];
+        // SAFETY: the four loads read row[0..16], inside its STRIDE_2_REACH = 17 values.
+        let [v0, v1, v2, v3] = std::array::from_fn(|i| unsafe { simd::load(row.as_ptr().add(4 * i)) });
+        let (even, odd) = ([simd::evens(v0, v1), simd::evens(v2, v3)], [simd::odds(v0, v1), simd::odds(v2, v3)]);
+        let next = [simd::shift_in(even[0], even[1]), simd::shift_in(even[1], simd::splat(row[2 * LANES]))];
+        for (inputs, &w) in [even, odd, next].iter().zip(weights) {
+            acc[0] = simd::mul_add(inputs[0], w, acc[0]);
+            acc[1] = simd::mul_add(inputs[1], w, acc[1]);
+        }
+    }
+    acc
+}
+
 /// Where input row `row` of a plane's scratch holds the input under kernel column `kw` of its
 /// first output column (stride `stride`, `rows` rows and `width` columns a phase): phase
 /// `kw % stride`, `kw / stride` columns in.
 #[inline(always)]
 fn scratch_offset(stride: usize, rows: usize, width: usize, row: usize, kw: usize) -> usize {
     ((kw % stride) * rows + row) * width + kw / stride
-}
-
-/// Writes one chunk's sums (`[low, high]`, [`LANES`] outputs) into `row`, which holds the
-/// chunk's first `row.len()` outputs (fewer at the end of a row): stored directly when whole.
-#[inline(always)]
-fn store_lanes(row: &mut [MaybeUninit<f32>], [low, high]: [simd::V; 2]) {
-    if row.len() == LANES {
-        simd::store(&mut row[..4], low);
-        simd::store(&mut row[4..], high);
-    } else {
-        let mut lanes = [MaybeUninit::uninit(); LANES];
-        simd::store(&mut lanes[..4], low);
-        simd::store(&mut lanes[4..], high);
-        row.copy_from_slice(&lanes[..row.len()]);
-    }
-}
-
-/// Four-lane vectors: wasm simd128 (the page; `+simd128` in .cargo/config.toml), SSE on x86-64
-/// (its baseline), plain arrays elsewhere. Multiply then add: neither simd128 nor baseline
-/// x86-64 has a fused multiply-add.
-mod simd {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    mod arch {
-        use core::arch::wasm32::*;
-        use std::mem::MaybeUninit;
-        pub type V = v128;
-        #[inline(always)]
-        pub fn zero() -> V {
-            f32x4_splat(0.0)
-        }
-        #[inline(always)]
-        pub fn splat(x: f32) -> V {
-            f32x4_splat(x)
-        }
-        /// # Safety
-        /// `p` must point at 4 readable `f32`s.
-        #[inline(always)]
-        pub unsafe fn load(p: *const f32) -> V {
-            unsafe { v128_load(p as *const v128) }
-        }
-        #[inline(always)]
-        pub fn mul_add(a: V, b: V, acc: V) -> V {
-            f32x4_add(acc, f32x4_mul(a, b))
-        }
-        #[inline(always)]
-        pub fn store(out: &mut [MaybeUninit<f32>], v: V) {
-            let out = &mut out[..4];
-            unsafe { v128_store(out.as_mut_ptr() as *mut v128, v) }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    mod arch {
-        use core::arch::x86_64::*;
-        use std::mem::MaybeUninit;
-        pub type V = __m128;
-        #[inline(always)]
-        pub fn zero() -> V {
-            unsafe { _mm_setzero_ps() }
-        }
-        #[inline(always)]
-        pub fn splat(x: f32) -> V {
-            unsafe { _mm_set1_ps(x) }
-        }
-        /// # Safety
-        /// `p` must point at 4 readable `f32`s.
-        #[inline(always)]
-        pub unsafe fn load(p: *const f32) -> V {
-            unsafe { _mm_loadu_ps(p) }
-        }
-        #[inline(always)]
-        pub fn mul_add(a: V, b: V, acc: V) -> V {
-            unsafe { _mm_add_ps(acc, _mm_mul_ps(a, b)) }
-        }
-        #[inline(always)]
-        pub fn store(out: &mut [MaybeUninit<f32>], v: V) {
-            let out = &mut out[..4];
-            unsafe { _mm_storeu_ps(out.as_mut_ptr() as *mut f32, v) }
-        }
-    }
-
-    #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
-    mod arch {
-        use std::mem::MaybeUninit;
-        pub type V = [f32; 4];
-        #[inline(always)]
-        pub fn zero() -> V {
-            [0.0; 4]
-        }
-        #[inline(always)]
-        pub fn splat(x: f32) -> V {
-            [x; 4]
-        }
-        /// # Safety
-        /// `p` must point at 4 readable `f32`s.
-        #[inline(always)]
-        pub unsafe fn load(p: *const f32) -> V {
-            unsafe { core::ptr::read_unaligned(p as *const V) }
-        }
-        #[inline(always)]
-        pub fn mul_add(a: V, b: V, acc: V) -> V {
-            std::array::from_fn(|i| acc[i] + a[i] * b[i])
-        }
-        #[inline(always)]
-        pub fn store(out: &mut [MaybeUninit<f32>], v: V) {
-            out[..4].write_copy_of_slice(&v);
-        }
-    }
-
-    pub use arch::*;
 }
 
 #[cfg(test)]
@@ -519,6 +533,13 @@ mod tests {
             (3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), 2, 16, 16),
             (4, 2, PaddingConfig2d::Explicit(0, 1, 1, 0), 2, 9, 16),
             (4, 2, PaddingConfig2d::Explicit(1, 3, 0, 2), 2, 9, 15),
+            // 3×3 at stride 2 reads its rows directly: chunks inside the input and at its edges,
+            // either padding parity, no padding, more padding than the kernel's reach.
+            (3, 2, PaddingConfig2d::Same, 2, 57, 58),
+            (3, 2, PaddingConfig2d::Valid, 2, 37, 50),
+            (3, 2, PaddingConfig2d::Explicit(2, 0, 0, 2), 2, 40, 41),
+            (3, 2, PaddingConfig2d::Explicit(0, 3, 3, 1), 2, 19, 35),
+            (3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), 2, 1, 1),
         ];
         for (kernel, stride, padding, channels, height, width) in cases {
             let conv = Conv2dConfig::new([channels, channels], [kernel, kernel])
@@ -549,6 +570,9 @@ mod tests {
             (5, 1, PaddingConfig2d::Valid, [4, 3], 12, 8),
             (5, 2, PaddingConfig2d::Same, [2, 4], 16, 16),
             (3, 2, PaddingConfig2d::Explicit(0, 2, 1, 0), [2, 6], 11, 10),
+            // Channel blocks and channels left over (9 = 2 · 4 + 1), wide enough for several chunks.
+            (3, 2, PaddingConfig2d::Same, [3, 9], 20, 45),
+            (5, 1, PaddingConfig2d::Same, [2, 6], 9, 21),
         ];
         for batch in [1, 3] {
             for (kernel, stride, padding, channels, height, width) in cases.clone() {

@@ -1,6 +1,7 @@
 //! Kernels of our own for the CPU backend, where burn-flex's are slow for the backbones' shapes:
 //! depthwise convolutions and the stems ([`direct`]), forward and (depthwise, stride 1) backward,
 //! and BatchNorm on running statistics fused with the activation after it ([`batch_norm`]).
+//! [`simd`] holds the 4-lane vector operations they share.
 //!
 //! Reached through burn's backend-extension API (`Tensor::try_into_primitive::<Flex>`), for plain
 //! flex tensors: the frozen backbone's forwards (feature extraction, the prefix cache,
@@ -13,6 +14,7 @@
 
 mod batch_norm;
 mod direct;
+mod simd;
 
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
