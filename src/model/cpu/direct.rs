@@ -11,7 +11,9 @@
 //! input plane is copied once, zero-padded and split into `stride` column phases, so that for
 //! every tap the inputs of [`LANES`] neighbouring outputs are consecutive values whatever the
 //! stride; those outputs are summed over all taps (of every input plane) in registers and
-//! stored once.
+//! stored once. A full convolution over few inputs sums [`CHANNEL_BLOCK`] output channels at
+//! once from each input vector loaded. A 3×3 depthwise convolution at stride 2 skips the copy:
+//! it deals each input row's even and odd columns into vectors with shuffles as it reads them.
 
 use std::mem::MaybeUninit;
 
