@@ -27,8 +27,14 @@ use crate::model::blocks::conv_padding;
 
 mod trainable;
 
-/// Output rows accumulated together.
+/// Output rows accumulated together by the generic kernel ([`Plan::accumulate`]).
 const ROWS: usize = 4;
+
+/// Output rows accumulated together by the kernels of fixed size ([`Plan::accumulate_fixed`]):
+/// their `2 · FIXED_ROWS` sums and a 3×3 kernel's 9 weights fit x86-64's 16 vector registers,
+/// where V8 compiles the page's wasm (with 4 rows they did not, and spilled: 3×3 stride 1 at 56
+/// px took 4.8 ms a batch of 8 in Chromium against 4.1 ms now).
+const FIXED_ROWS: usize = 2;
 
 /// Output channels of a full convolution over few inputs computed together: every input vector
 /// loaded feeds all of them (`2 · CHANNEL_BLOCK` sums in registers), so a stem's 27 taps cost two
@@ -279,6 +285,10 @@ impl Plan {
     /// do, cost as much as the arithmetic here, and read the input (which seldom fits the
     /// cache at 112 px) in a pass of its own. Chunks that reach into the padding are copied
     /// into a small zero-padded window first.
+    ///
+    /// Kept out of line: inlined into [`run`](Self::run), the stride-1 kernels there ran at two
+    /// thirds of their speed in Chromium (3×3 at 56 px: 7.4 against 4.8 ms a batch of 8).
+    #[inline(never)]
     fn plane_3x3_stride_2(&self, input: &[f32], weights: &[f32], out: &mut [MaybeUninit<f32>]) {
         let ([in_h, in_w], [out_h, out_w], [pad_top, pad_left]) = (self.input, self.output, self.pad);
         let weights: [[simd::V; 3]; 3] = std::array::from_fn(|kh| std::array::from_fn(|kw| simd::splat(weights[kh * 3 + kw])));
@@ -291,11 +301,14 @@ impl Plan {
                 let sums = match (top, left) {
                     (Some(top), Some(left)) => stride_2_chunk(&input[top * in_w + left..][..2 * in_w + STRIDE_2_REACH], in_w, &weights),
                     _ => {
+                        // Padded columns 2·ow .. 2·ow + STRIDE_2_REACH; those of the input are
+                        // `first..end` (input column c is padded column c + pad_left).
+                        let (first, end) = ((2 * ow).max(pad_left), (2 * ow + STRIDE_2_REACH).min(in_w + pad_left));
+                        edge.fill(0.0);
                         for (i, row) in edge.chunks_exact_mut(STRIDE_2_REACH).enumerate() {
                             let r = (2 * oh + i).wrapping_sub(pad_top);
-                            for (j, value) in row.iter_mut().enumerate() {
-                                let c = (2 * ow + j).wrapping_sub(pad_left);
-                                *value = if r < in_h && c < in_w { input[r * in_w + c] } else { 0.0 };
+                            if r < in_h && first < end {
+                                row[first - 2 * ow..end - 2 * ow].copy_from_slice(&input[r * in_w + first - pad_left..][..end - first]);
                             }
                         }
                         stride_2_chunk(&edge, STRIDE_2_REACH, &weights)
@@ -377,20 +390,20 @@ impl Plan {
     /// [`accumulate_fixed`](Self::accumulate_fixed) does the backbones' own.
     fn accumulate(&self, offsets: &[usize], weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
         let furthest = offsets.iter().max().copied().unwrap_or(0);
-        self.row_blocks(
+        self.row_blocks::<ROWS>(
             out,
             |oh, out| self.accumulate_rows::<ROWS>(oh, offsets, furthest, weights, scratch, out),
             |oh, out| self.accumulate_rows::<1>(oh, offsets, furthest, weights, scratch, out),
         );
     }
 
-    /// Runs `block` on the plane's output rows [`ROWS`] at a time from row 0, then `single` on
+    /// Runs `block` on the plane's output rows `R` at a time from row 0, then `single` on
     /// each row left over; both are given the first row and the plane's outputs.
     #[inline(always)]
-    fn row_blocks(&self, out: &mut [MaybeUninit<f32>], block: impl Fn(usize, &mut [MaybeUninit<f32>]), single: impl Fn(usize, &mut [MaybeUninit<f32>])) {
+    fn row_blocks<const R: usize>(&self, out: &mut [MaybeUninit<f32>], block: impl Fn(usize, &mut [MaybeUninit<f32>]), single: impl Fn(usize, &mut [MaybeUninit<f32>])) {
         let out_h = self.output[0];
-        let whole = out_h - out_h % ROWS;
-        for oh in (0..whole).step_by(ROWS) {
+        let whole = out_h - out_h % R;
+        for oh in (0..whole).step_by(R) {
             block(oh, out);
         }
         for oh in whole..out_h {
@@ -426,16 +439,17 @@ impl Plan {
 
     /// [`accumulate`](Self::accumulate) for a `KH × KW` kernel at stride `S`, known at compile
     /// time: every loop unrolls, and each input vector is loaded once for all the output rows
-    /// it feeds (a 3×3 kernel at stride 1 loads 6 rows for 4 output rows instead of 12).
+    /// it feeds (a 3×3 kernel at stride 1 loads 4 rows for [`FIXED_ROWS`] = 2 output rows
+    /// instead of 6).
     #[inline(always)]
     fn accumulate_fixed<const KH: usize, const KW: usize, const S: usize>(&self, weights: &[f32], scratch: &[f32], out: &mut [MaybeUninit<f32>]) {
         let weights: [[[simd::V; KW]; KH]; MAX_PLANES] = std::array::from_fn(|p| {
             std::array::from_fn(|kh| std::array::from_fn(|kw| simd::splat(weights.get((p * KH + kh) * KW + kw).copied().unwrap_or(0.0))))
         });
         let weights = &weights[..self.planes];
-        self.row_blocks(
+        self.row_blocks::<FIXED_ROWS>(
             out,
-            |oh, out| self.rows_fixed::<KH, KW, S, ROWS>(oh, weights, scratch, out),
+            |oh, out| self.rows_fixed::<KH, KW, S, FIXED_ROWS>(oh, weights, scratch, out),
             |oh, out| self.rows_fixed::<KH, KW, S, 1>(oh, weights, scratch, out),
         );
     }
