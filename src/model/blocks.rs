@@ -120,7 +120,10 @@ impl ConvBn {
     /// matrix–vector product per input channel; the product's backward is two large matrix
     /// products, about 3× faster for the shapes of phase 2's tail on the CPU backend (README,
     /// Speed). Other convolutions keep [`forward`](Self::forward) (on the CPU backend the
-    /// depthwise ones train through our own kernel and backward, [`super::conv2d`]).
+    /// depthwise ones train through our own kernel and backward, [`super::conv2d`]), and so does
+    /// an input that is not tracked by autodiff: without a backward the product gains nothing,
+    /// and a plain forward of the tail then takes the same kernels as the prefix, so that
+    /// splitting the network anywhere gives the same values bit for bit.
     ///
     /// # Shapes
     /// - input: `[batch, in_channels, height, width]`
@@ -129,7 +132,7 @@ impl ConvBn {
         let [out, inp, kh, kw] = self.conv.weight.dims();
         let [batch, _, height, width] = input.dims();
         let pointwise = self.conv.stride == [1, 1] && self.conv.dilation == [1, 1] && [kh, kw] == [1, 1] && self.conv.groups == 1;
-        if !pointwise {
+        if !pointwise || !input.device().is_autodiff() {
             return self.forward(input);
         }
         let pixels = input.permute([0, 2, 3, 1]).reshape([batch * height * width, inp]);

@@ -1,7 +1,8 @@
 //! Kernels of our own for the CPU backend, where burn-flex's are slow for the backbones' shapes:
 //! depthwise convolutions and the stems ([`direct`]), forward and (depthwise, stride 1) backward,
-//! and BatchNorm on running statistics fused with the activation after it ([`batch_norm`]).
-//! [`simd`] holds the 4-lane vector operations they share.
+//! pointwise convolutions over up to 32 input channels ([`pointwise`]), and BatchNorm on running
+//! statistics fused with the activation after it ([`batch_norm`]). [`simd`] holds the 4-lane
+//! vector operations they share.
 //!
 //! Reached through burn's backend-extension API (`Tensor::try_into_primitive::<Flex>`), for plain
 //! flex tensors: the frozen backbone's forwards (feature extraction, the prefix cache,
@@ -14,7 +15,10 @@
 
 mod batch_norm;
 mod direct;
+mod pointwise;
 mod simd;
+
+pub(crate) use pointwise::MAX_INPUTS as POINTWISE_MAX_INPUTS;
 
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
@@ -24,13 +28,14 @@ use burn_flex::FlexTensor;
 use super::blocks::inference_scale_shift;
 
 /// `conv(input)` as the backbones run it: with our direct kernel where that applies (depthwise
-/// convolutions and stems, [`direct::try_forward`]), burn's convolution otherwise.
+/// convolutions and stems, [`direct::try_forward`]), our pointwise one for 1×1 convolutions
+/// over few enough inputs ([`pointwise::try_forward`]), burn's convolution otherwise.
 ///
 /// # Shapes
 /// - input: `[batch, in_channels, height, width]`
 /// - output: `[batch, out_channels, out_height, out_width]`, as burn's `Conv2d::forward` gives
 pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
-    direct::try_forward(conv, input).unwrap_or_else(|input| conv.forward(input))
+    direct::try_forward(conv, input).or_else(|input| pointwise::try_forward(conv, input)).unwrap_or_else(|input| conv.forward(input))
 }
 
 /// `bn(x)` as the backbones run it, clamped to `[0, max]` after when `max` is given (ReLU6 is

@@ -51,7 +51,7 @@ export type SideBySideRequest =
 /** One convolution shape timed by `timeConvShapes` (src/train/kernel_timing.rs). */
 export interface ConvTiming {
   name: string;
-  /** `backbone`: as the backbones run it (webtune's direct kernel for depthwise convolutions and the stem); `burn`: burn-flex's. */
+  /** `backbone`: as the backbones run it (webtune's kernels for depthwise convolutions, the stem and pointwise convolutions over few inputs); `burn`: burn-flex's. */
   kernel: 'backbone' | 'burn';
   batch: number;
   medianMs: number;
