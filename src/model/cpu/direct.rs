@@ -210,7 +210,8 @@ impl Plan {
                 self.fill_scratch(plane, scratch);
             }
             // Output channels CHANNEL_BLOCK at a time, those left over one by one.
-            let (blocked, rest) = out.split_at_mut(out_channels / CHANNEL_BLOCK * CHANNEL_BLOCK * out_plane);
+            let in_blocks = out_channels / CHANNEL_BLOCK * CHANNEL_BLOCK;
+            let (blocked, rest) = out.split_at_mut(in_blocks * out_plane);
             let block = |(b, out): (usize, &mut [MaybeUninit<f32>])| {
                 let weights = &weights[b * CHANNEL_BLOCK * taps..][..CHANNEL_BLOCK * taps];
                 match (self.kernel, self.stride) {
@@ -221,8 +222,7 @@ impl Plan {
                     _ => out.chunks_mut(out_plane).zip(weights.chunks(taps)).for_each(|(out, weights)| self.output_plane(&offsets, weights, &scratch, out)),
                 }
             };
-            let first_left = out_channels / CHANNEL_BLOCK * CHANNEL_BLOCK;
-            let plane = |(o, out): (usize, &mut [MaybeUninit<f32>])| self.output_plane(&offsets, &weights[(first_left + o) * taps..][..taps], &scratch, out);
+            let plane = |(o, out): (usize, &mut [MaybeUninit<f32>])| self.output_plane(&offsets, &weights[(in_blocks + o) * taps..][..taps], &scratch, out);
             #[cfg(not(target_arch = "wasm32"))]
             {
                 use rayon::prelude::*;
