@@ -1,8 +1,8 @@
 //! The CPU backend's convolutions against the machine's SIMD peak, natively: the 128-bit peak
 //! (`simd_peak_gflops`), then each of EfficientNet-Lite0's main convolution shapes
-//! (`LITE0_SHAPES`) with its throughput and share of that peak; the depthwise ones, the stem and
-//! the pointwise ones over few inputs with webtune's kernels (what the backbones run) and
-//! burn-flex's. The browser's figures, against the wasm simd128 peak, come from
+//! (`LITE0_SHAPES`) with its throughput and share of that peak; the depthwise ones and the stem
+//! with webtune's kernels (what the backbones run) and burn-flex's (natively the pointwise ones
+//! are burn-flex's; in wasm those over few inputs are ours too). The browser's figures, against the wasm simd128 peak, come from
 //! `bench/side-by-side.mjs`. A benchmark: it asserts nothing.
 //!
 //! `cargo run --example kernel_benchmark -- [--batch 8] [--steps 5]`

@@ -14,7 +14,7 @@ mod timm;
 
 pub use backbone::{Backbone, BackboneNames, Convention};
 pub use cpu::{batch_norm, conv2d};
-pub(crate) use cpu::{POINTWISE_MAX_INPUTS, activate};
+pub(crate) use cpu::{OWN_POINTWISE, POINTWISE_MAX_INPUTS, activate};
 pub use classifier::{Classifier, ClassifierNames, ImageNetClassifier, ImageNetNames};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, EfficientNetLiteNames};
 pub use head::{DropoutDraw, Head, HeadConfig};

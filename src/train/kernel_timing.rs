@@ -10,7 +10,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{POINTWISE_MAX_INPUTS, conv2d};
+use crate::model::{OWN_POINTWISE, POINTWISE_MAX_INPUTS, conv2d};
 
 /// One convolution of EfficientNet-Lite0 at 224 px (no bias, no BatchNorm: the kernel alone).
 #[derive(Debug, Clone, Copy)]
@@ -38,10 +38,11 @@ impl ConvShape {
     }
 
     /// The kernels worth timing for this shape: burn's too where the backbones run another
-    /// (the depthwise convolutions, the stem, and the pointwise ones over at most
+    /// (the depthwise convolutions, the stem, and in wasm the pointwise ones over at most
     /// [`POINTWISE_MAX_INPUTS`] input channels).
     pub fn kernels(&self) -> &'static [ConvKernel] {
-        if self.kernel > 1 || self.input[0] <= POINTWISE_MAX_INPUTS { &[ConvKernel::Backbone, ConvKernel::Burn] } else { &[ConvKernel::Backbone] }
+        let own_pointwise = OWN_POINTWISE && self.input[0] <= POINTWISE_MAX_INPUTS;
+        if self.kernel > 1 || own_pointwise { &[ConvKernel::Backbone, ConvKernel::Burn] } else { &[ConvKernel::Backbone] }
     }
 
     /// Multiply-adds for one picture.

@@ -1,6 +1,6 @@
 //! Kernels of our own for the CPU backend, where burn-flex's are slow for the backbones' shapes:
 //! depthwise convolutions and the stems ([`direct`]), forward and (depthwise, stride 1) backward,
-//! pointwise convolutions over up to 32 input channels ([`pointwise`]), and BatchNorm on running
+//! pointwise convolutions over up to 32 input channels in wasm ([`pointwise`]), and BatchNorm on running
 //! statistics fused with the activation after it ([`batch_norm`]). [`simd`] holds the 4-lane
 //! vector operations they share.
 //!
@@ -20,6 +20,13 @@ mod simd;
 
 pub(crate) use pointwise::MAX_INPUTS as POINTWISE_MAX_INPUTS;
 
+/// Whether 1×1 convolutions over at most [`POINTWISE_MAX_INPUTS`] input channels take our
+/// kernel ([`pointwise`]): in wasm, where burn-flex's matrix product is 4 lanes wide without a
+/// fused multiply-add as ours is. Natively it picks AVX2 and FMA at run time, twice the width and
+/// one instruction for two, and beat our SSE kernel on every such shape (x86-64, one core: 16 → 96
+/// channels at 112 px 24–27 against 30–31 ms, 24 → 144 at 56 px 2.3–3.5 against 6.2–9.3 ms).
+pub(crate) const OWN_POINTWISE: bool = cfg!(target_arch = "wasm32");
+
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
@@ -29,13 +36,16 @@ use super::blocks::inference_scale_shift;
 
 /// `conv(input)` as the backbones run it: with our direct kernel where that applies (depthwise
 /// convolutions and stems, [`direct::try_forward`]), our pointwise one for 1×1 convolutions
-/// over few enough inputs ([`pointwise::try_forward`]), burn's convolution otherwise.
+/// over few enough inputs in wasm ([`pointwise::try_forward`], [`OWN_POINTWISE`]), burn's
+/// convolution otherwise.
 ///
 /// # Shapes
 /// - input: `[batch, in_channels, height, width]`
 /// - output: `[batch, out_channels, out_height, out_width]`, as burn's `Conv2d::forward` gives
 pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
-    direct::try_forward(conv, input).or_else(|input| pointwise::try_forward(conv, input)).unwrap_or_else(|input| conv.forward(input))
+    direct::try_forward(conv, input)
+        .or_else(|input| if OWN_POINTWISE { pointwise::try_forward(conv, input) } else { Err(input) })
+        .unwrap_or_else(|input| conv.forward(input))
 }
 
 /// `bn(x)` as the backbones run it, clamped to `[0, max]` after when `max` is given (ReLU6 is

@@ -1,5 +1,6 @@
 //! Pointwise (1×1) convolutions over few input channels for inference forwards on the CPU
-//! backend, with a kernel of our own: the MobileNet family's early expansions.
+//! backend in wasm, with a kernel of our own: the MobileNet family's early expansions
+//! ([`super::OWN_POINTWISE`] says why not natively).
 //!
 //! burn-flex runs a 1×1 convolution as a matrix product (the `gemm` crate) of the weights,
 //! `[out_channels, in_channels]`, and the picture, `[in_channels, pixels]`, whose inner dimension
