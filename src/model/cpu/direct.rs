@@ -18,11 +18,11 @@
 use std::mem::MaybeUninit;
 
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
-use super::contiguous_values;
 use super::simd::{self, LANES, store_lanes};
+use super::{contiguous_values, flex_operands};
 use crate::model::blocks::conv_padding;
 
 mod trainable;
@@ -62,18 +62,9 @@ pub fn try_forward(conv: &Conv2d, input: Tensor<4>) -> Result<Tensor<4>, Tensor<
     if input.device().is_autodiff() {
         return trainable::try_forward(conv, input);
     }
-    let Some(plan) = Plan::of(conv, input.dims()).filter(|_| input.dtype() == DType::F32) else {
+    let Some((plan, (x, w))) = Plan::of(conv, input.dims()).zip(flex_operands(conv, &input)) else {
         return Err(input);
     };
-    let Ok(x) = input.clone().try_into_primitive::<Flex>() else {
-        return Err(input);
-    };
-    let Ok(w) = conv.weight.val().try_into_primitive::<Flex>() else {
-        return Err(input);
-    };
-    if w.dtype() != DType::F32 {
-        return Err(input);
-    }
     Ok(Tensor::from_primitive::<Flex>(plan.convolve(&x, &w)))
 }
 

@@ -29,8 +29,8 @@ pub(crate) const OWN_POINTWISE: bool = cfg!(target_arch = "wasm32");
 
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::tensor::Tensor;
-use burn_flex::FlexTensor;
+use burn::tensor::{DType, Tensor};
+use burn_flex::{Flex, FlexTensor};
 
 use super::blocks::inference_scale_shift;
 
@@ -88,6 +88,14 @@ fn scale_shift(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let [channels] = bn.gamma.dims();
     let (scale, shift) = inference_scale_shift(bn, &x.device());
     x * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1])
+}
+
+/// `input` and `conv`'s weights as plain flex tensors when both are f32 ones (what our kernels
+/// take); `None` otherwise (autodiff, another backend or dtype).
+fn flex_operands(conv: &Conv2d, input: &Tensor<4>) -> Option<(FlexTensor, FlexTensor)> {
+    let x = input.clone().try_into_primitive::<Flex>().ok()?;
+    let w = conv.weight.val().try_into_primitive::<Flex>().ok()?;
+    (x.dtype() == DType::F32 && w.dtype() == DType::F32).then_some((x, w))
 }
 
 /// The values of a contiguous f32 tensor, from its first element.

@@ -15,11 +15,11 @@
 use std::mem::MaybeUninit;
 
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
-use super::contiguous_values;
 use super::simd::{self, LANES, store_lanes};
+use super::{contiguous_values, flex_operands};
 use crate::model::blocks::conv_padding;
 
 /// Output channels summed together: `2 · CHANNELS` vector registers of sums, two for the
@@ -51,21 +51,10 @@ pub fn try_forward(conv: &Conv2d, input: Tensor<4>) -> Result<Tensor<4>, Tensor<
         && (1..=MAX_INPUTS).contains(&in_channels)
         && out_channels % CHANNELS == 0
         && conv_padding(&conv.padding, [height, width], [1, 1], [1, 1]) == [0; 4]
-        && batch * height * width > 0
-        && input.dtype() == DType::F32
-        && !input.device().is_autodiff();
-    if !covered {
-        return Err(input);
-    }
-    let Ok(x) = input.clone().try_into_primitive::<Flex>() else {
+        && batch * height * width > 0;
+    let Some((x, w)) = flex_operands(conv, &input).filter(|_| covered) else {
         return Err(input);
     };
-    let Ok(w) = conv.weight.val().try_into_primitive::<Flex>() else {
-        return Err(input);
-    };
-    if w.dtype() != DType::F32 {
-        return Err(input);
-    }
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let pixels = height * width;
     let total = batch * out_channels * pixels;
