@@ -79,6 +79,12 @@ fn number<T: std::str::FromStr>(metadata: &HashMap<String, String>, key: &str) -
     metadata_field(metadata, key)?.parse().map_err(|_| Error::Training(format!("a helper message whose \"{key}\" is not a number")))
 }
 
+/// A metadata field written as JSON ([`forward_request`]), read as a `T`; `unreadable` says
+/// what a field that does not parse is.
+fn json_field<T: serde::de::DeserializeOwned>(metadata: &HashMap<String, String>, key: &str, unreadable: &str) -> Result<T> {
+    serde_json::from_str(metadata_field(metadata, key)?).map_err(|e| Error::Training(format!("{unreadable} ({e})")))
+}
+
 fn take_f32(tensors: &mut TensorMap, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     match tensors.remove(name) {
         Some(TensorEntry { shape, values: TensorValues::F32(values) }) => Ok((shape, values)),
@@ -690,10 +696,9 @@ struct PhaseTwoJob<'a> {
 /// the preprocessing they are for.
 fn views_of_forward_job(tensors: &mut TensorMap, metadata: &HashMap<String, String>) -> Result<(BackboneSpec, Vec<RgbImage>)> {
     let refused = |what: String| Error::Training(format!("a forward job with {what}"));
-    let json = |key: &str| -> Result<serde_json::Value> { serde_json::from_str(metadata_field(metadata, key)?).map_err(|e| refused(format!("an unreadable \"{key}\" ({e})"))) };
-    let spec: BackboneSpec = serde_json::from_value(json("spec")?).map_err(|e| refused(format!("an unreadable spec ({e})")))?;
-    let augmentation: Augmentation = serde_json::from_value(json("augmentation")?).map_err(|e| refused(format!("unreadable augmentation settings ({e})")))?;
-    let seeds: Vec<Option<u64>> = serde_json::from_value(json("seeds")?).map_err(|e| refused(format!("unreadable seeds ({e})")))?;
+    let spec: BackboneSpec = json_field(metadata, "spec", "a forward job with an unreadable spec")?;
+    let augmentation: Augmentation = json_field(metadata, "augmentation", "a forward job with unreadable augmentation settings")?;
+    let seeds: Vec<Option<u64>> = json_field(metadata, "seeds", "a forward job with unreadable seeds")?;
     let (Some(TensorEntry { values: TensorValues::U8(jpeg), .. }), Some(TensorEntry { values: TensorValues::I64(lengths), .. })) = (tensors.remove("jpeg"), tensors.remove("jpeg_lengths")) else {
         return Err(refused("no pictures".into()));
     };
